@@ -1,0 +1,53 @@
+"""Sparse center loss and its class centers (SPEC §2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+class SparseCenterLoss(nn.Module):
+    """L_SC = 1/(2m) · Σ_i Σ_j a_ij · (f_ij − c_{y_i,j})²  (SPEC §2).
+
+    Autograd of this expression gives exactly the SPEC's gradients: ``a ⊙ (f − c) / m`` for the
+    features and ``(f − c)² / (2m)`` for the attention (the caller multiplies by λ). The centers
+    are a buffer, not a parameter: no optimizer, weight decay or scheduler touches them; they
+    move only by :meth:`update_centers`, and they are saved in the ``state_dict``.
+    """
+
+    centers: Tensor
+
+    def __init__(self, num_classes: int = 7, feat_dim: int = 512, alpha: float = 0.5) -> None:
+        super().__init__()
+        self.alpha = alpha
+        # N(0, 2/K): Kaiming-normal with the K axis as fan-in.
+        std = math.sqrt(2.0 / num_classes)
+        self.register_buffer("centers", torch.randn(num_classes, feat_dim) * std)
+
+    def forward(self, features: Tensor, attention: Tensor, labels: Tensor) -> Tensor:
+        # Float32 even under autocast: squared distances of 512-d features overflow fp16.
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            diff = features.float() - self.centers[labels]
+            return (attention.float() * diff.pow(2)).sum() / (2 * features.shape[0])
+
+    @torch.no_grad()
+    def update_centers(
+        self, features: Tensor, attention: Tensor, labels: Tensor, lam: float = 0.01
+    ) -> None:
+        """c_k ← c_k + α·λ·Σ_{i: y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k)  (SPEC §2, after Wen et al.).
+
+        Under ``torch.distributed`` the per-class sums and counts are all-reduced first, so every
+        process applies the update of the global batch and the centers stay identical.
+        """
+        num_classes = self.centers.shape[0]
+        pull = attention.float() * (features.float() - self.centers[labels])
+        sums = torch.zeros_like(self.centers).index_add_(0, labels, pull)
+        counts = torch.bincount(labels, minlength=num_classes).to(sums.dtype)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            packed = torch.cat([sums, counts[:, None]], dim=1)
+            dist.all_reduce(packed)
+            sums, counts = packed[:, :-1], packed[:, -1]
+        self.centers.add_(sums / (1 + counts[:, None]), alpha=self.alpha * lam)

@@ -1,0 +1,170 @@
+"""DACLModule: the LightningModule that trains DACLNet with L = L_CE + λ·L_SC (SPEC §2, §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from dacl.classes import FER2013_CLASSES
+from dacl.errors import DACLError
+from dacl.loss import SparseCenterLoss
+from dacl.model import DACLNet
+
+Variant = Literal["dacl", "center", "softmax"]
+
+
+def _eval_metrics(num_classes: int) -> MetricCollection:
+    """The report's measures (SPEC §5); balanced accuracy is macro recall."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "balanced_acc": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average=None),
+            "confmat": MulticlassConfusionMatrix(num_classes),
+        },
+        compute_groups=False,
+    )
+
+
+class DACLModule(pl.LightningModule):
+    """DACL on FER2013 (SPEC §2, §4).
+
+    Args:
+        variant: ``dacl`` (attention-weighted sparse center loss), ``center`` (a ≡ 1: plain
+            center loss, no attention net) or ``softmax`` (λ = 0: cross-entropy only).
+        lam: λ, the weight of L_SC.
+        alpha: α, the centers' own update rate.
+        lr, momentum, weight_decay: SGD over the network's parameters (not the centers).
+        lr_step, lr_gamma: StepLR, stepped once per epoch.
+        image_size: input side (the CLI links it to ``data.crop``).
+        pretrained: ``None``, ``"imagenet"`` or a trunk checkpoint path; loaded when ``fit``
+            starts, so a saved run reloads from its checkpoint alone.
+        in_chans: 3 as in the SPEC, or 1 for the folded gray stem (see :class:`DACLNet`).
+        channels_last: run the network in channels-last memory format (faster convolutions).
+        compile: wrap the forward pass in ``torch.compile``.
+        class_names: names of the outputs, kept in the checkpoint for reports.
+    """
+
+    def __init__(
+        self,
+        variant: Variant = "dacl",
+        lam: float = 0.01,
+        alpha: float = 0.5,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_step: int = 20,
+        lr_gamma: float = 0.1,
+        image_size: int = 200,
+        pretrained: str | None = None,
+        in_chans: int = 3,
+        channels_last: bool = True,
+        compile: bool = False,
+        class_names: Sequence[str] = FER2013_CLASSES,
+    ) -> None:
+        super().__init__()
+        if variant not in ("dacl", "center", "softmax"):
+            raise DACLError(f"model.variant must be dacl, center or softmax, got '{variant}'")
+        self.save_hyperparameters()
+        self.class_names = tuple(class_names)
+        num_classes = len(self.class_names)
+        self.lam = 0.0 if variant == "softmax" else lam
+        self.net = DACLNet(num_classes, image_size, attention=variant == "dacl", in_chans=in_chans)
+        self.center_loss = SparseCenterLoss(num_classes, self.net.classifier.in_features, alpha)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self._forward = torch.compile(self.net) if compile else self.net
+        self.val_metrics = _eval_metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = _eval_metrics(num_classes).clone(prefix="test/")
+        #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
+        self.confusion: dict[str, Tensor] = {}
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self._forward(images)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.pretrained:
+            self.net.load_pretrained(self.hparams.pretrained)
+
+    def _losses(self, batch: tuple[Tensor, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        images, labels = batch
+        logits, features, attention = self(images)
+        loss_ce = F.cross_entropy(logits.float(), labels)
+        losses = {"loss_ce": loss_ce, "loss": loss_ce}
+        if self.hparams.variant != "softmax":
+            loss_sc = self.center_loss(features, attention, labels)
+            losses["loss_sc"] = loss_sc
+            losses["loss"] = loss_ce + self.lam * loss_sc
+        return losses, logits, (features, attention, labels)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        losses, _, (features, attention, labels) = self._losses(batch)
+        if self.hparams.variant != "softmax":
+            self.center_loss.update_centers(features, attention, labels, self.lam)
+        loss = losses.pop("loss")
+        self.log_dict({f"train/{k}": v for k, v in losses.items()})
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        losses, logits, (*_, labels) = self._losses(batch)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(logits, labels)
+        bs = labels.shape[0]
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        values = metrics.compute()
+        metrics.reset()
+        self.confusion[stage] = values.pop(f"{stage}/confmat").cpu()
+        recall = values.pop(f"{stage}/recall")
+        values.update(
+            {f"{stage}/recall_{n}": r for n, r in zip(self.class_names, recall, strict=True)}
+        )
+        self.log_dict(values, prog_bar=stage == "val")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: Tensor | Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        logits, _, attention = self(images)
+        probs = logits.float().softmax(dim=-1)
+        return {"pred": probs.argmax(dim=-1), "probs": probs, "attention": attention}
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(
+            self.net.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
+        sched = torch.optim.lr_scheduler.StepLR(
+            opt, step_size=self.hparams.lr_step, gamma=self.hparams.lr_gamma
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
