@@ -110,8 +110,10 @@ class DACLNet(nn.Module):
             self.load_pretrained(pretrained)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if self.in_chans == 3 and x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # gray batches from the fast pipeline
+        if x.shape[1] != self.in_chans:
+            # FER2013 is gray: a 1-channel batch is replicated for the RGB stem, and of a
+            # replicated 3-channel batch the gray stem needs one channel.
+            x = x.expand(-1, 3, -1, -1) if self.in_chans == 3 else x[:, :1]
         fmap = self.trunk(x)
         f = self.pool(fmap).flatten(1)
         logits = self.classifier(f)

@@ -64,6 +64,8 @@ def test_gray_stem_equals_rgb_stem_on_replicated_gray_input():
         torch.testing.assert_close(out_gray, out_rgb, rtol=1e-4, atol=1e-5)
     # a 1-channel batch into the 3-channel net is replicated, not rejected
     torch.testing.assert_close(rgb(x)[0], rgb(x.expand(-1, 3, -1, -1))[0])
+    # and a replicated 3-channel batch into the gray net reads one channel
+    torch.testing.assert_close(gray(x.expand(-1, 3, -1, -1))[0], gray(x)[0])
 
 
 def _trunk_checkpoint(tmp_path, net):
