@@ -1,0 +1,203 @@
+"""Images/s delivered to the model at exp3 settings: fast data path vs the reference pipeline.
+
+exp3 settings: train transform (SPEC §3), crop 200, resize 256, batch 64. Both sides are timed
+by the same harness (:func:`measure`: warm-up batches, then ``--batches`` timed batches, epochs
+reshuffled and cycled as in training):
+
+- reference: a ``torch.utils.data.DataLoader`` with 2 workers over per-image PIL decode of the
+  JPEG/PNG files (``SplitIndex.load``) + ``dacl.data.transforms.train_transform`` + default
+  collate; 3 × 200 × 200 float batches.
+- fast: the split decoded once (``dacl.data.cache.load_or_build``) into a resident uint8 tensor;
+  per batch, index a shuffled permutation, gather, and ``dacl.data.augment.train_augment`` on
+  the CPU in this process (1 × 200 × 200 float batches — the gray stem's input).
+
+Data: ``--root`` at a FER2013 layout (e.g. /work/shared/fer2013), else a temporary folder of
+``--images`` synthetic 48 × 48 JPEGs. Prints both figures, their ratio, and a final JSON line.
+
+    python benchmarks/datapipe.py [--root /work/shared/fer2013] [--batches 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dacl.classes import FER2013_CLASSES
+from dacl.data.augment import train_augment
+from dacl.data.cache import load_or_build
+from dacl.data.layouts import SplitIndex, find_layout
+from dacl.data.transforms import train_transform
+
+CROP, RESIZE, BATCH = 200, 256, 64  # exp3
+
+
+class ReferenceDataset(Dataset):
+    """The reference per-image path: decode the file with PIL, then the PIL transform."""
+
+    def __init__(self, index: SplitIndex, crop: int, resize: int) -> None:
+        self.index = index
+        self.labels = list(index.labels)
+        self.transform = train_transform(crop, resize)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.index.load(i)), self.labels[i]
+
+
+def reference_batches(index: SplitIndex, crop: int, resize: int, batch: int, workers: int):
+    loader = DataLoader(
+        ReferenceDataset(index, crop, resize),
+        batch_size=batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+
+    def forever() -> Iterator:
+        while True:
+            yield from loader
+
+    return forever()
+
+
+def fast_batches(images: torch.Tensor, labels: torch.Tensor, crop: int, resize: int, batch: int):
+    """The datamodule's fast path on the CPU: shuffled index batches of a resident tensor."""
+    g = torch.Generator().manual_seed(0)
+    n = images.shape[0]
+
+    def forever() -> Iterator:
+        while True:
+            perm = torch.randperm(n, generator=g)
+            for start in range(0, n - batch + 1, batch):
+                idx = perm[start : start + batch]
+                yield train_augment(images[idx], crop, resize, generator=g), labels[idx]
+
+    return forever()
+
+
+def measure(batches: Iterator, warmup: int, timed: int) -> dict:
+    """Images/s over ``timed`` batches after ``warmup`` (worker start-up, allocator, caches)."""
+    shape = None
+    for _ in range(warmup):
+        x, _ = next(batches)
+        shape = tuple(x.shape)
+    images = 0
+    start = time.perf_counter()
+    for _ in range(timed):
+        x, y = next(batches)
+        images += x.shape[0]
+    elapsed = time.perf_counter() - start
+    assert x.dtype == torch.float32 and y.shape[0] == x.shape[0]
+    return {"images_per_s": images / elapsed, "seconds": elapsed, "images": images, "shape": shape}
+
+
+def write_synthetic(root: Path, count: int, seed: int = 0) -> None:
+    """``count`` 48 × 48 grayscale JPEGs in ``root/train/<class>/``: smooth shapes plus noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:48, 0:48].astype(np.float32)
+    for name in FER2013_CLASSES:
+        (root / "train" / name).mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        cy, cx, r = rng.uniform(14, 34), rng.uniform(14, 34), rng.uniform(8, 20)
+        face = 200 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+        img = face + rng.uniform(0, 60) + 0.8 * xx * rng.uniform(-1, 1)
+        img += rng.normal(0, 12, (48, 48))
+        arr = np.clip(img, 0, 255).astype(np.uint8)
+        cls = FER2013_CLASSES[i % len(FER2013_CLASSES)]
+        Image.fromarray(arr, mode="L").save(root / "train" / cls / f"Training_{i}.jpg", quality=85)
+
+
+def run(args: argparse.Namespace, root: Path, data_label: str) -> dict:
+    index = find_layout(root).split("train")
+    print(f"data: {data_label}: {len(index)} train images")
+
+    with tempfile.TemporaryDirectory(prefix="dacl-bench-cache-") as cache_dir:
+        t = time.perf_counter()
+        load_or_build(index, cache_dir)
+        build_s = time.perf_counter() - t
+        t = time.perf_counter()
+        images, labels, _ = load_or_build(index, cache_dir)
+        load_s = time.perf_counter() - t
+    print(f"decoded cache: build {build_s:.2f} s, reuse {load_s:.2f} s ({tuple(images.shape)})")
+
+    # Reference: the workers do the work (torch gives each 1 thread); the main process waits.
+    torch.set_num_threads(1)
+    print(f"reference: DataLoader num_workers={args.workers} (1 torch thread each), PIL decode +")
+    print("  train_transform per image, default collate; main-process torch threads=1")
+    ref = measure(
+        reference_batches(index, CROP, RESIZE, BATCH, args.workers), args.warmup, args.batches
+    )
+    print(
+        f"  {ref['images_per_s']:9.1f} images/s  ({ref['images']} images in "
+        f"{ref['seconds']:.2f} s, batch {ref['shape']})"
+    )
+
+    torch.set_num_threads(args.threads)
+    print(f"fast: resident uint8 tensor -> index batch -> train_augment; threads={args.threads}")
+    fast = measure(fast_batches(images, labels, CROP, RESIZE, BATCH), args.warmup, args.batches)
+    print(
+        f"  {fast['images_per_s']:9.1f} images/s  ({fast['images']} images in "
+        f"{fast['seconds']:.2f} s, batch {fast['shape']})"
+    )
+    ratio = fast["images_per_s"] / ref["images_per_s"]
+    print(f"ratio fast/reference: {ratio:.1f}x (target >= 8x)")
+    return {
+        "benchmark": "datapipe",
+        "data": data_label,
+        "train_images": len(index),
+        "crop": CROP,
+        "resize": RESIZE,
+        "batch": BATCH,
+        "warmup_batches": args.warmup,
+        "timed_batches": args.batches,
+        "reference_images_per_s": round(ref["images_per_s"], 1),
+        "reference_workers": args.workers,
+        "fast_images_per_s": round(fast["images_per_s"], 1),
+        "fast_torch_threads": args.threads,
+        "ratio": round(ratio, 2),
+        "cache_build_s": round(build_s, 3),
+        "cache_load_s": round(load_s, 3),
+        "cpus": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", type=Path, help="FER2013 layout (default: synthetic JPEGs)")
+    p.add_argument("--images", type=int, default=4000, help="synthetic images (default 4000)")
+    p.add_argument("--batches", type=int, default=100, help="timed batches per side")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up batches per side")
+    p.add_argument("--workers", type=int, default=2, help="reference DataLoader workers")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for the fast side")
+    args = p.parse_args(argv)
+    if args.root is not None:
+        result = run(args, args.root, str(args.root))
+    else:
+        with tempfile.TemporaryDirectory(prefix="dacl-bench-data-") as tmp:
+            write_synthetic(Path(tmp), args.images)
+            result = run(args, Path(tmp), f"synthetic ({args.images} 48x48 JPEGs)")
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
