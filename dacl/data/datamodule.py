@@ -1,0 +1,286 @@
+"""FER2013DataModule: any SPEC §3 layout → train/val/test loaders with SPEC §3 transforms.
+
+Two pipelines give the same transforms (SPEC §3):
+
+- ``fast`` (default): each split is decoded once into a uint8 (N, 48, 48) tensor, cached on disk
+  (:mod:`dacl.data.cache`); loaders hand out uint8 (B, 1, 48, 48) batches from memory and
+  :meth:`FER2013DataModule.on_after_batch_transfer` resizes, crops, flips and normalises the
+  whole batch on its device (:mod:`dacl.data.augment`). No per-image Python work.
+- ``reference``: a Dataset reading each image with PIL and applying the torchvision transforms
+  of :mod:`dacl.data.transforms`, as the reference code does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from dacl.classes import FER2013_CLASSES
+from dacl.data.layouts import Layout, SplitIndex, decode_split, find_layout
+from dacl.data.synthetic import ensure_synthetic
+from dacl.data.transforms import eval_transform, train_transform
+from dacl.errors import DACLError
+
+log = logging.getLogger("dacl.data")
+
+#: The splits each Lightning stage reads ("predict" takes test, else val).
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
+_KIND_TEXT = {
+    "folders": "train/val/test folders",
+    "train_test": "train/ + test/ download, test/ split by PublicTest_ (val) / PrivateTest_ (test)",
+    "csv": "fer2013.csv",
+}
+
+
+class _Batches(Dataset):
+    """In-memory uint8 images + labels, fetched a whole batch per call (``__getitems__``)."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images = images.unsqueeze(1)  # (N, 1, 48, 48): the augment functions' input
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.images[i], self.labels[i]
+
+    def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
+        # One gather per batch instead of B indexings + a stack: the loader's whole cost.
+        index = torch.as_tensor(idx)
+        return self.images[index], self.labels[index]
+
+
+def _identity(batch):
+    return batch
+
+
+class ReferenceDataset(Dataset):
+    """SPEC §3's per-image path: PIL image from the split, then a torchvision transform.
+
+    ``keep`` lists the sample indices to serve (the readable ones, see :func:`decode_split`).
+    """
+
+    def __init__(self, index: SplitIndex, keep: list[int], transform) -> None:
+        self.index, self.keep, self.transform = index, keep, transform
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        j = self.keep[i]
+        return self.transform(self.index.load(j)), self.index.labels[j]
+
+
+class FER2013DataModule(pl.LightningDataModule):
+    """FER2013 in any SPEC §3 layout, with SPEC §3 transforms and per-epoch reshuffling.
+
+    Args:
+        root: the dataset: a folder in one of the three layouts or a ``fer2013.csv`` path.
+        crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
+        resize: smaller edge after ``Resize`` (SPEC: 256).
+        batch_size: samples per batch.
+        num_workers: loader worker processes for the ``reference`` pipeline; the ``fast``
+            pipeline serves batches from memory in the main process.
+        seed: seeds the training-set shuffling and the ``fast`` augmentation draws.
+        pipeline: ``fast`` (decoded, cached, batched augmentation on the batch's device) or
+            ``reference`` (PIL + torchvision per image, as the reference code).
+        strict: make unreadable or truncated image files an error instead of a warning.
+        synthetic: create synthetic faces under ``root`` on first use (``dacl.data.synthetic``),
+            reused while the sizes and seed stay the same.
+        synthetic_size: synthetic training images; val and test get a fifth of this each.
+        cache_dir: where decoded splits are cached (``fast``); default ``<root>/.dacl_cache``,
+            or a temporary folder when ``root`` is not writable.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/fer2013",
+        crop: int = 200,
+        resize: int = 256,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        seed: int = 0,
+        pipeline: Literal["fast", "reference"] = "fast",
+        strict: bool = False,
+        synthetic: bool = False,
+        synthetic_size: int = 3000,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if pipeline not in ("fast", "reference"):
+            raise DACLError(f"data.pipeline must be fast or reference, got '{pipeline}'")
+        if not 0 < crop <= resize:
+            raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
+        if batch_size < 1:
+            raise DACLError(f"data.batch_size must be positive, got {batch_size}")
+        self.save_hyperparameters()
+        self.root, self.crop, self.resize, self.batch_size = root, crop, resize, batch_size
+        self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
+        self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
+        self.cache_dir = cache_dir
+        self.layout: Layout | None = None
+        self.datasets: dict[str, Dataset] = {}
+        self._names: dict[str, list[str]] = {}
+        self._aug_generator: torch.Generator | None = None
+
+    # -- what the rest of dacl reads ------------------------------------------------------
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Output names in canonical order (SPEC §3)."""
+        return FER2013_CLASSES
+
+    @property
+    def num_classes(self) -> int:
+        return len(FER2013_CLASSES)
+
+    def names(self, split: str) -> list[str]:
+        """Sample names of a set-up split in loader order (unshuffled order for ``train``)."""
+        if split not in self._names:
+            raise DACLError(f"the '{split}' split is not set up; set up: {', '.join(self._names)}")
+        return self._names[split]
+
+    # -- Lightning hooks ------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        if self.synthetic:
+            n = self.synthetic_size
+            ensure_synthetic(self.root, n, n // 5, n // 5, self.seed)
+
+    def setup(self, stage: str) -> None:
+        if self.layout is None:
+            self.layout = find_layout(self.root)
+            if rank_zero_only.rank == 0:  # one table per run, not one per DDP process
+                self._log_layout(self.layout)
+        for split in self._needed(stage):
+            if split not in self.datasets:
+                self.datasets[split] = self._build(split, self.layout.split(split))
+
+    def _needed(self, stage: str) -> tuple[str, ...]:
+        if stage == "predict":
+            assert self.layout is not None
+            return ("test",) if "test" in self.layout.splits else ("val",)
+        if stage not in STAGE_SPLITS:
+            raise DACLError(f"unknown stage '{stage}'; expected fit, validate, test or predict")
+        return STAGE_SPLITS[stage]
+
+    def _log_layout(self, layout: Layout) -> None:
+        """One table of per-split, per-class counts, so the class imbalance is visible."""
+        width = max(len(c) for c in FER2013_CLASSES)
+        lines = [f"{'split':<6}" + "".join(f"{c:>{width + 1}}" for c in FER2013_CLASSES)]
+        for split, counts in layout.counts().items():
+            row = "".join(f"{k:>{width + 1}}" for k in counts)
+            lines.append(f"{split:<6}{row}  total {sum(counts)}")
+        log.info(
+            "FER2013 layout '%s' (%s) at %s\n%s",
+            layout.kind,
+            _KIND_TEXT.get(layout.kind, layout.kind),
+            layout.root,
+            "\n".join(lines),
+        )
+
+    def _resolve_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        assert self.layout is not None
+        default = self.layout.root / ".dacl_cache"
+        try:
+            default.mkdir(exist_ok=True)
+            if os.access(default, os.W_OK):
+                return default
+        except OSError:
+            pass
+        # Read-only data (a shared mount): cache per user in the temp dir instead.
+        user = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+        return Path(tempfile.gettempdir()) / f"dacl_cache_{user}"
+
+    def _build(self, split: str, index: SplitIndex) -> Dataset:
+        if self.pipeline == "fast":
+            from dacl.data.cache import load_or_build  # the fast path's own module
+
+            images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
+            self._names[split] = list(names)
+            return _Batches(images, labels)
+        # Decode once to learn which files are unreadable: they are excluded (with the
+        # warning decode_split gives), never silently failing later inside a worker.
+        _, _, names = decode_split(index, strict=self.strict)
+        readable = set(names)
+        keep = [i for i, n in enumerate(index.names) if n in readable]
+        self._names[split] = [index.names[i] for i in keep]
+        make = train_transform if split == "train" else eval_transform
+        return ReferenceDataset(index, keep, make(self.crop, self.resize))
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise DACLError(f"the '{split}' split is not set up; call setup() for its stage first")
+        dataset = self.datasets[split]
+        generator = None
+        if train:
+            # A seeded generator: the order is reproducible, and each epoch draws a new one.
+            generator = torch.Generator().manual_seed(self.seed)
+        if self.pipeline == "fast":
+            # Batches are slices of an in-memory tensor: worker processes would only add
+            # copies, so the main process serves them (Lightning's worker hint does not apply).
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            return DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                shuffle=train,
+                generator=generator,
+                drop_last=False,
+                num_workers=0,
+                collate_fn=_identity,
+            )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            generator=generator,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        assert self.layout is not None, "setup('predict') first"
+        return self._loader(self._needed("predict")[0], train=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
+        if self.pipeline != "fast":
+            return batch
+        from dacl.data.augment import eval_augment, train_augment
+
+        images, labels = batch
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            if self._aug_generator is None:
+                # CPU draws (moved to the batch's device by train_augment); per-rank seeds so
+                # DDP processes do not share crop choices.
+                rank = trainer.global_rank
+                self._aug_generator = torch.Generator().manual_seed(self.seed * 1000 + rank)
+            images = train_augment(images, self.crop, self.resize, self._aug_generator)
+        else:
+            images = eval_augment(images, self.crop, self.resize)
+        return images, labels

@@ -1,0 +1,184 @@
+"""FER2013DataModule: splits per stage, batches of both pipelines, logging, errors, synthetic."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dacl.data import FER2013DataModule
+from dacl.data.synthetic import MARKER
+from dacl.data.transforms import FER2013_MEAN, FER2013_STD
+from dacl.errors import DACLError
+
+CROP, RESIZE = 40, 48
+LO, HI = (0 - FER2013_MEAN) / FER2013_STD, (1 - FER2013_MEAN) / FER2013_STD
+
+
+def _dm(root, **kw) -> FER2013DataModule:
+    args = {"crop": CROP, "resize": RESIZE, "batch_size": 16, "num_workers": 0, **kw}
+    return FER2013DataModule(root=str(root), **args)
+
+
+def _augmented(dm: FER2013DataModule, batch, training: bool):
+    """What Lightning does after moving a batch to the device, outside a Trainer."""
+    dm.trainer = SimpleNamespace(training=training, global_rank=0)
+    return dm.on_after_batch_transfer(batch, 0)
+
+
+@pytest.mark.parametrize("kind", ["folders", "train_test", "csv"])
+def test_reference_pipeline_batches(synthetic_dataset, split_sizes, kind):
+    dm = _dm(synthetic_dataset(kind), pipeline="reference")
+    dm.setup("fit")
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (16, 3, CROP, CROP) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64 and labels.shape == (16,)
+    assert images.min() >= LO - 1e-4 and images.max() <= HI + 1e-4
+    assert sum(len(b[1]) for b in dm.val_dataloader()) == split_sizes["val"]
+    assert len(dm.names("train")) == split_sizes["train"]
+    assert dm.on_after_batch_transfer((images, labels), 0)[0] is images  # no second transform
+
+
+def test_fast_pipeline_batches_and_augmentation(synthetic_dataset, split_sizes, tmp_path):
+    dm = _dm(synthetic_dataset("train_test"), cache_dir=str(tmp_path / "cache"))
+    dm.setup("fit")
+    images, labels = next(iter(dm.train_dataloader()))
+    assert images.shape == (16, 1, 48, 48) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64
+    for training in (True, False):
+        x, y = _augmented(dm, (images, labels), training)
+        assert x.shape == (16, 1, CROP, CROP) and x.dtype == torch.float32
+        assert torch.equal(y, labels)
+        assert x.min() >= LO - 1e-3 and x.max() <= HI + 1e-3
+    assert sum(len(b[1]) for b in dm.val_dataloader()) == split_sizes["val"]
+    assert any((tmp_path / "cache").iterdir()), "decoded splits are cached"
+
+
+def test_fast_and_reference_eval_batches_agree(synthetic_dataset, tmp_path):
+    root = synthetic_dataset("folders")
+    fast, ref = _dm(root, cache_dir=str(tmp_path)), _dm(root, pipeline="reference")
+    fast.setup("validate")
+    ref.setup("validate")
+    assert fast.names("val") == ref.names("val")
+    xf, yf = _augmented(fast, next(iter(fast.val_dataloader())), training=False)
+    xr, yr = next(iter(ref.val_dataloader()))
+    assert torch.equal(yf, yr)
+    # Same SPEC §3 eval transform; the reference rounds to uint8 after resizing.
+    assert (xf[:, 0] - xr[:, 0]).abs().max() < 1.0 / 255 / FER2013_STD
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "reference"])
+def test_train_order_is_seeded_and_reshuffled_each_epoch(synthetic_dataset, tmp_path, pipeline):
+    def epochs(seed: int) -> list[list[int]]:
+        root = synthetic_dataset("folders")
+        dm = _dm(root, seed=seed, pipeline=pipeline, cache_dir=str(tmp_path))
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        return [torch.cat([y for _, y in loader]).tolist() for _ in range(2)]
+
+    first, second = epochs(0)
+    assert sorted(first) == sorted(second) and first != second, "reshuffled every epoch"
+    assert epochs(0) == [first, second], "same seed, same order"
+    assert epochs(1)[0] != first
+
+
+def test_eval_loader_follows_names(synthetic_dataset, tmp_path):
+    dm = _dm(synthetic_dataset("folders"), cache_dir=str(tmp_path))
+    dm.setup("test")
+    labels = torch.cat([y for _, y in dm.test_dataloader()]).tolist()
+    classes = [dm.class_names.index(n.split("/")[1]) for n in dm.names("test")]
+    assert labels == classes
+    assert dm.num_classes == 7 and dm.class_names[3] == "happy"
+
+
+def test_layout_and_counts_logged_once(synthetic_dataset, tmp_path, caplog):
+    dm = _dm(synthetic_dataset("train_test"), cache_dir=str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="dacl.data"):
+        dm.setup("fit")
+        dm.setup("test")
+    tables = [r.getMessage() for r in caplog.records if "FER2013 layout" in r.getMessage()]
+    assert len(tables) == 1
+    assert "'train_test'" in tables[0] and "PublicTest_" in tables[0]
+    lines = tables[0].splitlines()
+    assert "disgust" in lines[1] and [ln.split()[0] for ln in lines[2:]] == ["train", "val", "test"]
+
+
+def test_missing_split_for_a_stage(fresh_dataset, tmp_path):
+    dm = _dm(fresh_dataset("folders", n_test=0), cache_dir=str(tmp_path))
+    dm.setup("fit")
+    with pytest.raises(DACLError, match=r"'test' split is needed .* only: train, val"):
+        dm.setup("test")
+    dm.setup("predict")  # predict falls back to val when there is no test split
+    assert len(dm.predict_dataloader().dataset) == len(dm.names("val"))
+
+
+def test_missing_root_is_a_dacl_error(tmp_path):
+    with pytest.raises(DACLError, match="does not exist"):
+        _dm(tmp_path / "absent").setup("fit")
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "reference"])
+def test_corrupt_files_are_excluded_with_a_warning(
+    fresh_dataset, split_sizes, tmp_path, caplog, pipeline
+):
+    root = fresh_dataset("folders")
+    bad = sorted((root / "train" / "fear").iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[:40])
+    dm = _dm(root, pipeline=pipeline, cache_dir=str(tmp_path / "c"))
+    with caplog.at_level(logging.WARNING, logger="dacl.data"):
+        dm.setup("fit")
+    assert "skipped 1 " in caplog.text and bad.name in caplog.text
+    assert len(dm.names("train")) == split_sizes["train"] - 1
+    assert sum(len(y) for _, y in dm.train_dataloader()) == split_sizes["train"] - 1
+    with pytest.raises(DACLError, match=bad.name):
+        _dm(root, pipeline=pipeline, strict=True, cache_dir=str(tmp_path / "s")).setup("fit")
+
+
+def test_synthetic_option_creates_data_on_first_use(tmp_path):
+    root = tmp_path / "synthetic"
+    dm = _dm(root, synthetic=True, synthetic_size=35)
+    dm.prepare_data()
+    stamp = (root / MARKER).stat().st_mtime_ns
+    dm.setup("fit")
+    assert len(dm.names("train")) == 35 and len(dm.names("val")) == 7
+    _dm(root, synthetic=True, synthetic_size=35).prepare_data()
+    assert (root / MARKER).stat().st_mtime_ns == stamp, "reused on the next run"
+    assert (root / ".dacl_cache").is_dir(), "default cache dir under root"
+
+
+def test_bad_options_are_dacl_errors(tmp_path):
+    with pytest.raises(DACLError, match=r"data\.crop"):
+        FER2013DataModule(str(tmp_path), crop=300, resize=256)
+
+
+def test_trains_through_lightning_with_the_fast_pipeline(synthetic_dataset, tmp_path):
+    """Lightning calls on_after_batch_transfer: the module sees augmented float batches."""
+    import pytorch_lightning as pl
+
+    from dacl import DACLModule
+
+    seen = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append((batch[0].shape, batch[0].dtype))
+
+    dm = _dm(synthetic_dataset("folders"), crop=32, cache_dir=str(tmp_path))
+    model = DACLModule(image_size=32, channels_last=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Spy()],
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(model, dm)
+    assert seen == [(torch.Size([16, 1, 32, 32]), torch.float32)] * 2
+    assert "val/balanced_acc" in trainer.callback_metrics
