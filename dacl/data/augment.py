@@ -157,8 +157,10 @@ def train_augment(
 ) -> Tensor:
     """SPEC §3 train transform for a batch: uniform one of five crops, flip with p = 0.5.
 
-    The draws are made for the whole batch at once on ``generator``'s device (``x``'s device
-    when no generator is given) and moved to ``x``'s device without synchronising.
+    The draws are made for the whole batch at once on ``generator``'s device (``x``'s device,
+    with its default generator, when none is given). Give a generator on ``x``'s device (e.g.
+    ``torch.Generator(device="cuda")``) to keep the hot path free of host-to-device copies;
+    a CPU generator with a CUDA batch works but copies the (B,) draws over each step.
     """
     b = x.shape[0]
     dev = generator.device if generator is not None else x.device
