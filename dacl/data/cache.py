@@ -14,8 +14,8 @@ about 0.1 s for FER2013's 28,709 training images — and reads no image, so reus
 took 0.2–0.4 s in all here (2 busy cores). The one edit it cannot see is new content that
 keeps both the size and the nanosecond mtime (e.g. a same-length overwrite followed by
 ``touch -r``, or an in-place change within one file-system clock tick of the fingerprint);
-delete ``cache_dir`` after such
-surgery, or bump :data:`CACHE_VERSION` when decoding itself changes.
+delete ``cache_dir`` after such surgery, or bump :data:`CACHE_VERSION` when decoding itself
+changes.
 
 The fingerprint is taken *before* decoding, so a file changed while a build runs leaves a stale
 fingerprint behind and the next run rebuilds.
