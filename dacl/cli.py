@@ -1,0 +1,123 @@
+"""The ``dacl`` command: LightningCLI over DACLModule and FER2013DataModule, plus ``report``.
+
+``dacl fit|validate|test|predict --config experiments/exp3.yaml`` reads ``configs/default.yaml``
+first (trainer, logger, callbacks), then the experiment. ``--ckpt_path best|last`` resolves to
+the newest run of that experiment under the logger's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+
+from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from dacl.data import FER2013DataModule
+from dacl.errors import DACLError
+from dacl.module import DACLModule
+
+log = logging.getLogger(__name__)
+
+#: Shared defaults, read before any --config: the repository's configs/default.yaml.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+def resolve_checkpoint(ckpt_path: str | None, logger: object) -> str | None:
+    """``best``/``last`` → that checkpoint of the newest run (``version_N``) of the logger's
+    experiment that has one; any other value is returned as given."""
+    if ckpt_path not in ("best", "last"):
+        return ckpt_path
+    if not isinstance(logger, TensorBoardLogger):
+        raise DACLError(f"--ckpt_path {ckpt_path} needs the TensorBoard logger to find the run")
+    root = Path(logger.root_dir)
+    pattern = "last.ckpt" if ckpt_path == "last" else "best*.ckpt"
+    runs = sorted(
+        root.glob("version_*"),
+        key=lambda p: int(m.group(1)) if (m := re.fullmatch(r"version_(\d+)", p.name)) else -1,
+        reverse=True,
+    )
+    for run in runs:
+        found = sorted((run / "checkpoints").glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            log.info("--ckpt_path %s resolved to %s", ckpt_path, found[-1])
+            return str(found[-1])
+    raise DACLError(
+        f"--ckpt_path {ckpt_path}: no {pattern} under '{root}/version_*/checkpoints'; "
+        "run `dacl fit` with this config first or pass a checkpoint file"
+    )
+
+
+class DACLCLI(LightningCLI):
+    """LightningCLI with ``model.image_size`` linked to ``data.crop``."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.crop", "model.image_size")
+
+    def _resolve_ckpt(self) -> None:
+        config = self.config_init[self.subcommand]
+        config["ckpt_path"] = resolve_checkpoint(config.get("ckpt_path"), self.trainer.logger)
+
+    before_validate = before_test = before_predict = _resolve_ckpt
+
+
+def _with_defaults(args: list[str], run: bool) -> list[str]:
+    """Put ``--config configs/default.yaml`` first, so that an experiment file can override
+    parts of its logger and callbacks (jsonargparse merges nested ``init_args`` only onto a
+    class given by an earlier --config, not onto ``default_config_files``)."""
+    if not DEFAULT_CONFIG.is_file():
+        return args
+    at = 1 if run and args and not args[0].startswith("-") else 0
+    return [*args[:at], "--config", str(DEFAULT_CONFIG), *args[at:]]
+
+
+def _cli(args: list[str], run: bool = True) -> DACLCLI:
+    return DACLCLI(
+        DACLModule,
+        FER2013DataModule,
+        args=_with_defaults(args, run),
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "dacl"} if run else {},
+    )
+
+
+def _report(argv: list[str]) -> None:
+    from dacl.report import write_report
+
+    parser = argparse.ArgumentParser(prog="dacl report", add_help=True)
+    parser.add_argument("--ckpt_path", required=True, help="best, last or a checkpoint file")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--out", default=None, help="folder for the PNGs, metrics.json, report.md")
+    ours, rest = parser.parse_known_args(argv)
+    cli = _cli(rest, run=False)
+    ckpt = resolve_checkpoint(ours.ckpt_path, cli.trainer.logger)
+    run_dir = Path(ckpt).parent.parent
+    out = Path(ours.out) if ours.out else run_dir / f"report_{ours.split}"
+    module = DACLModule.load_from_checkpoint(ckpt, map_location="cpu")
+    metrics = write_report(
+        module, cli.datamodule, split=ours.split, out=out, ckpt_path=ckpt, log_dir=run_dir
+    )
+    print(f"report written to {out}: acc {metrics['acc']:.4f}, ", end="")
+    print(f"balanced acc {metrics['balanced_acc']:.4f}, macro F1 {metrics['f1_macro']:.4f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None:
+        # LightningCLI warns when it gets args and sys.argv both: hand it the arguments once.
+        argv, sys.argv = sys.argv[1:], sys.argv[:1]
+    try:
+        if argv and argv[0] == "report":
+            _report(argv[1:])
+        else:
+            _cli(argv)
+    except DACLError as err:
+        print(f"dacl: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
