@@ -1,0 +1,196 @@
+"""Images/s of DACLModule's training step vs the same network as a plain PyTorch loop.
+
+Issue 5, point 5. One training step is: forward, L = L_CE + λ·L_SC, backward, SGD step, center
+update (SPEC §2). Data loading is excluded: each side cycles over a few batches already in
+memory, so only the step itself is timed.
+
+- ``dacl``: ``DACLModule`` with its fast FER2013 settings (``in_chans=1`` gray stem fed a
+  1-channel batch, ``channels_last=True``), driven the way Lightning's automatic optimization
+  drives it: ``zero_grad``, ``training_step``, ``backward``, ``step``.
+- ``plain``: the reference code's style — fp32, contiguous NCHW, a 3-channel batch, a plain
+  ``nn.Module`` (``DACLNet(in_chans=3)``, channels-last off), the loss written inline from the
+  SPEC formula and the center update inline.
+
+Both start from the same weights. After a warm-up the sides are interleaved (A B A B ...) over
+several rounds and the median step time of each is reported, because a shared 2-core machine
+is noisy. Prints both figures and the ratio per size, then one JSON line.
+
+    python benchmarks/train_step.py                 # 200 px (batch 16) and 48 px (batch 64)
+    python benchmarks/train_step.py --sizes 48 --rounds 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dacl.model import DACLNet
+from dacl.module import DACLModule
+
+NUM_CLASSES = 7
+LAM, ALPHA = 0.01, 0.5
+DEFAULT_BATCH = {200: 16, 48: 64}
+
+
+class PlainLoop:
+    """The reference code's training step: fp32, contiguous NCHW, 3-channel input, loss and
+    center update written inline (SPEC §2)."""
+
+    def __init__(self, image_size: int, state: dict[str, Tensor], centers: Tensor) -> None:
+        self.net = DACLNet(NUM_CLASSES, image_size, attention=True, in_chans=3)
+        self.net.load_state_dict(state)
+        self.net.train()
+        self.centers = centers.clone()
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.opt.zero_grad()
+        logits, feat, att = self.net(x)
+        loss_ce = F.cross_entropy(logits, y)
+        diff = feat - self.centers[y]
+        loss_sc = (att * diff.pow(2)).sum() / (2 * x.shape[0])
+        loss = loss_ce + LAM * loss_sc
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():  # c_k += α·λ·Σ_{y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k)
+            pull = att * (feat - self.centers[y])
+            sums = torch.zeros_like(self.centers).index_add_(0, y, pull)
+            counts = torch.bincount(y, minlength=NUM_CLASSES).to(sums.dtype)
+            self.centers.add_(sums / (1 + counts[:, None]), alpha=ALPHA * LAM)
+        return loss
+
+
+class ModuleLoop:
+    """DACLModule's training step as Lightning's automatic optimization runs it (no trainer
+    attached: ``self.log`` only warns, and that warning is silenced)."""
+
+    def __init__(self, image_size: int) -> None:
+        self.module = DACLModule(
+            "dacl", lam=LAM, alpha=ALPHA, image_size=image_size, in_chans=1, channels_last=True
+        )
+        self.module.train()
+        self.opt = self.module.configure_optimizers()["optimizer"]
+        self.i = 0
+
+    def step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.opt.zero_grad()
+        loss = self.module.training_step((x, y), self.i)
+        loss.backward()
+        self.opt.step()
+        self.i += 1
+        return loss
+
+
+def _batches(n: int, batch: int, size: int, chans: int, seed: int) -> list[tuple[Tensor, Tensor]]:
+    """``n`` normalized gray batches; 3 channels are real (contiguous) copies, as the reference
+    pipeline's ``ToTensor`` on an RGB-converted image produces."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        gray = (torch.rand(batch, 1, size, size, generator=g) - 0.5081) / 0.2057
+        x = gray.repeat(1, 3, 1, 1).contiguous() if chans == 3 else gray
+        out.append((x, torch.randint(0, NUM_CLASSES, (batch,), generator=g)))
+    return out
+
+
+def _time_steps(loop, batches, steps: int, start: int) -> float:
+    """Seconds per step, averaged over ``steps`` consecutive steps."""
+    t0 = time.perf_counter()
+    for k in range(steps):
+        x, y = batches[(start + k) % len(batches)]
+        loss = loop.step(x, y)
+    if not math.isfinite(loss.detach().item()):
+        raise RuntimeError("non-finite loss")
+    return (time.perf_counter() - t0) / steps
+
+
+def bench_size(size: int, batch: int, rounds: int, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    dacl = ModuleLoop(size)
+    # The plain net gets the same weights, with the gray stem unfolded to RGB: on replicated
+    # gray input the two networks compute the same function.
+    state = {k: v.clone() for k, v in dacl.module.net.state_dict().items()}
+    state["trunk.conv1.weight"] = state["trunk.conv1.weight"].repeat(1, 3, 1, 1) / 3
+    state = {k: v.contiguous() for k, v in state.items()}
+    plain = PlainLoop(size, state, dacl.module.center_loss.centers)
+    gray = _batches(3, batch, size, 1, seed=size)
+    rgb = [(x.repeat(1, 3, 1, 1).contiguous(), y) for x, y in gray]
+
+    _time_steps(dacl, gray, warmup, 0)
+    _time_steps(plain, rgb, warmup, 0)
+    times: dict[str, list[float]] = {"dacl": [], "plain": []}
+    for r in range(rounds):
+        # Alternate which side goes first so neither always follows the other.
+        order = ("dacl", "plain") if r % 2 == 0 else ("plain", "dacl")
+        for side in order:
+            loop, data = (dacl, gray) if side == "dacl" else (plain, rgb)
+            times[side].append(_time_steps(loop, data, steps, r * steps))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ips = {k: batch / v for k, v in med.items()}
+    return {
+        "size": size,
+        "batch": batch,
+        "dacl_ips": round(ips["dacl"], 2),
+        "plain_ips": round(ips["plain"], 2),
+        "ratio": round(ips["dacl"] / ips["plain"], 3),
+        "dacl_step_s": [round(t, 4) for t in times["dacl"]],
+        "plain_step_s": [round(t, 4) for t in times["plain"]],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[200, 48])
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="batch for every size (default 16 at 200 px, 64 at 48 px)",
+    )
+    p.add_argument("--rounds", type=int, default=7, help="interleaved A/B rounds after warm-up")
+    p.add_argument("--steps", type=int, default=2, help="steps per side per round")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=r".*self\.log.*")
+    warnings.filterwarnings("ignore", message=r".*trainer.*reference is not registered.*")
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}; interleaved medians over "
+        f"{args.rounds} rounds x {args.steps} steps"
+    )
+    results = []
+    for size in args.sizes:
+        batch = args.batch or DEFAULT_BATCH.get(size, 32)
+        res = bench_size(size, batch, args.rounds, args.steps, args.warmup)
+        results.append(res)
+        print(
+            f"{size:>4} px, batch {batch:>3}: DACLModule {res['dacl_ips']:8.2f} img/s | "
+            f"plain loop {res['plain_ips']:8.2f} img/s | ratio {res['ratio']:.3f}x",
+            flush=True,
+        )
+    summary = {
+        "benchmark": "train_step",
+        "device": "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "results": results,
+    }
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

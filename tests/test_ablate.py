@@ -1,0 +1,243 @@
+"""`dacl ablate` (issue 6): configs x seeds, results table, skip finished runs, resume, failures.
+
+The end-to-end tests really train: two tiny configs (dacl vs softmax; 32 px crops, 2 training
+batches, 1 epoch) x two seeds on synthetic faces without a test split (one `dacl fit` subprocess
+per run), and one run on faces with a test split (`dacl fit`, then `dacl test` of the best
+checkpoint). Most of their time is the subprocesses' imports. Resume and failure handling are
+checked with the subprocess replaced by a fake, the event-file reading on hand-written events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dacl import ablate
+from dacl.data.synthetic import write_dataset
+
+TINY = {
+    "trainer": {
+        "accelerator": "cpu",
+        "precision": "32-true",
+        "max_epochs": 1,
+        "limit_train_batches": 2,
+        "limit_val_batches": 1,
+        "limit_test_batches": 1,
+        "log_every_n_steps": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [
+            {
+                "class_path": "pytorch_lightning.callbacks.ModelCheckpoint",
+                "init_args": {
+                    "monitor": "val/balanced_acc",
+                    "mode": "max",
+                    "save_top_k": 1,
+                    "save_last": True,
+                    "filename": "best-{epoch:02d}",
+                },
+            }
+        ],
+    },
+    "data": {"crop": 32, "resize": 36, "batch_size": 32, "num_workers": 0},
+}
+
+
+def _config(folder: Path, variant: str) -> Path:
+    cfg = {**TINY, "model": {"variant": variant, "in_chans": 1}}
+    path = folder / f"tiny_{variant}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _summary_rows(md: str) -> dict[str, list[str]]:
+    """config → cells of the per-config table in results.md (the first table)."""
+    table = md.split("## Runs")[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `"):
+            rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def _parse(cell: str) -> tuple[float, float | None]:
+    m = re.fullmatch(r"([0-9.]+) ± ([0-9.]+|–)", cell)
+    assert m, cell
+    return float(m.group(1)), None if m.group(2) == "–" else float(m.group(2))
+
+
+def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
+    # No test split: `--test auto` (the default) tests nothing, and each run is one subprocess.
+    data = write_dataset(tmp_path / "data", "folders", n_train=70, n_val=21, n_test=0, seed=0)
+    configs = [str(_config(tmp_path, "dacl")), str(_config(tmp_path, "softmax"))]
+    out = tmp_path / "ablation"
+    argv = ["--configs", *configs, "--seeds", "0", "1", "--out", str(out), "--quiet"]
+    argv += ["--data.root", str(data)]
+    ablate.main(argv)
+
+    for name in ("results.md", "results.json", "commands.sh"):
+        assert (out / name).is_file(), name
+    assert (out / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert sorted(r["name"] for r in runs) == [
+        "tiny_dacl_seed0",
+        "tiny_dacl_seed1",
+        "tiny_softmax_seed0",
+        "tiny_softmax_seed1",
+    ]
+    assert all(r["status"] == "done" for r in runs)
+
+    # Per-run metrics agree with the run's own event files (max val balanced acc).
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for r in runs:
+        acc = EventAccumulator(r["run_dir"])
+        acc.Reload()
+        bal = [e.value for e in acc.Scalars("val/balanced_acc")]
+        assert r["best"]["balanced_acc"] == pytest.approx(max(bal))
+        assert r["test"] is None
+
+    # The table: mean ± sample std (n − 1) per config, recomputed here from the runs.
+    rows = _summary_rows((out / "results.md").read_text())
+    assert set(rows) == set(configs)
+    cols = {"balanced_acc": 2, "acc": 3, "f1_macro": 4}
+    for config in configs:
+        assert rows[config][1] == "2"
+        for metric, col in cols.items():
+            values = [r["best"][metric] for r in runs if r["config"] == config]
+            mean, std = _parse(rows[config][col])
+            assert mean == pytest.approx(statistics.fmean(values), abs=5e-5)
+            assert std == pytest.approx(statistics.stdev(values), abs=5e-5)
+    cmds = (out / "commands.sh").read_text()
+    assert cmds.count(" -m dacl.cli fit ") == 4 and " -m dacl.cli test " not in cmds
+    assert "--seed_everything 1" in cmds and f"--data.root {data}" in cmds
+
+    # Re-run: every run is finished, so nothing trains again and the markers are untouched.
+    markers = sorted((out / "runs").glob("*/done.json"))
+    assert len(markers) == 4
+    stamps = {m: m.stat().st_mtime_ns for m in markers}
+    events = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("events.out.tfevents.*")}
+    capsys.readouterr()
+    ablate.main(argv)
+    log = capsys.readouterr().out
+    assert log.count("finished, skipped") == 4
+    assert ": fit" not in log and "resuming" not in log and ": test" not in log
+    assert {m: m.stat().st_mtime_ns for m in markers} == stamps
+    assert {p: p.stat().st_mtime_ns for p in events} == events
+    assert json.loads((out / "results.json").read_text())["runs"] == runs
+
+
+def test_test_split_is_tested_with_the_best_checkpoint(tmp_path):
+    data = write_dataset(tmp_path / "data", "folders", n_train=70, n_val=21, n_test=21, seed=0)
+    out = tmp_path / "ablation"
+    config = _config(tmp_path, "dacl")
+    ablate.main(["--configs", str(config), "--seeds", "5", "--out", str(out), "--quiet",
+                 "--data.root", str(data)])  # fmt: skip
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert run["status"] == "done"
+    for metric in ("acc", "balanced_acc", "f1_macro"):
+        assert 0.0 <= run["test"][metric] <= 1.0
+    cmds = (out / "commands.sh").read_text().splitlines()
+    test_cmd = next(c for c in cmds if " -m dacl.cli test " in c)
+    assert test_cmd.endswith("--ckpt_path best") and "--seed_everything 5" in test_cmd
+    md = (out / "results.md").read_text()
+    assert "test balanced acc" in md
+    cells = _summary_rows(md)[str(config)]
+    assert _parse(cells[5]) == (pytest.approx(run["test"]["balanced_acc"], abs=5e-5), None)
+
+
+def test_event_files_are_read_as_best_and_final_epochs(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    # Three epochs, then a resumed run (crashed after logging epoch 2, before checkpointing it)
+    # logs epoch 2 again, at the same step, in a second event file: the later value counts.
+    values = {10: (0, 0.30), 20: (1, 0.50), 30: (2, 0.40)}
+    with SummaryWriter(tmp_path) as w:
+        for step, (epoch, bal) in values.items():
+            w.add_scalar("epoch", epoch, step)
+            w.add_scalar("val/balanced_acc", bal, step)
+            w.add_scalar("val/acc", bal + 0.1, step)
+            w.add_scalar("val/f1_macro", bal - 0.1, step)
+    with SummaryWriter(tmp_path, filename_suffix=".resumed") as w:
+        w.add_scalar("epoch", 2, 30)
+        w.add_scalar("val/balanced_acc", 0.35, 30)
+        w.add_scalar("val/acc", 0.36, 30)
+        w.add_scalar("val/f1_macro", 0.37, 30)
+    m = ablate.read_fit_metrics(tmp_path)
+    assert m["best"]["epoch"] == 1 and m["best"]["step"] == 20
+    assert m["best"]["balanced_acc"] == pytest.approx(0.50)
+    assert m["best"]["acc"] == pytest.approx(0.60)
+    assert m["best"]["f1_macro"] == pytest.approx(0.40)
+    assert m["final"]["epoch"] == 2
+    assert [m["final"][k] for k in ("balanced_acc", "acc", "f1_macro")] == pytest.approx(
+        [0.35, 0.36, 0.37]
+    )
+    with pytest.raises(ValueError, match="val/balanced_acc"):
+        ablate.read_fit_metrics(tmp_path / "missing")
+
+
+def test_one_run_gives_a_dash_for_std(tmp_path):
+    records = [{"config": "a.yaml", "seed": 0, "name": "a_seed0", "status": "done", "best": {}}]
+    records[0]["best"] = {"balanced_acc": 0.5, "acc": 0.6, "f1_macro": 0.4, "epoch": 3}
+    md = ablate._markdown(ablate.summarize(records, ["a.yaml"]), records)
+    row = _summary_rows(md)["a.yaml"]
+    assert row[1:5] == ["1", "0.5000 ± –", "0.6000 ± –", "0.4000 ± –"]
+
+
+@pytest.fixture
+def fake_runs(monkeypatch):
+    """Replace the subprocess: record each command, fail those whose config is in ``fail``."""
+    calls: list[list[str]] = []
+    fail: dict[str, int] = {}
+    metrics = {"best": {"epoch": 0, "step": 1, "balanced_acc": 0.5, "acc": 0.5, "f1_macro": 0.5}}
+    metrics["final"] = metrics["best"]
+
+    def fake_call(cmd, run, step, quiet):
+        calls.append(cmd)
+        return fail.get(run.config.stem, 0), 0.1
+
+    monkeypatch.setattr(ablate, "_call", fake_call)
+    monkeypatch.setattr(ablate, "read_fit_metrics", lambda run_dir: metrics)
+    return calls, fail
+
+
+def test_partial_run_resumes_from_last_checkpoint(tmp_path, fake_runs):
+    calls, _ = fake_runs
+    config = _config(tmp_path, "dacl")
+    out = tmp_path / "ablation"
+    last = out / "runs" / "tiny_dacl_seed3" / "version_0" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    ablate.main(["--configs", str(config), "--seeds", "3", "--out", str(out), "--test", "never"])
+    (fit,) = calls
+    assert fit[fit.index("--ckpt_path") + 1] == str(last)
+    assert fit[fit.index("--trainer.logger.init_args.name") + 1] == "tiny_dacl_seed3"
+    assert (last.parents[2] / "done.json").is_file()
+
+
+def test_failed_run_is_reported_and_the_others_go_on(tmp_path, fake_runs, capsys):
+    calls, fail = fake_runs
+    fail["tiny_softmax"] = 3
+    configs = [str(_config(tmp_path, "softmax")), str(_config(tmp_path, "dacl"))]
+    out = tmp_path / "ablation"
+    argv = ["--configs", *configs, "--seeds", "0", "--out", str(out), "--test", "never"]
+    with pytest.raises(SystemExit) as exc:
+        ablate.main(argv)
+    assert exc.value.code != 0
+    assert "tiny_softmax_seed0 (exit 3)" in str(exc.value.code)
+    assert len(calls) == 2  # the dacl run still ran after the softmax run failed
+    assert (out / "runs" / "tiny_dacl_seed0" / "done.json").is_file()
+    assert not (out / "runs" / "tiny_softmax_seed0" / "done.json").exists()
+    md = (out / "results.md").read_text()
+    assert "failed (exit 3, fit)" in md
+    # Fixed, re-run: only the failed run runs again.
+    fail.clear()
+    ablate.main(argv)
+    assert len(calls) == 3 and "softmax" in calls[-1][calls[-1].index("--config") + 1]
