@@ -1,0 +1,287 @@
+"""The TensorBoard picture callbacks (issue 4) after a short CPU fit on random stand-in data."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+from torch.utils.data import DataLoader, TensorDataset
+
+from dacl import FER2013_CLASSES, DACLModule
+from dacl.callbacks import (
+    AttentionMapLogger,
+    ConfusionMatrixLogger,
+    HParamsLogger,
+    SampleGridLogger,
+    select_samples,
+)
+
+PER_CLASS = 3
+
+
+class StandInData(pl.LightningDataModule):
+    """Random normalised 'faces' (B, 3, 32, 32), labels 0..6 in a fixed shuffled order — the
+    reference pipeline's batch format, without depending on the real datamodule."""
+
+    class_names = FER2013_CLASSES
+
+    def __init__(self, n_train=16, n_val=35, n_test=21, batch_size=8, seed=0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+
+        def make(n):
+            labels = (torch.arange(n) % 7)[torch.randperm(n, generator=g)]
+            return TensorDataset(torch.randn(n, 3, 32, 32, generator=g), labels)
+
+        self.sets = {"train": make(n_train), "val": make(n_val), "test": make(n_test)}
+        self.batch_size = batch_size
+
+    def names(self, split):
+        return [f"{split}_{i:03d}.png" for i in range(len(self.sets[split]))]
+
+    def labels(self, split):
+        return self.sets[split].tensors[1]
+
+    def _loader(self, split, shuffle=False):
+        return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader("val")
+
+    def test_dataloader(self):
+        return self._loader("test")
+
+
+class SpyAttention(AttentionMapLogger):
+    """Records the chosen positions and the attention drawn after every validation."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not trainer.sanity_checking:
+            self.history.append((self.chosen_positions.clone(), self.attention.clone()))
+
+
+def _trainer(root, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        default_root_dir=root,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def fitted_run(tmp_path_factory):
+    """2 epochs × 2 training batches, validation on 35 images, then a test run; TensorBoard
+    logger and all four callbacks on. Shared with test_report.py. Treat as read-only."""
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32)
+    data = StandInData()
+    callbacks = SimpleNamespace(
+        confusion=ConfusionMatrixLogger(),
+        attention=SpyAttention(per_class=PER_CLASS),
+        samples=SampleGridLogger(n=6, max_batches=2),
+        hparams=HParamsLogger(),
+    )
+    logger = TensorBoardLogger(root, name="run", version=0)
+    trainer = _trainer(
+        root,
+        max_epochs=2,
+        limit_train_batches=2,
+        num_sanity_val_steps=1,
+        log_every_n_steps=1,
+        logger=logger,
+        callbacks=list(vars(callbacks).values()),
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, data)
+    ckpt = Path(logger.log_dir) / "checkpoints" / "last.ckpt"  # Lightning's run layout
+    trainer.save_checkpoint(ckpt)
+    trainer.test(module, data, verbose=False)
+    return SimpleNamespace(
+        trainer=trainer,
+        module=module.eval(),
+        data=data,
+        cb=callbacks,
+        log_dir=Path(logger.log_dir),
+        ckpt=ckpt,
+    )
+
+
+@pytest.fixture(scope="session")
+def events(fitted_run) -> EventAccumulator:
+    # the run's directory: one event file for fit, another after the logger reopens for test
+    acc = EventAccumulator(str(fitted_run.log_dir), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    return acc
+
+
+def test_event_file_holds_the_pictures(fitted_run, events):
+    images = set(events.Tags()["images"])
+    expected = {"confusion/val", "confusion/test", "attention/mean"}
+    expected |= {f"attention/{c}" for c in FER2013_CLASSES}
+    expected |= {"samples/val_wrong", "samples/val_correct"}
+    assert expected <= images, expected - images
+    # once per validation epoch (not for the sanity check), once for the test run
+    val_steps = [e.step for e in events.Images("confusion/val")]
+    assert len(val_steps) == 2 and val_steps[0] < val_steps[1]
+    for tag in ("attention/mean", "attention/sad", "samples/val_wrong"):
+        assert [e.step for e in events.Images(tag)] == val_steps, tag
+    assert len(events.Images("confusion/test")) == 1
+    picture = events.Images("confusion/val")[-1]
+    assert picture.width > 600 and picture.height > 300
+
+
+def test_hparams_session_and_final_metrics(fitted_run, events):
+    content = events.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(content)
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    hparams = start.session_start_info.hparams
+    assert hparams["model.lam"].number_value == pytest.approx(0.01)
+    assert hparams["model.variant"].string_value == "dacl"
+    assert hparams["trainer.max_epochs"].number_value == 2
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    declared = {m.name.tag for m in experiment.metric_infos}
+    assert declared == set(HParamsLogger.metric_tags())
+    # the declared metrics are written: after each validation, and after testing
+    scalars = set(events.Tags()["scalars"])
+    assert {"hp/val_acc", "hp/val_balanced_acc", "hp/best_val_balanced_acc"} <= scalars
+    assert {"hp/test_acc", "hp/test_balanced_acc", "hp/test_f1_macro"} <= scalars
+    balanced = [e.value for e in events.Scalars("val/balanced_acc")]
+    assert events.Scalars("hp/best_val_balanced_acc")[-1].value == pytest.approx(max(balanced))
+    assert events.Scalars("hp/test_acc")[-1].value == pytest.approx(
+        float(fitted_run.trainer.callback_metrics["test/acc"])
+    )
+
+
+def test_attention_rows_are_the_attention_of_a_fixed_set_of_images(fitted_run):
+    cb, data = fitted_run.cb.attention, fitted_run.data
+    assert len(cb.history) == 2
+    (first, _), (second, attention) = cb.history
+    assert torch.equal(first, second)  # the same images every epoch
+    positions, labels = cb.chosen_positions, cb.chosen_labels
+    assert torch.equal(torch.bincount(labels, minlength=7), torch.full((7,), PER_CLASS))
+    assert len(set(positions.tolist())) == len(positions)
+    # they are the validation images at those loader positions, with their labels
+    images, truth = data.sets["val"].tensors
+    assert torch.equal(labels, truth[positions])
+    assert torch.equal(cb.chosen_images, images[positions])
+    # and the first PER_CLASS of each class in loader order
+    for c in range(7):
+        assert (
+            positions[labels == c].tolist()
+            == torch.nonzero(truth == c).flatten()[:PER_CLASS].tolist()
+        )
+    # the rows drawn are those images' attention vectors: 512 values in (0, 1)
+    assert attention.shape == (7 * PER_CLASS, 512) and attention.dtype == torch.float32
+    assert bool((attention > 0).all() and (attention < 1).all())
+    with torch.no_grad():
+        _, _, expected = fitted_run.module(cb.chosen_images)
+    torch.testing.assert_close(attention, expected, rtol=1e-4, atol=1e-5)
+    assert cb.display.shape == (7 * PER_CLASS, 32, 32) and cb.display.dtype == torch.uint8
+
+
+def test_sample_grids_show_mistakes_most_confident_first(fitted_run):
+    cb = fitted_run.cb.samples
+    images, truth = fitted_run.data.sets["val"].tensors
+    # 5 batches of 8, max_batches=2: batches 0 and 3, spread over the validation set
+    assert cb.candidates.tolist() == list(range(8)) + list(range(24, 32))
+    with torch.no_grad():
+        logits, _, _ = fitted_run.module(images)
+    conf, pred = logits.softmax(-1).max(-1)
+    wrong, correct = cb.last["wrong"], cb.last["correct"]
+    mistakes = [int(p) for p in cb.candidates if pred[p] != truth[p]]
+    expected = sorted(mistakes, key=lambda p: -float(conf[p]))[:6]
+    assert wrong["positions"].tolist() == expected
+    assert bool((wrong["pred"] != wrong["labels"]).all())
+    assert bool((correct["pred"] == correct["labels"]).all())
+    assert torch.all(wrong["conf"][:-1] >= wrong["conf"][1:])
+    for sel in (wrong, correct):
+        assert torch.equal(sel["labels"], truth[sel["positions"]])
+        assert torch.equal(sel["pred"], pred[sel["positions"]])
+        torch.testing.assert_close(sel["conf"], conf[sel["positions"]], rtol=1e-4, atol=1e-5)
+
+
+def test_select_samples_orders_mistakes_and_interleaves_classes():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 0])
+    pred = torch.tensor([0, 0, 1, 2, 1, 2, 2])
+    conf = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95, 0.5, 0.4])
+    wrong, correct = select_samples(labels, pred, conf, n=3)
+    assert wrong.tolist() == [4, 3, 6]
+    assert correct.tolist() == [0, 2, 5]  # one per class first, most confident of each
+    assert select_samples(labels, pred, conf, n=10)[1].tolist() == [0, 2, 5, 1]
+
+
+def test_confusion_matrices_sum_to_the_class_counts(fitted_run):
+    last, data = fitted_run.cb.confusion.last, fitted_run.data
+    for split in ("val", "test"):
+        cm = last[split]
+        assert cm.shape == (7, 7)
+        assert torch.equal(cm.sum(1), torch.bincount(data.labels(split), minlength=7))
+        assert torch.equal(cm, fitted_run.module.confusion[split])
+
+
+def test_callbacks_skip_quietly_without_tensorboard(tmp_path, caplog):
+    callbacks = [
+        ConfusionMatrixLogger(),
+        AttentionMapLogger(per_class=2),
+        SampleGridLogger(n=4, max_batches=1),
+        HParamsLogger(),
+    ]
+    trainer = _trainer(tmp_path, limit_val_batches=2, logger=False, callbacks=callbacks)
+    with caplog.at_level(logging.INFO, logger="dacl.callbacks"):
+        trainer.validate(DACLModule(image_size=32), StandInData(n_val=16), verbose=False)
+        trainer.validate(DACLModule(image_size=32), StandInData(n_val=16), verbose=False)
+    said = [r.getMessage() for r in caplog.records if r.name == "dacl.callbacks"]
+    assert len(said) == 4 and all("no TensorBoardLogger" in m for m in said)  # once each
+    assert callbacks[0].last == {} and callbacks[1].attention is None
+    assert callbacks[2].last == {}
+
+
+def test_fast_pipeline_attention_shows_the_original_48px_faces(tmp_path, synthetic_dataset):
+    from dacl.data.datamodule import FER2013DataModule
+
+    data = FER2013DataModule(
+        str(synthetic_dataset("folders")), crop=32, resize=40, batch_size=8, pipeline="fast"
+    )
+    attention = AttentionMapLogger(per_class=1)
+    samples = SampleGridLogger(n=4, max_batches=1)
+    trainer = _trainer(
+        tmp_path,
+        logger=TensorBoardLogger(tmp_path, name="fast", version=0),
+        callbacks=[attention, samples],
+    )
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32)
+    trainer.validate(module, data, verbose=False)
+    # model inputs went through the datamodule's eval transform: normalised floats at 32 px
+    assert attention.chosen_images.shape[0] == 7
+    assert attention.chosen_images.shape[-2:] == (32, 32)
+    assert attention.chosen_images.dtype == torch.float32
+    assert attention.attention.shape == (7, 512)
+    # the pictures beside the rows are the raw uint8 48 px faces of the chosen images
+    raw = data.datasets["val"].images[attention.chosen_positions, 0]
+    assert torch.equal(attention.display, raw)
+    assert {"attention/mean", "samples/val_wrong"} <= set(_image_tags(trainer))
+
+
+def _image_tags(trainer) -> list[str]:
+    acc = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0})
+    acc.Reload()
+    return acc.Tags()["images"]
