@@ -137,7 +137,9 @@ class DACLModule(pl.LightningModule):
         values.update(
             {f"{stage}/recall_{n}": r for n, r in zip(self.class_names, recall, strict=True)}
         )
-        self.log_dict(values, prog_bar=stage == "val")
+        shown = {f"{stage}/acc", f"{stage}/balanced_acc"}
+        self.log_dict({k: v for k, v in values.items() if k not in shown})
+        self.log_dict({k: values[k] for k in shown}, prog_bar=stage == "val")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")

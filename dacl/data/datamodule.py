@@ -56,6 +56,10 @@ class _Batches(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.images[i], self.labels[i]
 
+    def to(self, device: torch.device) -> _Batches:
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        return self
+
     def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
         # One gather per batch instead of B indexings + a stack: the loader's whole cost.
         index = torch.as_tensor(idx)
@@ -234,6 +238,11 @@ class FER2013DataModule(pl.LightningDataModule):
             # Batches are slices of an in-memory tensor: worker processes would only add
             # copies, so the main process serves them (Lightning's worker hint does not apply).
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            strategy = getattr(self.trainer, "strategy", None)
+            if strategy is not None and strategy.root_device.type == "cuda":
+                dataset.to(
+                    strategy.root_device
+                )  # 83 MB for all of FER2013: batches never cross the bus
             return DataLoader(
                 dataset,
                 batch_size=self.batch_size,
@@ -276,10 +285,11 @@ class FER2013DataModule(pl.LightningDataModule):
         trainer = self.trainer
         if trainer is not None and trainer.training:
             if self._aug_generator is None:
-                # CPU draws (moved to the batch's device by train_augment); per-rank seeds so
-                # DDP processes do not share crop choices.
+                # Draws on the batch's device (no host-device copy per step); per-rank seeds
+                # so DDP processes do not share crop choices.
                 rank = trainer.global_rank
-                self._aug_generator = torch.Generator().manual_seed(self.seed * 1000 + rank)
+                self._aug_generator = torch.Generator(device=images.device)
+                self._aug_generator.manual_seed(self.seed * 1000 + rank)
             images = train_augment(images, self.crop, self.resize, self._aug_generator)
         else:
             images = eval_augment(images, self.crop, self.resize)
