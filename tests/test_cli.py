@@ -1,0 +1,129 @@
+"""The `dacl` command end to end: fit → checkpoint → test/report, and one-line errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DACL = shutil.which("dacl", path=str(Path(sys.executable).parent)) or "dacl"
+
+
+def tiny_config(tmp_path: Path, root: Path, **data) -> Path:
+    """exp3's method on a tiny synthetic set: crop 32, one epoch, CPU, 32-bit."""
+    config = {
+        "trainer": {
+            "accelerator": "cpu",
+            "precision": "32-true",
+            "max_epochs": 1,
+            "enable_progress_bar": False,
+            "logger": {"init_args": {"save_dir": str(tmp_path / "logs"), "name": "tiny"}},
+        },
+        "model": {"in_chans": 1},
+        "data": {"root": str(root), "crop": 32, "resize": 36, "batch_size": 16, **data},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def dacl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([DACL, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("layout", ["folders", "train_test", "csv"])
+def test_fit_then_test_best_checkpoint_in_every_layout(synthetic_dataset, tmp_path, layout):
+    config = tiny_config(tmp_path, synthetic_dataset(layout))
+    fit = dacl("fit", "--config", str(config))
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoints = list((tmp_path / "logs" / "tiny" / "version_0" / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in checkpoints} >= {"last.ckpt", "best-epoch=00.ckpt"}
+    test = dacl("test", "--config", str(config), "--ckpt_path", "best")
+    assert test.returncode == 0, test.stderr[-3000:]
+    for metric in ("test/acc", "test/balanced_acc", "test/f1_macro", "test/recall_disgust"):
+        assert metric in test.stdout, metric
+    assert "best-epoch=00.ckpt" in test.stderr + test.stdout
+
+
+def test_report_writes_pictures_and_metrics(synthetic_dataset, tmp_path):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    assert dacl("fit", "--config", str(config)).returncode == 0
+    out = tmp_path / "report"
+    report = dacl("report", "--config", str(config), "--ckpt_path", "last", "--out", str(out))
+    assert report.returncode == 0, report.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sum(map(sum, metrics["confusion_matrix"])) == 21  # every val image, once
+    assert {"confusion.png", "report.md", "samples_wrong.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_best_without_a_run_is_a_clear_error(synthetic_dataset, tmp_path):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    result = dacl("test", "--config", str(config), "--ckpt_path", "best")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("dacl: error: --ckpt_path best")
+
+
+def _bad_class(root: Path) -> None:
+    (root / "train" / "happy").rename(root / "train" / "joyful")
+
+
+def _empty_class(root: Path) -> None:
+    for f in (root / "val" / "sad").iterdir():
+        f.unlink()
+
+
+def _bad_csv_label(root: Path) -> None:
+    csv = root / "fer2013.csv"
+    lines = csv.read_text().splitlines()
+    lines[3] = "9" + lines[3][1:]
+    csv.write_text("\n".join(lines) + "\n")
+
+
+BAD_INPUTS = [
+    ("missing_root", None, "fit", "does not exist"),
+    ("no_layout", "empty", "fit", "no FER2013 layout"),
+    ("missing_split", "folders", "test", "test"),
+    ("bad_class", "folders", "fit", "joyful"),
+    ("empty_class", "folders", "fit", "sad"),
+    ("bad_csv_label", "csv", "fit", "fer2013.csv"),
+]
+
+
+@pytest.mark.parametrize(("case", "layout", "command", "needle"), BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2(fresh_dataset, tmp_path, case, layout, command, needle):
+    if layout is None:
+        root = tmp_path / "nowhere"
+    elif layout == "empty":
+        root = tmp_path / "empty"
+        (root / "photos").mkdir(parents=True)
+    elif case == "missing_split":
+        root = fresh_dataset("folders", n_test=0)
+    else:
+        root = fresh_dataset(layout)
+        {"bad_class": _bad_class, "empty_class": _empty_class, "bad_csv_label": _bad_csv_label}[
+            case
+        ](root)
+    args = [command, "--config", str(tiny_config(tmp_path, root))]
+    if command == "test":
+        args += ["--ckpt_path", "none.ckpt"]
+    result = dacl(*args)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("dacl: error: ") and needle in last, last
+
+
+def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    result = dacl(
+        "fit", "--config", "experiments/exp4.yaml", "--config", str(config),
+        "--trainer.fast_dev_run", "1",
+    )  # fmt: skip
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "resnet18_msceleb.pth' not found" in last and "MS-Celeb-1M" in last
+    assert "--model.pretrained" in last
