@@ -43,7 +43,7 @@ def test_experiment_resolves_to_spec_recipe(name):
     cfg = print_config(REPO / "experiments" / f"{name}.yaml")
     crop, batch, epochs, step, gamma, variant = RECIPES[name]
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
-    assert data["crop"] == crop and model["image_size"] == crop  # linked
+    assert data["crop"] == crop
     assert data["batch_size"] == batch and data["resize"] == 256
     assert trainer["max_epochs"] == epochs
     assert (model["lr_step"], model["lr_gamma"]) == (step, gamma)
@@ -54,3 +54,12 @@ def test_experiment_resolves_to_spec_recipe(name):
     assert trainer["logger"]["init_args"]["name"] == name
     assert trainer["logger"]["init_args"]["save_dir"] == "lightning_logs"
     assert model["pretrained"] == ("data/weights/resnet18_msceleb.pth" if name == "exp4" else None)
+
+
+@pytest.mark.parametrize(("name", "crop"), [("exp0", 224), ("exp3", 200)])
+def test_model_image_size_follows_data_crop(name, crop):
+    from dacl.cli import _cli
+
+    cli = _cli(["--config", str(REPO / "experiments" / f"{name}.yaml")], run=False)
+    assert cli.model.hparams.image_size == cli.datamodule.hparams.crop == crop
+    assert cli.model.net.encoder[0].in_features == 512 * 7 * 7
