@@ -1,4 +1,6 @@
-"""The ``dacl`` command: LightningCLI over DACLModule and FER2013DataModule, plus ``report``.
+"""The ``dacl`` command: LightningCLI over DACLModule and FER2013DataModule, plus ``report``
+(pictures and metrics of one checkpoint, :mod:`dacl.report`) and ``ablate`` (configs × seeds,
+:mod:`dacl.ablate`).
 
 ``dacl fit|validate|test|predict --config experiments/exp3.yaml`` reads ``configs/default.yaml``
 first (trainer, logger, callbacks), then the experiment. ``--ckpt_path best|last`` resolves to
@@ -8,11 +10,13 @@ the newest run of that experiment under the logger's folder.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import re
 import sys
 from pathlib import Path
 
+import torch
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 
@@ -63,6 +67,28 @@ class DACLCLI(LightningCLI):
 
     before_validate = before_test = before_predict = _resolve_ckpt
 
+    def predict(self, **kwargs) -> None:
+        """Predict, then write ``predictions.csv`` (file, label, prediction, probabilities)
+        into the run folder."""
+        batches = self.trainer.predict(**kwargs)
+        data = self.datamodule
+        names = data.names(data.predict_split)
+        labels = torch.as_tensor(data.datasets[data.predict_split].labels).tolist()
+        out = Path(self.trainer.log_dir or ".") / "predictions.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        classes = self.model.class_names
+        with out.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])
+            rows = (
+                r
+                for b in batches
+                for r in zip(b["pred"].tolist(), b["probs"].tolist(), strict=True)
+            )
+            for name, label, (pred, probs) in zip(names, labels, rows, strict=True):
+                writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in probs)])
+        print(f"{len(names)} predictions written to {out}")
+
 
 def _with_defaults(args: list[str], run: bool) -> list[str]:
     """Put ``--config configs/default.yaml`` first, so that an experiment file can override
@@ -105,6 +131,14 @@ def _report(argv: list[str]) -> None:
     print(f"balanced acc {metrics['balanced_acc']:.4f}, macro F1 {metrics['f1_macro']:.4f}")
 
 
+EXTRA_HELP = """
+  Also:
+    report              Pictures, metrics.json and report.md of one checkpoint
+                        (dacl report --config C --ckpt_path best|last|FILE [--split val|test]).
+    ablate              Configs x seeds one after another, with a mean ± std table
+                        (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2)."""
+
+
 def main(argv: list[str] | None = None) -> None:
     if argv is None:
         # LightningCLI warns when it gets args and sys.argv both: hand it the arguments once.
@@ -112,6 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if argv and argv[0] == "report":
             _report(argv[1:])
+        elif argv and argv[0] == "ablate":
+            from dacl.ablate import main as ablate
+
+            ablate(argv[1:])
+        elif argv[:1] in ([], ["-h"], ["--help"]):
+            try:
+                _cli(argv)
+            finally:
+                print(EXTRA_HELP)
         else:
             _cli(argv)
     except DACLError as err:

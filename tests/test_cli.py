@@ -60,6 +60,17 @@ def test_report_writes_pictures_and_metrics(synthetic_dataset, tmp_path):
     assert {"confusion.png", "report.md", "samples_wrong.png"} <= {p.name for p in out.iterdir()}
 
 
+def test_predict_writes_one_row_per_test_image(synthetic_dataset, tmp_path):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    assert dacl("fit", "--config", str(config)).returncode == 0
+    result = dacl("predict", "--config", str(config), "--ckpt_path", "last")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (csv,) = (tmp_path / "logs" / "tiny").glob("version_*/predictions.csv")
+    rows = csv.read_text().splitlines()
+    assert rows[0].startswith("file,label,prediction,p_angry")
+    assert len(rows) == 1 + 21 and all("PrivateTest_" in r for r in rows[1:])
+
+
 def test_best_without_a_run_is_a_clear_error(synthetic_dataset, tmp_path):
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
     result = dacl("test", "--config", str(config), "--ckpt_path", "best")

@@ -79,6 +79,10 @@ class ReferenceDataset(Dataset):
     def __init__(self, index: SplitIndex, keep: list[int], transform) -> None:
         self.index, self.keep, self.transform = index, keep, transform
 
+    @property
+    def labels(self) -> list[int]:
+        return [self.index.labels[j] for j in self.keep]
+
     def __len__(self) -> int:
         return len(self.keep)
 
@@ -271,9 +275,14 @@ class FER2013DataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
+    @property
+    def predict_split(self) -> str:
+        """The split ``predict`` reads: test when the data has one, else val."""
+        return self._needed("predict")[0]
+
     def predict_dataloader(self) -> DataLoader:
         assert self.layout is not None, "setup('predict') first"
-        return self._loader(self._needed("predict")[0], train=False)
+        return self._loader(self.predict_split, train=False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
