@@ -140,6 +140,14 @@ EXTRA_HELP = """
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The command shows dacl's own info lines (layout found, class counts, checkpoints
+    # resolved, pretrained tensors loaded); as a library dacl stays quiet.
+    logger = logging.getLogger("dacl")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     if argv is None:
         # LightningCLI warns when it gets args and sys.argv both: hand it the arguments once.
         argv, sys.argv = sys.argv[1:], sys.argv[:1]
