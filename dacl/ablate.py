@@ -86,24 +86,53 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dacl ablate``; raises ``SystemExit`` (non-zero) when a run failed."""
     args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    _check_overrides(overrides)
     out = Path(args.out)
     runs = _plan(args.configs, args.seeds, out)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
-    for k, run in enumerate(runs, 1):
-        tag = f"[{k}/{len(runs)}] {run.name}"
-        marker = run.home / DONE
-        if marker.is_file():
-            print(f"{tag}: finished, skipped ({marker})", flush=True)
-            records.append(json.loads(marker.read_text()))
-            continue
-        records.append(_execute(run, overrides, args, tag))
+    try:
+        for k, run in enumerate(runs, 1):
+            tag = f"[{k}/{len(runs)}] {run.name}"
+            marker = run.home / DONE
+            if marker.is_file():
+                print(f"{tag}: finished, skipped ({marker})", flush=True)
+                records.append(json.loads(marker.read_text()))
+                continue
+            records.append(_execute(run, overrides, args, tag))
+    except KeyboardInterrupt:
+        _write_results(out, records, runs)
+        print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
+        raise SystemExit(130) from None
     _write_results(out, records, runs)
     failed = [r for r in records if r["status"] != "done"]
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     if failed:
         names = ", ".join(f"{r['name']} (exit {r['returncode']})" for r in failed)
         raise SystemExit(f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {names}")
+
+
+#: Arguments the runner sets itself for every run; passing them through would break the layout.
+_OWN = (
+    "--config",
+    "--seed_everything",
+    "--ckpt_path",
+    "--trainer.logger.init_args.save_dir",
+    "--trainer.logger.init_args.name",
+    "--trainer.logger.init_args.version",
+    "--trainer.logger.init_args.sub_dir",
+)
+
+
+def _check_overrides(overrides: list[str]) -> None:
+    for arg in overrides:
+        if arg.split("=", 1)[0] in _OWN:
+            raise SystemExit(
+                f"dacl ablate: {arg.split('=', 1)[0]} is set by the runner for each run "
+                "(use --configs, --seeds and --out)"
+            )
+    if overrides and not overrides[0].startswith("-"):
+        raise SystemExit(f"dacl ablate: unexpected argument '{overrides[0]}'")
 
 
 def _plan(configs: list[str], seeds: list[int], out: Path) -> list[Run]:
@@ -204,11 +233,15 @@ def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]
     with open(run.home / f"{step}.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            log.write(chunk)
-            if not quiet:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
+        try:
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+                log.write(chunk)
+                if not quiet:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+        except KeyboardInterrupt:  # Ctrl-C reaches the run too: let it stop, then stop
+            proc.wait()
+            raise
         rc = proc.wait()
     return rc, time.perf_counter() - t0
 
@@ -360,7 +393,12 @@ def _write_results(out: Path, records: list[dict], runs: list[Run]) -> None:
     )
     (out / "results.md").write_text(_markdown(summary, records))
     _plot(out / "ablation.png", summary, records)
-    lines = ["#!/usr/bin/env bash", "# The commands `dacl ablate` ran, in order.", "set -e"]
+    lines = [
+        "#!/usr/bin/env bash",
+        "# The commands `dacl ablate` ran, in order (a resumed run lists each attempt).",
+        "set -e",
+        f"cd {shlex.quote(str(Path.cwd()))}",
+    ]
     for run in runs:
         cmds = run.home / "commands.sh"
         if cmds.is_file():

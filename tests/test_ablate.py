@@ -2,8 +2,9 @@
 
 The end-to-end tests really train: two tiny configs (dacl vs softmax; 32 px crops, 2 training
 batches, 1 epoch) x two seeds on synthetic faces without a test split (one `dacl fit` subprocess
-per run), and one run on faces with a test split (`dacl fit`, then `dacl test` of the best
-checkpoint). Most of their time is the subprocesses' imports. Resume and failure handling are
+per run), re-run (all skipped), then one run made partial and resumed for a second epoch; and
+one run on faces with a test split (`dacl fit`, then `dacl test` of the best checkpoint). Most
+of their time is the subprocesses' imports. Failure handling and the resume command are also
 checked with the subprocess replaced by a fake, the event-file reading on hand-written events.
 """
 
@@ -133,6 +134,21 @@ def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
     assert {p: p.stat().st_mtime_ns for p in events} == events
     assert json.loads((out / "results.json").read_text())["runs"] == runs
 
+    # A partial run (checkpoint, no marker) resumes from its last.ckpt: here one run is made
+    # partial and given a second epoch; the finished ones are still skipped.
+    partial = out / "runs" / "tiny_dacl_seed0"
+    (partial / "done.json").unlink()
+    (partial / "fit.json").unlink()
+    ablate.main([*argv, "--trainer.max_epochs", "2"])
+    log = capsys.readouterr().out
+    assert log.count("finished, skipped") == 3
+    assert f"resuming from {partial / 'version_0' / 'checkpoints' / 'last.ckpt'}" in log
+    resumed = json.loads((partial / "done.json").read_text())
+    assert resumed["final"]["epoch"] == 1
+    assert "Restoring states from the checkpoint" in (partial / "fit.log").read_text()
+    cmds = (out / "commands.sh").read_text()
+    assert cmds.count(" -m dacl.cli fit ") == 5 and cmds.count("--ckpt_path ") == 1
+
 
 def test_test_split_is_tested_with_the_best_checkpoint(tmp_path):
     data = write_dataset(tmp_path / "data", "folders", n_train=70, n_val=21, n_test=21, seed=0)
@@ -241,3 +257,11 @@ def test_failed_run_is_reported_and_the_others_go_on(tmp_path, fake_runs, capsys
     fail.clear()
     ablate.main(argv)
     assert len(calls) == 3 and "softmax" in calls[-1][calls[-1].index("--config") + 1]
+
+
+def test_arguments_the_runner_owns_are_refused(tmp_path):
+    config = str(_config(tmp_path, "dacl"))
+    for bad in (["--seed_everything", "3"], ["--trainer.logger.init_args.name=x"]):
+        with pytest.raises(SystemExit, match="set by the runner"):
+            ablate.main(["--configs", config, "--out", str(tmp_path / "o"), *bad])
+    assert not (tmp_path / "o").exists()
