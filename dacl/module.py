@@ -160,11 +160,17 @@ class DACLModule(pl.LightningModule):
         return {"pred": probs.argmax(dim=-1), "probs": probs, "attention": attention}
 
     def configure_optimizers(self):
+        params = list(self.net.parameters())
+        # One fused kernel per tensor instead of ~4 passes (and a 360 MB weight-decay
+        # temporary) over the CE-Unit's 90M weights each step; Lightning has already moved the
+        # model to its device here. Same updates as the default SGD to float rounding.
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
         opt = torch.optim.SGD(
-            self.net.parameters(),
+            params,
             lr=self.hparams.lr,
             momentum=self.hparams.momentum,
             weight_decay=self.hparams.weight_decay,
+            fused=fused,
         )
         sched = torch.optim.lr_scheduler.StepLR(
             opt, step_size=self.hparams.lr_step, gamma=self.hparams.lr_gamma
