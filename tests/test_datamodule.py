@@ -136,7 +136,8 @@ def test_corrupt_files_are_excluded_with_a_warning(
         _dm(root, pipeline=pipeline, strict=True, cache_dir=str(tmp_path / "s")).setup("fit")
 
 
-def test_synthetic_option_creates_data_on_first_use(tmp_path):
+def test_synthetic_option_creates_data_on_first_use(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     root = tmp_path / "synthetic"
     dm = _dm(root, synthetic=True, synthetic_size=35)
     dm.prepare_data()
@@ -145,7 +146,8 @@ def test_synthetic_option_creates_data_on_first_use(tmp_path):
     assert len(dm.names("train")) == 35 and len(dm.names("val")) == 7
     _dm(root, synthetic=True, synthetic_size=35).prepare_data()
     assert (root / MARKER).stat().st_mtime_ns == stamp, "reused on the next run"
-    assert (root / ".dacl_cache").is_dir(), "default cache dir under root"
+    assert list((tmp_path / "cache" / "dacl").glob("train-*.pt")), "default: the user's cache"
+    assert not (root / ".dacl_cache").exists(), "the dataset folder is never written to"
 
 
 def test_bad_options_are_dacl_errors(tmp_path):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -108,8 +107,8 @@ class FER2013DataModule(pl.LightningDataModule):
         synthetic: create synthetic faces under ``root`` on first use (``dacl.data.synthetic``),
             reused while the sizes and seed stay the same.
         synthetic_size: synthetic training images; val and test get a fifth of this each.
-        cache_dir: where decoded splits are cached (``fast``); default ``<root>/.dacl_cache``,
-            or a temporary folder when ``root`` is not writable.
+        cache_dir: where decoded splits are cached (``fast``); default ``~/.cache/dacl``
+            (``$XDG_CACHE_HOME/dacl``): the dataset folder is never written to.
     """
 
     def __init__(
@@ -202,17 +201,10 @@ class FER2013DataModule(pl.LightningDataModule):
     def _resolve_cache_dir(self) -> Path:
         if self.cache_dir:
             return Path(self.cache_dir)
-        assert self.layout is not None
-        default = self.layout.root / ".dacl_cache"
-        try:
-            default.mkdir(exist_ok=True)
-            if os.access(default, os.W_OK):
-                return default
-        except OSError:
-            pass
-        # Read-only data (a shared mount): cache per user in the temp dir instead.
-        user = os.getuid() if hasattr(os, "getuid") else os.getlogin()
-        return Path(tempfile.gettempdir()) / f"dacl_cache_{user}"
+        # The user's cache, never the dataset folder (it may be shared or read-only); cache file
+        # names carry a hash of where the split's files live, so datasets never collide.
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "dacl"
 
     def _build(self, split: str, index: SplitIndex) -> Dataset:
         if self.pipeline == "fast":
@@ -244,26 +236,21 @@ class FER2013DataModule(pl.LightningDataModule):
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             strategy = getattr(self.trainer, "strategy", None)
             if strategy is not None and strategy.root_device.type == "cuda":
-                dataset.to(
-                    strategy.root_device
-                )  # 83 MB for all of FER2013: batches never cross the bus
-            return DataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                shuffle=train,
-                generator=generator,
-                drop_last=False,
-                num_workers=0,
-                collate_fn=_identity,
-            )
+                # 83 MB for all of FER2013: batches never cross the bus.
+                dataset.to(strategy.root_device)
+            workers = {"num_workers": 0, "collate_fn": _identity}
+        else:
+            workers = {
+                "num_workers": self.num_workers,
+                "persistent_workers": self.num_workers > 0,
+            }
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=train,
             generator=generator,
             drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            **workers,
         )
 
     def train_dataloader(self) -> DataLoader:
