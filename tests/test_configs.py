@@ -64,3 +64,12 @@ def test_model_image_size_follows_data_crop(name, crop):
     cli = _cli(["--config", str(REPO / "experiments" / f"{name}.yaml")], run=False)
     assert cli.model.hparams.image_size == cli.datamodule.hparams.crop == crop
     assert cli.model.net.encoder[0].in_features == 512 * 7 * 7
+
+
+@pytest.mark.parametrize("name", ["demo", "cpu48"])
+def test_cpu_configs_resolve_to_a_32_bit_cpu_run_at_48px(name):
+    cfg = print_config(REPO / "experiments" / f"{name}.yaml")
+    assert cfg["trainer"]["accelerator"] == "cpu" and cfg["trainer"]["precision"] == "32-true"
+    assert (cfg["data"]["crop"], cfg["data"]["resize"]) == (48, 56)
+    assert cfg["model"]["variant"] == "dacl" and cfg["model"]["lam"] == 0.01
+    assert cfg["data"]["synthetic"] is (name == "demo")
