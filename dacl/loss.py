@@ -45,7 +45,9 @@ class SparseCenterLoss(nn.Module):
         num_classes = self.centers.shape[0]
         pull = attention.float() * (features.float() - self.centers[labels])
         sums = torch.zeros_like(self.centers).index_add_(0, labels, pull)
-        counts = torch.bincount(labels, minlength=num_classes).to(sums.dtype)
+        # index_add_, not bincount: on CUDA bincount reads the largest label back to the host.
+        counts = torch.zeros(num_classes, dtype=sums.dtype, device=sums.device)
+        counts.index_add_(0, labels, torch.ones_like(labels, dtype=sums.dtype))
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             packed = torch.cat([sums, counts[:, None]], dim=1)
             dist.all_reduce(packed)

@@ -116,10 +116,9 @@ class DACLModule(pl.LightningModule):
         losses, _, (features, attention, labels) = self._losses(batch)
         if self.hparams.variant != "softmax":
             self.center_loss.update_centers(features, attention, labels, self.lam)
-        loss = losses.pop("loss")
+        # Not on the progress bar: it would read the loss back from the GPU at every step.
         self.log_dict({f"train/{k}": v for k, v in losses.items()})
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+        return losses["loss"]
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         losses, logits, (*_, labels) = self._losses(batch)
