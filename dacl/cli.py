@@ -14,11 +14,11 @@ import csv
 import logging
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import torch
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from dacl.data import FER2013DataModule
 from dacl.errors import DACLError
@@ -30,14 +30,31 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
-def resolve_checkpoint(ckpt_path: str | None, logger: object) -> str | None:
-    """``best``/``last`` → that checkpoint of the newest run (``version_N``) of the logger's
-    experiment that has one; any other value is returned as given."""
+def log_root(trainer_config) -> Path | None:
+    """``save_dir/name`` of the TensorBoard logger in a parsed trainer config, else ``None``."""
+    logger = trainer_config.get("logger")
+    if not logger or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        return None
+    args = logger.get("init_args") or {}
+    name = args.get("name", "lightning_logs")
+    return Path(args.get("save_dir", ".")) / name if name else Path(args.get("save_dir", "."))
+
+
+def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
+    """``best``/``last`` → that checkpoint of the newest run (``root/version_N``) that has one;
+    a file path is checked (it exists and is a ``torch.save`` archive) and returned."""
     if ckpt_path not in ("best", "last"):
+        if ckpt_path is not None and not Path(ckpt_path).is_file():
+            raise DACLError(
+                f"--ckpt_path '{ckpt_path}': no such checkpoint file; "
+                "pass best, last or an existing .ckpt"
+            )
+        # torch.save writes zip archives: a truncated copy fails here, not in a traceback.
+        if ckpt_path is not None and not zipfile.is_zipfile(ckpt_path):
+            raise DACLError(f"--ckpt_path '{ckpt_path}' is not a PyTorch checkpoint (truncated?)")
         return ckpt_path
-    if not isinstance(logger, TensorBoardLogger):
+    if root is None:
         raise DACLError(f"--ckpt_path {ckpt_path} needs the TensorBoard logger to find the run")
-    root = Path(logger.root_dir)
     pattern = "last.ckpt" if ckpt_path == "last" else "best*.ckpt"
     runs = sorted(
         root.glob("version_*"),
@@ -61,15 +78,20 @@ class DACLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.crop", "model.image_size")
 
-    def _resolve_ckpt(self) -> None:
-        config = self.config_init[self.subcommand]
-        config["ckpt_path"] = resolve_checkpoint(config.get("ckpt_path"), self.trainer.logger)
-
-    before_validate = before_test = before_predict = _resolve_ckpt
+    def _parse_ckpt_path(self) -> None:
+        # Resolve best/last before Lightning reads the checkpoint's hyper-parameters into the
+        # model config, so `test --ckpt_path best` rebuilds the model that was trained.
+        if subcommand := self.config.get("subcommand"):
+            config = self.config[subcommand]
+            if "ckpt_path" in config:
+                config.ckpt_path = resolve_checkpoint(config.ckpt_path, log_root(config.trainer))
+        super()._parse_ckpt_path()
 
     def predict(self, **kwargs) -> None:
         """Predict, then write ``predictions.csv`` (file, label, prediction, probabilities)
         into the run folder."""
+        if self.trainer.world_size > 1:
+            raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
         batches = self.trainer.predict(**kwargs)
         data = self.datamodule
         names = data.names(data.predict_split)
@@ -112,7 +134,7 @@ def _cli(args: list[str], run: bool = True) -> DACLCLI:
 
 
 def _report(argv: list[str]) -> None:
-    from dacl.report import write_report
+    from dacl.report import find_log_dir, write_report
 
     parser = argparse.ArgumentParser(prog="dacl report", add_help=True)
     parser.add_argument("--ckpt_path", required=True, help="best, last or a checkpoint file")
@@ -120,12 +142,12 @@ def _report(argv: list[str]) -> None:
     parser.add_argument("--out", default=None, help="folder for the PNGs, metrics.json, report.md")
     ours, rest = parser.parse_known_args(argv)
     cli = _cli(rest, run=False)
-    ckpt = resolve_checkpoint(ours.ckpt_path, cli.trainer.logger)
-    run_dir = Path(ckpt).parent.parent
-    out = Path(ours.out) if ours.out else run_dir / f"report_{ours.split}"
+    ckpt = resolve_checkpoint(ours.ckpt_path, log_root(cli.config.trainer))
+    log_dir = find_log_dir(ckpt)
+    out = Path(ours.out) if ours.out else (log_dir or Path(ckpt).parent) / f"report_{ours.split}"
     module = DACLModule.load_from_checkpoint(ckpt, map_location="cpu")
     metrics = write_report(
-        module, cli.datamodule, split=ours.split, out=out, ckpt_path=ckpt, log_dir=run_dir
+        module, cli.datamodule, split=ours.split, out=out, ckpt_path=ckpt, log_dir=log_dir
     )
     print(f"report written to {out}: acc {metrics['acc']:.4f}, ", end="")
     print(f"balanced acc {metrics['balanced_acc']:.4f}, macro F1 {metrics['f1_macro']:.4f}")

@@ -86,7 +86,8 @@ class DACLModule(pl.LightningModule):
         self.center_loss = SparseCenterLoss(num_classes, self.net.classifier.in_features, alpha)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self._forward = torch.compile(self.net) if compile else self.net
+        if compile:
+            self.net.compile()  # in place: checkpoint keys stay net.* with compile on or off
         self.val_metrics = _eval_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = _eval_metrics(num_classes).clone(prefix="test/")
         #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
@@ -95,7 +96,7 @@ class DACLModule(pl.LightningModule):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self._forward(images)
+        return self.net(images)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.hparams.pretrained:
@@ -125,7 +126,7 @@ class DACLModule(pl.LightningModule):
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, labels)
         bs = labels.shape[0]
-        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs)
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics

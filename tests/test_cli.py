@@ -97,7 +97,7 @@ def _bad_csv_label(root: Path) -> None:
 BAD_INPUTS = [
     ("missing_root", None, "fit", "does not exist"),
     ("no_layout", "empty", "fit", "no FER2013 layout"),
-    ("missing_split", "folders", "test", "test"),
+    ("missing_split", "train_test", "fit", "'val'"),
     ("bad_class", "folders", "fit", "joyful"),
     ("empty_class", "folders", "fit", "sad"),
     ("bad_csv_label", "csv", "fit", "fer2013.csv"),
@@ -111,16 +111,15 @@ def test_bad_input_is_one_line_and_exit_2(fresh_dataset, tmp_path, case, layout,
     elif layout == "empty":
         root = tmp_path / "empty"
         (root / "photos").mkdir(parents=True)
-    elif case == "missing_split":
-        root = fresh_dataset("folders", n_test=0)
+    elif case == "missing_split":  # the common download without PublicTest_ files: no val
+        root = fresh_dataset("train_test", n_val=0)
     else:
         root = fresh_dataset(layout)
         {"bad_class": _bad_class, "empty_class": _empty_class, "bad_csv_label": _bad_csv_label}[
             case
         ](root)
     args = [command, "--config", str(tiny_config(tmp_path, root))]
-    if command == "test":
-        args += ["--ckpt_path", "none.ckpt"]
+
     result = dacl(*args)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -138,3 +137,32 @@ def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert "resnet18_msceleb.pth' not found" in last and "MS-Celeb-1M" in last
     assert "--model.pretrained" in last
+
+
+def test_broken_checkpoint_file_is_one_line(synthetic_dataset, tmp_path):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    (tmp_path / "cut.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    result = dacl("test", "--config", str(config), "--ckpt_path", str(tmp_path / "cut.ckpt"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cut.ckpt' is not a PyTorch checkpoint" in result.stderr.strip().splitlines()[-1]
+
+
+def test_missing_checkpoint_file_is_one_line(synthetic_dataset, tmp_path):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    for command in ("test", "report"):
+        result = dacl(command, "--config", str(config), "--ckpt_path", "nope.ckpt")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last == "dacl: error: --ckpt_path 'nope.ckpt': no such checkpoint file; " + (
+            "pass best, last or an existing .ckpt"
+        )
+
+
+def test_best_checkpoint_rebuilds_the_trained_model_not_the_config(synthetic_dataset, tmp_path):
+    """Trained with --model.variant center (no CE-Unit), tested with the config alone."""
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    fit = dacl("fit", "--config", str(config), "--model.variant", "center")
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    test = dacl("test", "--config", str(config), "--ckpt_path", "best")
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/balanced_acc" in test.stdout

@@ -184,3 +184,19 @@ def test_trains_through_lightning_with_the_fast_pipeline(synthetic_dataset, tmp_
     trainer.fit(model, dm)
     assert seen == [(torch.Size([16, 1, 32, 32]), torch.float32)] * 2
     assert "val/balanced_acc" in trainer.callback_metrics
+
+
+def test_training_order_follows_seed_everything_unless_data_seed_is_set(
+    synthetic_dataset, tmp_path
+):
+    import pytorch_lightning as pl
+
+    def first_labels(seed_everything: int, **kw) -> list[int]:
+        pl.seed_everything(seed_everything, verbose=False)
+        dm = _dm(synthetic_dataset("folders"), cache_dir=str(tmp_path / "cache"), **kw)
+        dm.setup("fit")
+        return next(iter(dm.train_dataloader()))[1].tolist()
+
+    assert first_labels(1) == first_labels(1)
+    assert first_labels(1) != first_labels(2), "an ablation's seeds must change the data order"
+    assert first_labels(1, seed=7) == first_labels(2, seed=7)

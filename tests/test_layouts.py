@@ -251,3 +251,16 @@ def test_images_not_48px_are_resized(fresh_dataset, split_sizes):
     images, _, names = decode_split(find_layout(root).split("val"))
     assert images.shape == (split_sizes["val"], 48, 48)
     assert f"val/sad/{path.stem}.JPG" in names
+
+
+def test_csv_with_byte_order_mark_loads_and_binary_file_is_a_clear_error(tmp_path):
+    row = "3," + " ".join(["128"] * 2304) + ",Training\n"
+    bom = tmp_path / "bom" / "fer2013.csv"
+    bom.parent.mkdir()
+    bom.write_text("\ufeffemotion,pixels,Usage\n" + row, encoding="utf-8")
+    assert find_layout(bom.parent).split("train").labels == [3]
+    binary = tmp_path / "bin" / "fer2013.csv"
+    binary.parent.mkdir()
+    binary.write_bytes(b"emotion,pixels,Usage\n\xff\xfe\x00garbage\n")
+    with pytest.raises(DACLError, match=r"fer2013\.csv: not UTF-8 text"):
+        find_layout(binary.parent)

@@ -73,3 +73,10 @@ def test_pretrained_file_is_needed_at_fit_not_at_reload(tmp_path):
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     weights.unlink()
     DACLModule.load_from_checkpoint(tmp_path / "m.ckpt")
+
+
+def test_compile_does_not_change_checkpoint_keys():
+    eager = DACLModule(image_size=32).state_dict()
+    compiled = DACLModule(image_size=32, compile=True).state_dict()
+    assert list(compiled) == list(eager)
+    assert all(k.startswith(("net.", "center_loss.")) for k in eager)

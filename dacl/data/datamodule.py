@@ -62,6 +62,9 @@ class _Batches(Dataset):
     def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
         # One gather per batch instead of B indexings + a stack: the loader's whole cost.
         index = torch.as_tensor(idx)
+        if self.images.is_cuda:
+            # A pageable CPU index would make CUDA indexing wait for the stream to drain.
+            index = index.pin_memory().to(self.images.device, non_blocking=True)
         return self.images[index], self.labels[index]
 
 
@@ -100,7 +103,9 @@ class FER2013DataModule(pl.LightningDataModule):
         batch_size: samples per batch.
         num_workers: loader worker processes for the ``reference`` pipeline; the ``fast``
             pipeline serves batches from memory in the main process.
-        seed: seeds the training-set shuffling and the ``fast`` augmentation draws.
+        seed: seeds the training-set shuffling and the ``fast`` augmentation draws; ``None``
+            (the default) follows ``seed_everything``, so runs with different seeds also see
+            different orders and crops.
         pipeline: ``fast`` (decoded, cached, batched augmentation on the batch's device) or
             ``reference`` (PIL + torchvision per image, as the reference code).
         strict: make unreadable or truncated image files an error instead of a warning.
@@ -118,7 +123,7 @@ class FER2013DataModule(pl.LightningDataModule):
         resize: int = 256,
         batch_size: int = 64,
         num_workers: int = 2,
-        seed: int = 0,
+        seed: int | None = None,
         pipeline: Literal["fast", "reference"] = "fast",
         strict: bool = False,
         synthetic: bool = False,
@@ -164,7 +169,8 @@ class FER2013DataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         if self.synthetic:
             n = self.synthetic_size
-            ensure_synthetic(self.root, n, n // 5, n // 5, self.seed)
+            # The synthetic set itself never depends on the run's seed: one set for all runs.
+            ensure_synthetic(self.root, n, n // 5, n // 5, 0)
 
     def setup(self, stage: str) -> None:
         if self.layout is None:
@@ -222,6 +228,10 @@ class FER2013DataModule(pl.LightningDataModule):
         make = train_transform if split == "train" else eval_transform
         return ReferenceDataset(index, keep, make(self.crop, self.resize))
 
+    def _seed(self) -> int:
+        # initial_seed() is seed_everything's value, or a random 64-bit one without it.
+        return self.seed if self.seed is not None else torch.initial_seed() % 2**31
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.datasets:
             raise DACLError(f"the '{split}' split is not set up; call setup() for its stage first")
@@ -229,7 +239,7 @@ class FER2013DataModule(pl.LightningDataModule):
         generator = None
         if train:
             # A seeded generator: the order is reproducible, and each epoch draws a new one.
-            generator = torch.Generator().manual_seed(self.seed)
+            generator = torch.Generator().manual_seed(self._seed())
         if self.pipeline == "fast":
             # Batches are slices of an in-memory tensor: worker processes would only add
             # copies, so the main process serves them (Lightning's worker hint does not apply).
@@ -285,7 +295,7 @@ class FER2013DataModule(pl.LightningDataModule):
                 # so DDP processes do not share crop choices.
                 rank = trainer.global_rank
                 self._aug_generator = torch.Generator(device=images.device)
-                self._aug_generator.manual_seed(self.seed * 1000 + rank)
+                self._aug_generator.manual_seed(self._seed() * 1000 + rank)
             images = train_augment(images, self.crop, self.resize, self._aug_generator)
         else:
             images = eval_augment(images, self.crop, self.resize)

@@ -214,10 +214,21 @@ def _partition(index: SplitIndex, routes: list[str]) -> dict[str, SplitIndex]:
 
 def _read_csv(path: Path) -> dict[str, SplitIndex]:
     """Parse ``fer2013.csv`` (SPEC §3); every bad row is a :class:`DACLError` with its line."""
+    try:
+        return _parse_csv(path)
+    except UnicodeDecodeError as err:
+        raise DACLError(
+            f"{path}: not UTF-8 text (bad byte at offset {err.start}); "
+            "expected a CSV with columns emotion,pixels,Usage"
+        ) from None
+
+
+def _parse_csv(path: Path) -> dict[str, SplitIndex]:
     rows: dict[str, tuple[list[str], list[int], list[np.ndarray]]] = {
         s: ([], [], []) for s in SPLITS
     }
-    with open(path, newline="") as fh:
+    # utf-8-sig: a CSV saved by Excel starts with a byte-order mark before "emotion".
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
