@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 import torch
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from dacl.data import FER2013DataModule
 from dacl.errors import DACLError
@@ -75,7 +75,7 @@ def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
 class DACLCLI(LightningCLI):
     """LightningCLI with ``model.image_size`` linked to ``data.crop``."""
 
-    def add_arguments_to_parser(self, parser) -> None:
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.crop", "model.image_size")
 
     def _parse_ckpt_path(self) -> None:

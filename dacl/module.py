@@ -8,6 +8,7 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -102,7 +103,10 @@ class DACLModule(pl.LightningModule):
         if stage == "fit" and self.hparams.pretrained:
             self.net.load_pretrained(self.hparams.pretrained)
 
-    def _losses(self, batch: tuple[Tensor, Tensor]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    def _losses(
+        self, batch: tuple[Tensor, Tensor]
+    ) -> tuple[dict[str, Tensor], Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """L_CE, L_SC and L = L_CE + λ·L_SC; the logits; (features, attention, labels)."""
         images, labels = batch
         logits, features, attention = self(images)
         loss_ce = F.cross_entropy(logits.float(), labels)
@@ -159,7 +163,7 @@ class DACLModule(pl.LightningModule):
         probs = logits.float().softmax(dim=-1)
         return {"pred": probs.argmax(dim=-1), "probs": probs, "attention": attention}
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         params = list(self.net.parameters())
         # One fused kernel per tensor instead of ~4 passes (and a 360 MB weight-decay
         # temporary) over the CE-Unit's 90M weights each step; Lightning has already moved the

@@ -281,7 +281,9 @@ class FER2013DataModule(pl.LightningDataModule):
         assert self.layout is not None, "setup('predict') first"
         return self._loader(self.predict_split, train=False)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
         """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
         if self.pipeline != "fast":
             return batch
