@@ -39,6 +39,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from jsonargparse.typing import PositiveInt
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.data import BatchSampler, SequentialSampler
@@ -110,16 +111,26 @@ def _val_loader(trainer: pl.Trainer):
     return loader
 
 
-def original_images(trainer: pl.Trainer, positions: Sequence[int], labels: Sequence[int]):
-    """The validation loader's raw ``uint8`` pictures at loader ``positions`` — with the fast
-    pipeline these are the original 48 px faces — or ``None`` when they cannot be had
-    reliably: a non-sequential sampler (shuffled or distributed), a dataset that does not
-    yield ``(uint8 image, label)`` items, or labels that do not match."""
+def _sequential_val_loader(trainer: pl.Trainer):
+    """The validation loader if its positions are dataset indices — a plain
+    :class:`BatchSampler` over a :class:`SequentialSampler` — else ``None`` (shuffled or
+    distributed: rank 0 of W sees indices 0, W, 2W, …)."""
     loader = _val_loader(trainer)
     batch_sampler = getattr(loader, "batch_sampler", None)
     if type(batch_sampler) is not BatchSampler or not isinstance(
         batch_sampler.sampler, SequentialSampler
     ):
+        return None
+    return loader
+
+
+def original_images(trainer: pl.Trainer, positions: Sequence[int], labels: Sequence[int]):
+    """The validation loader's raw ``uint8`` pictures at loader ``positions`` — with the fast
+    pipeline these are the original 48 px faces — or ``None`` when they cannot be had
+    reliably: a non-sequential sampler (shuffled or distributed), a dataset that does not
+    yield ``(uint8 image, label)`` items, or labels that do not match."""
+    loader = _sequential_val_loader(trainer)
+    if loader is None:
         return None
     try:
         out = []
@@ -135,9 +146,10 @@ def original_images(trainer: pl.Trainer, positions: Sequence[int], labels: Seque
 
 
 def sample_names(trainer: pl.Trainer, split: str, positions: Sequence[int]) -> list[str] | None:
-    """File names of loader ``positions`` from ``datamodule.names(split)`` when it has them."""
+    """File names of loader ``positions`` from ``datamodule.names(split)`` when it has them
+    and the validation loader is sequential (so its positions are dataset indices)."""
     names_of = getattr(getattr(trainer, "datamodule", None), "names", None)
-    if names_of is None:
+    if names_of is None or _sequential_val_loader(trainer) is None:
         return None
     try:
         names = names_of(split)
@@ -222,9 +234,9 @@ class AttentionMapLogger(_TensorBoardCallback):
             else the un-normalised model inputs.
     """
 
-    def __init__(self, per_class: int = 4) -> None:
+    def __init__(self, per_class: PositiveInt = 4) -> None:
         super().__init__()
-        if per_class < 1:
+        if per_class < 1:  # PositiveInt is checked by the CLI only
             raise ValueError(f"per_class must be >= 1, got {per_class}")
         self.per_class = per_class
         self.chosen_images: Tensor | None = None
@@ -339,9 +351,9 @@ class SampleGridLogger(_TensorBoardCallback):
     positions they were chosen from, for inspection.
     """
 
-    def __init__(self, n: int = 16, max_batches: int = 4) -> None:
+    def __init__(self, n: PositiveInt = 16, max_batches: PositiveInt = 4) -> None:
         super().__init__()
-        if n < 1 or max_batches < 1:
+        if n < 1 or max_batches < 1:  # PositiveInt is checked by the CLI only
             raise ValueError("n and max_batches must be >= 1")
         self.n = n
         self.max_batches = max_batches
@@ -465,7 +477,6 @@ class HParamsLogger(_TensorBoardCallback):
         super().__init__()
         self.extra = dict(extra or {})
         self.best: float | None = None
-        self.params: dict[str, Any] = {}
         self._sessions: set[int] = set()
 
     @classmethod
@@ -490,8 +501,8 @@ class HParamsLogger(_TensorBoardCallback):
             return
         from torch.utils.tensorboard.summary import hparams
 
-        self.params = self.collect(trainer, pl_module)
-        summaries = hparams(self.params, dict.fromkeys(self.metric_tags(), 0.0))
+        params = self.collect(trainer, pl_module)
+        summaries = hparams(params, dict.fromkeys(self.metric_tags(), 0.0))
         file_writer = writer._get_file_writer()
         for summary in summaries:
             file_writer.add_summary(summary)
