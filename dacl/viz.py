@@ -183,10 +183,6 @@ def attention_figure(
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
     images: Any = None,
-    vmin: float | None = 0.0,
-    vmax: float | None = 1.0,
-    cmap: str = "viridis",
-    colorbar_label: str = "attention weight",
 ) -> Figure:
     """Attention vectors ``attn`` ``(n, d)`` as rows of a heat map (report Fig. 4.11–4.12).
 
@@ -194,8 +190,8 @@ def attention_figure(
         row_labels: one caption per row (e.g. file name and prediction); default ``#i``.
         images: optional display-ready pictures ``(n, H, W)`` (see :func:`to_display`) drawn
             as thumbnails left of their rows.
-        vmin, vmax: colour range; the default fixed (0, 1) keeps maps comparable across
-            classes and epochs. ``None`` scales to the data.
+
+    The colour range is fixed to (0, 1) so maps compare across classes and epochs.
     """
     attn = _np(attn).astype(np.float32)
     if attn.ndim != 2:
@@ -220,12 +216,12 @@ def attention_figure(
             tax.set_axis_off()
     else:
         ax = fig.add_subplot()
-    im = ax.imshow(attn, cmap=cmap, vmin=vmin, vmax=vmax, **_HEAT)
+    im = ax.imshow(attn, cmap="viridis", vmin=0.0, vmax=1.0, **_HEAT)
     ax.set_yticks(range(n), labels, fontsize=8)
     step = 64 if d >= 256 else max(1, d // 8)
     ax.set_xticks(range(0, d, step))
     ax.set_xlabel(f"feature dimension (0–{d - 1})")
-    fig.colorbar(im, ax=ax, pad=0.01, fraction=0.04, label=colorbar_label)
+    fig.colorbar(im, ax=ax, pad=0.01, fraction=0.04, label="attention weight")
     fig.suptitle(title or "Attention weights", fontsize=11)
     return fig
 

@@ -38,7 +38,6 @@ from torchvision.transforms import functional as TF
 
 from dacl.data import cache as cache_mod
 from dacl.data.augment import (
-    CROP_NAMES,
     crop_offsets,
     crop_resize,
     eval_augment,
@@ -50,6 +49,7 @@ from dacl.data.layouts import find_layout
 from dacl.data.transforms import (
     FER2013_MEAN,
     FER2013_STD,
+    FIVE_CROPS,
     RandomFiveCrop,
     eval_transform,
     train_transform,
@@ -117,7 +117,7 @@ def test_every_crop_and_flip_matches_reference(crop, resize):
             assert ref.shape == (3, crop, crop)
             d = (fast[j] - ref[0]).abs()
             assert d.max() <= TOL, (
-                f"{CROP_NAMES[k]} flip={flip}: {d.max() / GREY:.4f} grey levels > 1.001"
+                f"{FIVE_CROPS[k]} flip={flip}: {d.max() / GREY:.4f} grey levels > 1.001"
             )
             diffs.append(d)
     d = torch.stack(diffs)
@@ -170,7 +170,7 @@ def test_one_pixel_shift_fails_the_tolerance(crop, resize):
                 continue
             moved = to_tensor(TF.crop(resized, t, lft, crop, crop))[0]
             worst = (fast[2 * k] - moved).abs().max()
-            assert worst > 10 * TOL, f"{CROP_NAMES[k]} shifted ({dy},{dx}): only {worst / GREY}"
+            assert worst > 10 * TOL, f"{FIVE_CROPS[k]} shifted ({dy},{dx}): only {worst / GREY}"
         # ... and so does the flip: unflipped vs flipped differ far beyond it.
         assert (fast[2 * k + 1] - exact).abs().max() > 10 * TOL
     if (resize - crop) % 2:

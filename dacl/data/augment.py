@@ -32,10 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD
+from dacl.data.transforms import FER2013_MEAN, FER2013_STD, FIVE_CROPS
 
 __all__ = [
-    "CROP_NAMES",
     "crop_offsets",
     "crop_resize",
     "eval_augment",
@@ -44,9 +43,8 @@ __all__ = [
     "train_augment",
 ]
 
-#: The five crops in ``torchvision.transforms.FiveCrop`` order; ``crop_index`` counts in it.
-CROP_NAMES = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
-CENTER = 4
+#: ``crop_index`` counts in :data:`~dacl.data.transforms.FIVE_CROPS` (``FiveCrop``) order.
+CENTER = FIVE_CROPS.index("center")
 
 
 def resized_size(h: int, w: int, resize: int) -> tuple[int, int]:

@@ -49,10 +49,6 @@ CACHE_VERSION = 1
 __all__ = ["CACHE_VERSION", "cache_path", "fingerprint", "load_or_build"]
 
 
-def _split_name(index: SplitIndex) -> str:
-    return getattr(index, "split", "") or ""
-
-
 def cache_path(index: SplitIndex, cache_dir: str | Path) -> Path:
     """The cache file of ``index`` in ``cache_dir``: one per (data location, split).
 
@@ -61,7 +57,7 @@ def cache_path(index: SplitIndex, cache_dir: str | Path) -> Path:
     different places never share a file. Validity is decided by :func:`fingerprint`, not by the
     name.
     """
-    split = _split_name(index)
+    split = index.split
     paths = [os.path.abspath(p) for p in index.sources]
     where = os.path.commonpath(paths) if paths else ""
     # Without a split name, the first sample's name tells splits of one folder apart.
@@ -148,7 +144,7 @@ def load_or_build(
     (the rebuild raises, naming the file); reused non-strictly, it warns again how many it lacks.
     """
     path = cache_path(index, cache_dir)
-    split = _split_name(index) or "?"
+    split = index.split or "?"
     start = time.perf_counter()
     expect = fingerprint(index)
     payload = _read(path, expect)
@@ -182,9 +178,7 @@ def load_or_build(
     kept = set(names)
     skipped = [n for n in index.names if n not in kept] if len(names) != len(index) else []
     payload = {
-        "version": CACHE_VERSION,
         "fingerprint": expect,
-        "split": _split_name(index),
         "images": images,
         "labels": labels,
         "names": list(names),

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from dacl.classes import FER2013_CLASSES
+from dacl.data.layouts import USAGE_SPLITS
 from dacl.errors import DACLError
 
 #: FER2013 Training-split class counts, canonical order (SPEC §3, fer2013/README.md).
@@ -212,8 +213,8 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
 
 
-_PREFIX = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-_USAGE = _PREFIX  # the CSV's Usage values are the same words
+# split -> the CSV's Usage value, also the file-name prefix (``PublicTest_3.png``).
+_USAGE = {split: usage for usage, split in USAGE_SPLITS.items()}
 
 
 def write_dataset(
@@ -259,7 +260,7 @@ def write_dataset(
             # Folders appear only with their first image: an empty class folder is an error.
             folder_path = root / folder / dirs[FER2013_CLASSES[y]]
             folder_path.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(im).save(folder_path / f"{_PREFIX[split]}_{i}{ext}")
+            Image.fromarray(im).save(folder_path / f"{_USAGE[split]}_{i}{ext}")
     if layout == "csv":
         (root / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
     return root
