@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from dacl import viz
+
 #: The selection measure and the two reported beside it (SPEC §5).
 METRICS = ("balanced_acc", "acc", "f1_macro")
 LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
@@ -300,21 +302,9 @@ def _truthy(value: Any) -> bool:
 
 
 def _scalars(log_dir: Path) -> dict[str, dict[int, float]]:
-    """tag → {step: value} of the event files in ``log_dir`` (not its subfolders). A resumed
-    run appends a new event file; a step logged twice keeps its last value."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    if not log_dir.is_dir():
-        return {}
-    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    acc.Reload()
-    out: dict[str, dict[int, float]] = {}
-    for tag in acc.Tags().get("scalars", []):
-        series: dict[int, float] = {}
-        for event in acc.Scalars(tag):
-            series[event.step] = event.value
-        out[tag] = series
-    return out
+    """tag → {step: value} of the event files in ``log_dir`` (see :func:`dacl.viz.read_scalars`:
+    not its subfolders; a step logged twice, as after a resume, keeps its last value)."""
+    return {tag: dict(series) for tag, series in viz.read_scalars(log_dir).items()}
 
 
 def read_fit_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -451,12 +441,8 @@ def _markdown(summary: list[dict], records: list[dict]) -> str:
 
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(2.2 + 1.6 * max(1, len(summary)), 4))
+    fig = viz._figure(2.2 + 1.6 * max(1, len(summary)), 4)
+    ax = fig.add_subplot()
     width = 0.8 / len(METRICS)
     for j, m in enumerate(METRICS):
         xs, means, errs = [], [], []
@@ -475,9 +461,7 @@ def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="upper right")
     ax.set_title("Ablation: best-validation metrics per config")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    viz.save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":
