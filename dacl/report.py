@@ -38,18 +38,12 @@ import torch
 from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities import move_data_to_device
 from torch import Tensor
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassPrecision
 
 from dacl import viz
 from dacl.callbacks import select_samples
 from dacl.errors import DACLError
+from dacl.module import _eval_metrics
 
 __all__ = ["SPLITS", "compute_metrics", "find_log_dir", "write_report"]
 
@@ -63,17 +57,8 @@ def compute_metrics(logits: Tensor, labels: Tensor, class_names: Sequence[str]) 
     ``precision`` (dicts by class name), ``confusion_matrix`` (rows = true class) and the
     true and predicted ``counts`` per class."""
     k = len(class_names)
-    metrics = MetricCollection(
-        {
-            "acc": MulticlassAccuracy(k, average="micro"),
-            "balanced_acc": MulticlassRecall(k, average="macro"),
-            "f1_macro": MulticlassF1Score(k, average="macro"),
-            "recall": MulticlassRecall(k, average=None),
-            "precision": MulticlassPrecision(k, average=None),
-            "confmat": MulticlassConfusionMatrix(k),
-        },
-        compute_groups=False,
-    )
+    metrics = _eval_metrics(k)  # the module's own measures, plus per-class precision
+    metrics.add_metrics({"precision": MulticlassPrecision(k, average=None)})
     values = metrics(logits.float().cpu(), labels.cpu())
     cm = values["confmat"].long()
     names = list(class_names)
