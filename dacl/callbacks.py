@@ -45,6 +45,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from dacl import viz
+from dacl.errors import DACLError
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +133,18 @@ def original_images(trainer: pl.Trainer, positions: Sequence[int], labels: Seque
     loader = _sequential_val_loader(trainer)
     if loader is None:
         return None
-    try:
-        out = []
-        for pos, y in zip(positions, labels, strict=True):
-            image, label = loader.dataset[int(pos)][:2]
-            image = torch.as_tensor(image)
-            if image.dtype != torch.uint8 or int(label) != int(y):
-                return None
-            out.append(image[0] if image.ndim == 3 else image)
-        return torch.stack(out) if out else None
-    except (TypeError, IndexError, KeyError, ValueError, AttributeError, RuntimeError):
+    out = []
+    for pos, y in zip(positions, labels, strict=True):
+        item = loader.dataset[int(pos)]
+        if not isinstance(item, (tuple, list)) or len(item) < 2:
+            return None
+        image = torch.as_tensor(item[0])
+        if image.dtype != torch.uint8 or int(item[1]) != int(y):
+            return None
+        out.append(image[0] if image.ndim == 3 else image)
+    if not out or len({tuple(o.shape) for o in out}) > 1:
         return None
+    return torch.stack(out)
 
 
 def sample_names(trainer: pl.Trainer, split: str, positions: Sequence[int]) -> list[str] | None:
@@ -153,9 +155,9 @@ def sample_names(trainer: pl.Trainer, split: str, positions: Sequence[int]) -> l
         return None
     try:
         names = names_of(split)
-        return [Path(str(names[int(p)])).name for p in positions]
-    except (TypeError, IndexError, KeyError, ValueError, AttributeError, NotImplementedError):
+    except (DACLError, KeyError):  # that split is not set up in this datamodule
         return None
+    return [Path(str(names[int(p)])).name for p in positions]
 
 
 class _TensorBoardCallback(pl.Callback):
@@ -345,10 +347,11 @@ class SampleGridLogger(_TensorBoardCallback):
 
     Candidates are ``max_batches`` validation batches spread evenly over each validation
     (every ``ceil(batches / max_batches)``-th, so a loader sorted by class still gives every
-    class a chance): they are run through the model again in ``on_validation_batch_end``
-    (device-side, no host sync) and drawn after validation. ``last`` holds the last selection
-    (positions in the loader, labels, predictions, confidences) and ``candidates`` the loader
-    positions they were chosen from, for inspection.
+    class a chance). Their logits come from ``validation_step``'s output (other modules get
+    one more forward pass) in ``on_validation_batch_end``, device-side with no host sync, and
+    they are drawn after validation. ``last`` holds the last selection (positions in the
+    loader, labels, predictions, confidences) and ``candidates`` the loader positions they were
+    chosen from, for inspection.
     """
 
     def __init__(self, n: PositiveInt = 16, max_batches: PositiveInt = 4) -> None:
@@ -391,7 +394,10 @@ class SampleGridLogger(_TensorBoardCallback):
         stride = self._stride(trainer)
         if batch_idx % stride or batch_idx // stride >= self.max_batches:
             return
-        logits, _ = _forward(trainer, pl_module, images)
+        # DACLModule's validation_step hands back its logits: no second forward pass.
+        logits = outputs.get("logits") if isinstance(outputs, dict) else None
+        if logits is None:
+            logits, _ = _forward(trainer, pl_module, images)
         self._k = logits.shape[1]
         conf, pred = logits.softmax(-1).max(-1)
         positions = torch.arange(len(labels), device=labels.device) + first

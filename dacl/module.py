@@ -125,12 +125,13 @@ class DACLModule(pl.LightningModule):
         self.log_dict({f"train/{k}": v for k, v in losses.items()})
         return losses["loss"]
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         losses, logits, (*_, labels) = self._losses(batch)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, labels)
         bs = labels.shape[0]
         self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
+        return {"logits": logits.detach()}  # for callbacks (sample grids): no second pass
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics
@@ -145,14 +146,14 @@ class DACLModule(pl.LightningModule):
         self.log_dict({k: v for k, v in values.items() if k not in shown})
         self.log_dict({k: values[k] for k in shown}, prog_bar=stage == "val")
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

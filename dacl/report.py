@@ -158,7 +158,7 @@ def _names_of(datamodule, split: str, n: int) -> list[str] | None:
         return None
     try:
         names = [Path(str(p)).name for p in names_of(split)]
-    except (TypeError, KeyError, ValueError, AttributeError, NotImplementedError):
+    except (DACLError, KeyError):  # that split is not set up in this datamodule
         return None
     return names if len(names) == n else None
 

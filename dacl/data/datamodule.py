@@ -25,7 +25,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from dacl.classes import FER2013_CLASSES
-from dacl.data.layouts import Layout, SplitIndex, decode_split, find_layout
+from dacl.data.augment import eval_augment, train_augment
+from dacl.data.cache import load_or_build
+from dacl.data.layouts import Layout, SplitIndex, find_layout
 from dacl.data.synthetic import ensure_synthetic
 from dacl.data.transforms import eval_transform, train_transform
 from dacl.errors import DACLError
@@ -75,7 +77,7 @@ def _identity(batch):
 class ReferenceDataset(Dataset):
     """SPEC §3's per-image path: PIL image from the split, then a torchvision transform.
 
-    ``keep`` lists the sample indices to serve (the readable ones, see :func:`decode_split`).
+    ``keep`` lists the sample indices to serve: the readable ones (see ``load_or_build``).
     """
 
     def __init__(self, index: SplitIndex, keep: list[int], transform) -> None:
@@ -213,18 +215,14 @@ class FER2013DataModule(pl.LightningDataModule):
         return Path(base) / "dacl"
 
     def _build(self, split: str, index: SplitIndex) -> Dataset:
+        # The cached decode (built once per dataset) also says which files are unreadable:
+        # both pipelines exclude them, with the warning, instead of failing inside a worker.
+        images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
+        self._names[split] = list(names)
         if self.pipeline == "fast":
-            from dacl.data.cache import load_or_build  # the fast path's own module
-
-            images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
-            self._names[split] = list(names)
             return _Batches(images, labels)
-        # Decode once to learn which files are unreadable: they are excluded (with the
-        # warning decode_split gives), never silently failing later inside a worker.
-        _, _, names = decode_split(index, strict=self.strict)
         readable = set(names)
         keep = [i for i, n in enumerate(index.names) if n in readable]
-        self._names[split] = [index.names[i] for i in keep]
         make = train_transform if split == "train" else eval_transform
         return ReferenceDataset(index, keep, make(self.crop, self.resize))
 
@@ -287,8 +285,6 @@ class FER2013DataModule(pl.LightningDataModule):
         """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
         if self.pipeline != "fast":
             return batch
-        from dacl.data.augment import eval_augment, train_augment
-
         images, labels = batch
         trainer = self.trainer
         if trainer is not None and trainer.training:
