@@ -20,10 +20,11 @@ FEAT_DIM = 512  # ResNet-18's last stage width: the deep feature f and the numbe
 LATENT_DIM = 64  # the CE-Unit's output e
 
 
-def trunk_output_size(image_size: int) -> int:
-    """Side of ResNet-18's ``layer4`` map: five stride-2 stages, each ``ceil(s / 2)``."""
+def trunk_output_size(image_size: int, small_input: bool = False) -> int:
+    """Side of ResNet-18's ``layer4`` map: five stride-2 stages (four without the max-pool),
+    each ``ceil(s / 2)``."""
     side = image_size
-    for _ in range(5):
+    for _ in range(4 if small_input else 5):
         side = math.ceil(side / 2)
     return side
 
@@ -75,8 +76,12 @@ class DACLNet(nn.Module):
             cache) or the path of a trunk checkpoint (e.g. the MS-Celeb-1M ResNet-18).
         attention: build the CE-Unit and heads. Without them (the ``center`` and ``softmax``
             variants) ``a`` is all ones and the 92M CE-Unit parameters are not allocated.
-        in_chans: 3 (SPEC) or 1: a gray stem whose weights are the RGB stem's summed over
-            channels, exact on FER2013's replicated-gray input and a third of the stem's work.
+        in_chans: 3 (SPEC) or 1: a gray stem, an exact reparametrisation of the RGB stem on
+            FER2013's replicated-gray input at a third of the stem's work (see
+            :meth:`param_groups`).
+        small_input: drop the trunk's 3x3/2 max-pool, so a 48 px face ends in a 3x3 map
+            instead of 2x2 (4x the trunk's work). A deviation from the paper's ResNet-18, as
+            FER2013 networks at native resolution commonly make; off by default.
     """
 
     def __init__(
@@ -86,26 +91,34 @@ class DACLNet(nn.Module):
         pretrained: str | None = None,
         attention: bool = True,
         in_chans: int = 3,
+        small_input: bool = False,
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
             raise DACLError(f"in_chans must be 1 or 3, got {in_chans}")
-        base = resnet18()
+        base = resnet18()  # torchvision's init: convs Kaiming-normal (fan_out), BN 1 / 0
         if in_chans == 1:
+            rgb = base.conv1
             base.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            with torch.no_grad():
+                base.conv1.weight.copy_(_fold_rgb_stem(rgb.weight, in_chans))
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        if small_input:
+            names = tuple(n for n in names if n != "maxpool")
         self.trunk = nn.Sequential(OrderedDict((n, getattr(base, n)) for n in names))
         self.in_chans = in_chans
         self.image_size = image_size
-        side = trunk_output_size(image_size)
+        side = trunk_output_size(image_size, small_input)
         self.encoder = ContextEncoder(FEAT_DIM * side * side) if attention else None
         self.heads = AttentionHeads() if attention else None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(FEAT_DIM, num_classes)
+        # SPEC §1: the CE-Unit's and the heads' Linears Kaiming-normal with zero bias; the
+        # classifier keeps nn.Linear's default init (the reference builds it after that loop).
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight)
                 nn.init.zeros_(m.bias)
+        self.classifier = nn.Linear(FEAT_DIM, num_classes)
         if pretrained is not None:
             self.load_pretrained(pretrained)
 
@@ -121,6 +134,24 @@ class DACLNet(nn.Module):
             return logits, f, torch.ones_like(f)
         a = self.heads(self.encoder(fmap.flatten(1)))
         return logits, f, a
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """SGD parameter groups that make the gray stem train exactly like the RGB one (SPEC §1).
+
+        On gray input replicated to 3 channels the RGB stem's output depends only on
+        V = W_r + W_g + W_b, and all three slices receive the same gradient g. One SGD step with
+        momentum μ and weight decay w moves each slice by lr·(g + w·W_c), so V moves by
+        lr·(3g + w·V), and the momentum buffers add up the same way. A 1-channel stem holding V
+        (initialised as the RGB init summed over channels) receives g; with learning rate 3·lr
+        and weight decay w/3 its step is 3·lr·(g + w/3·V) — the same, step for step. A
+        scheduler scales every group's rate by the same factor, so this holds throughout.
+        """
+        stem = self.trunk.conv1.weight
+        rest = [p for p in self.parameters() if p is not stem]
+        if self.in_chans == 3:
+            return [{"params": [stem, *rest]}]
+        gray = {"params": [stem], "lr": 3 * lr, "weight_decay": weight_decay / 3}
+        return [{"params": rest}, gray]
 
     def load_pretrained(self, source: str) -> int:
         """Load trunk weights from ``"imagenet"`` or a checkpoint path; return how many tensors

@@ -338,6 +338,8 @@ _ACCURACY = ("acc", "balanced_acc", "f1_macro")
 def curve_panel(tag: str) -> str | None:
     """The :func:`curves_figure` panel a scalar tag is drawn in, or ``None``."""
     name = tag.rsplit("/", 1)[-1]
+    if name.endswith("_best"):  # the running maxima repeat the curves they summarise
+        return None
     if name in _ACCURACY or name.startswith("acc"):
         return "accuracy"
     if name == "loss_sc":

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.data import DataLoader, TensorDataset
 
-from dacl import FER2013_CLASSES, DACLModule
+from dacl import FER2013_CLASSES, DACLModule, viz
 from dacl.callbacks import (
     AttentionMapLogger,
     ConfusionMatrixLogger,
@@ -130,6 +130,20 @@ def events(fitted_run) -> EventAccumulator:
     acc = EventAccumulator(str(fitted_run.log_dir), size_guidance={"images": 0, "scalars": 0})
     acc.Reload()
     return acc
+
+
+def test_train_and_best_accuracies_are_logged_and_drawn(fitted_run, events):
+    tags = set(events.Tags()["scalars"])
+    assert {"train/acc", "train/balanced_acc", "val/acc_best", "val/balanced_acc_best"} <= tags
+    assert len(events.Scalars("train/acc")) == 2  # once per epoch
+    best = [e.value for e in events.Scalars("val/acc_best")]
+    vals = [e.value for e in events.Scalars("val/acc")]
+    assert best == pytest.approx([max(vals[: i + 1]) for i in range(len(vals))])
+    fig = viz.curves_figure(viz.read_scalars(fitted_run.log_dir))
+    accuracy = next(ax for ax in fig.axes if ax.get_title() == "accuracy")
+    legend = {t.get_text() for t in accuracy.get_legend().get_texts()}
+    assert {"train/acc", "train/balanced_acc", "val/acc", "val/balanced_acc"} <= legend
+    assert not any(label.endswith("_best") for label in legend)
 
 
 def test_event_file_holds_the_pictures(fitted_run, events):

@@ -36,7 +36,7 @@ def _rank_worker(rank, port, out_dir):
     scl = SparseCenterLoss(K, D)
     for f, a, y in _batches():
         shard = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
-        scl.update_centers(f[shard], a[shard], y[shard], lam=0.5)
+        scl.update_centers(f[shard], a[shard], y[shard])
     torch.save(scl.centers, os.path.join(out_dir, f"centers{rank}.pt"))
     dist.destroy_process_group()
 
@@ -47,7 +47,7 @@ def test_two_process_centers_equal_one_process_over_concatenated_batches(tmp_pat
     single = SparseCenterLoss(K, D)
     initial = single.centers.clone()
     for f, a, y in _batches():
-        single.update_centers(f, a, y, lam=0.5)
+        single.update_centers(f, a, y)
     rank0, rank1 = (torch.load(tmp_path / f"centers{r}.pt") for r in range(2))
     assert torch.equal(rank0, rank1)
     torch.testing.assert_close(rank0, single.centers, rtol=1e-6, atol=1e-6)

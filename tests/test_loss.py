@@ -65,18 +65,101 @@ def test_centers_are_a_saved_buffer_not_a_parameter():
 
 
 def test_center_update_equals_spec_rule_and_absent_class_stays():
-    lam, alpha = 0.01, 0.5
+    alpha = 0.5
     scl = make_loss(alpha)
-    scl.update_centers(
-        torch.tensor(FEATURES), torch.tensor(ATTENTION), torch.tensor(LABELS), lam=lam
-    )
+    scl.update_centers(torch.tensor(FEATURES), torch.tensor(ATTENTION), torch.tensor(LABELS))
     for k in range(K):
         members = [i for i in range(M) if LABELS[i] == k]
         for j in range(D):
             pull = sum(ATTENTION[i][j] * (FEATURES[i][j] - CENTERS[k][j]) for i in members)
-            want = CENTERS[k][j] + alpha * lam * pull / (1 + len(members))
+            # SPEC §2: no λ in the rule
+            want = CENTERS[k][j] + alpha * pull / (1 + len(members))
             assert scl.centers[k, j].item() == pytest.approx(want, abs=1e-7)
     assert torch.equal(scl.centers[2], torch.tensor(CENTERS[2]))
+
+
+def test_lambda_changes_the_loss_but_not_the_centers():
+    images, labels = torch.randn(6, 3, 32, 32), torch.tensor([0, 1, 2, 3, 4, 4])
+    losses, centers = [], []
+    for lam in (0.01, 0.5):
+        torch.manual_seed(0)
+        module = DACLModule(variant="dacl", lam=lam, image_size=32, channels_last=False)
+        losses.append(_step(module, images, labels).item())
+        centers.append(module.center_loss.centers.clone())
+    assert losses[0] != pytest.approx(losses[1])
+    assert torch.equal(centers[0], centers[1])
+
+
+class _ReferenceSparseCenterLoss(torch.autograd.Function):
+    """The reference's custom autograd function, re-derived from SPEC §2: forward L_SC; backward
+    scales the f and a gradients by the incoming gradient (λ), but returns the centers' gradient
+    −Σ_{i:y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k) unscaled."""
+
+    @staticmethod
+    def forward(ctx, f, a, labels, centers):
+        ctx.save_for_backward(f, a, labels, centers)
+        diff = f - centers[labels]
+        return (a * diff**2).sum() / (2 * f.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        f, a, labels, centers = ctx.saved_tensors
+        m = f.shape[0]
+        diff = f - centers[labels]
+        grad_centers = torch.zeros_like(centers)
+        for k in range(centers.shape[0]):
+            idx = labels == k
+            grad_centers[k] = -(a[idx] * diff[idx]).sum(0) / (1 + idx.sum())
+        return grad_out * a * diff / m, grad_out * diff**2 / (2 * m), None, grad_centers
+
+
+class _TinyDACL(torch.nn.Module):
+    """A small feature/attention/classifier net, shared by both sides of the comparison."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(6, 4)
+        self.att = torch.nn.Linear(6, 4)
+        self.cls = torch.nn.Linear(4, K)
+
+    def forward(self, x):
+        f = torch.relu(self.body(x))
+        return self.cls(f), f, torch.sigmoid(self.att(x))
+
+
+def test_reference_autograd_function_agrees_over_three_optimizer_steps():
+    lam, alpha, lr = 0.01, 0.5, 0.1
+    torch.manual_seed(0)
+    ours_net = _TinyDACL().double()
+    ref_net = _TinyDACL().double()
+    ref_net.load_state_dict(ours_net.state_dict())
+    ours = make_loss(alpha).double()
+    ref_centers = torch.nn.Parameter(ours.centers.clone())
+    opt_ours = torch.optim.SGD(ours_net.parameters(), lr=lr, momentum=0.9)
+    opt_ref = torch.optim.SGD(ref_net.parameters(), lr=lr, momentum=0.9)
+    opt_centers = torch.optim.SGD([ref_centers], lr=alpha)  # the reference's center optimizer
+    for _ in range(3):
+        x, y = torch.randn(M, 6, dtype=torch.float64), torch.tensor(LABELS)
+        logits, f, a = ours_net(x)
+        sc = ours(f, a, y)
+        loss = F.cross_entropy(logits, y) + lam * sc
+        opt_ours.zero_grad()
+        loss.backward()
+        opt_ours.step()
+        ours.update_centers(f.detach(), a.detach(), y)
+
+        logits_r, f_r, a_r = ref_net(x)
+        sc_r = _ReferenceSparseCenterLoss.apply(f_r, a_r, y, ref_centers)
+        loss_r = F.cross_entropy(logits_r, y) + lam * sc_r
+        opt_ref.zero_grad()
+        opt_centers.zero_grad()
+        loss_r.backward()
+        opt_ref.step()
+        opt_centers.step()
+        torch.testing.assert_close(sc, sc_r, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ours.centers, ref_centers.detach(), rtol=1e-12, atol=1e-12)
+        for p, q in zip(ours_net.parameters(), ref_net.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
 
 
 def test_centers_start_as_normal_with_variance_two_over_k():
@@ -112,11 +195,11 @@ def test_center_variant_is_plain_center_loss():
     torch.manual_seed(1)
     loss = _step(module, images, labels)
     torch.testing.assert_close(loss, ce + 0.01 * plain, rtol=1e-5, atol=1e-6)
-    # the Wen et al. rule with a ≡ 1
+    # the Wen et al. rule with a ≡ 1, no λ (SPEC §2)
     expected = centers.clone()
     for k in labels.unique():
         idx = labels == k
-        expected[k] += 0.5 * 0.01 * (f[idx] - centers[k]).sum(0).detach() / (1 + idx.sum())
+        expected[k] += 0.5 * (f[idx] - centers[k]).sum(0).detach() / (1 + idx.sum())
     torch.testing.assert_close(module.center_loss.centers, expected)
 
 

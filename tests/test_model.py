@@ -43,6 +43,28 @@ def test_linear_layers_kaiming_normal_with_zero_bias():
     w = net.encoder[3].weight  # 3584 -> 512: fan_in 3584
     assert torch.count_nonzero(net.encoder[3].bias) == 0
     assert w.std().item() == pytest.approx((2 / 3584) ** 0.5, rel=0.05)
+    assert torch.count_nonzero(net.heads.fc.bias) == 0
+
+
+def test_classifier_keeps_pytorch_default_linear_init():
+    torch.manual_seed(0)
+    fc = DACLNet(image_size=48).classifier
+    bound = 1 / 512**0.5  # nn.Linear: U(-1/√fan_in, 1/√fan_in) for weight and bias
+    assert fc.weight.abs().max().item() <= bound
+    assert fc.weight.abs().max().item() > 0.95 * bound  # uniform up to the bound, not normal
+    assert fc.weight.std().item() == pytest.approx(bound / 3**0.5, rel=0.05)
+    assert torch.count_nonzero(fc.bias) == fc.bias.numel()
+    assert fc.bias.abs().max().item() <= bound
+
+
+def test_gray_stem_init_is_the_rgb_init_summed_over_channels():
+    torch.manual_seed(0)
+    stem = DACLNet(image_size=48, in_chans=1).trunk.conv1.weight
+    # three Kaiming fan_out slices N(0, 2/3136) summed: std √(6/3136)
+    assert stem.std().item() == pytest.approx((6 / (64 * 7 * 7)) ** 0.5, rel=0.15)
+    torch.manual_seed(0)
+    rgb = DACLNet(image_size=48, in_chans=3).trunk.conv1.weight
+    torch.testing.assert_close(stem, rgb.sum(1, keepdim=True))
 
 
 def test_without_attention_the_weights_are_ones_and_no_ce_unit_exists():

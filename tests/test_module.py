@@ -79,4 +79,63 @@ def test_compile_does_not_change_checkpoint_keys():
     eager = DACLModule(image_size=32).state_dict()
     compiled = DACLModule(image_size=32, compile=True).state_dict()
     assert list(compiled) == list(eager)
-    assert all(k.startswith(("net.", "center_loss.")) for k in eager)
+    assert all(k.startswith(("net.", "center_loss.", "val_best.")) for k in eager)
+
+
+def _gray_loader(size=64, n=48):
+    # batches of 16 at 64 px: BatchNorm over 2x2x16 values at layer4, well conditioned
+    g = torch.Generator().manual_seed(3)
+    gray = torch.rand(n, 1, size, size, generator=g, dtype=torch.float64)
+    data = TensorDataset(gray.expand(-1, 3, -1, -1).clone(), torch.arange(n) % 7)
+    return DataLoader(data, batch_size=16)
+
+
+def test_gray_stem_trains_exactly_like_the_rgb_stem(tmp_path):
+    """SPEC §1: 3 SGD steps through each module's own configure_optimizers, in float64."""
+    torch.manual_seed(0)
+    rgb = DACLModule(image_size=64, in_chans=3, channels_last=False).double()
+    gray = DACLModule(image_size=64, in_chans=1, channels_last=False).double()
+    state = rgb.state_dict()
+    state["net.trunk.conv1.weight"] = state["net.trunk.conv1.weight"].sum(1, keepdim=True)
+    gray.load_state_dict(state)
+    for module in (rgb, gray):
+        trainer = _trainer(
+            tmp_path,
+            max_steps=3,
+            logger=False,
+            precision="64-true",
+            enable_checkpointing=False,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(module, _gray_loader())
+    got, want = gray.state_dict(), rgb.state_dict()
+    torch.testing.assert_close(
+        got.pop("net.trunk.conv1.weight"),
+        want.pop("net.trunk.conv1.weight").sum(1, keepdim=True),
+        rtol=0,
+        atol=1e-9,
+    )
+    assert not torch.equal(gray.net.trunk.conv1.weight, state["net.trunk.conv1.weight"])
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=1e-9, msg=key)
+
+
+def test_gray_stem_has_its_own_parameter_group():
+    module = DACLModule(image_size=32, in_chans=1)
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    stem = [g for g in groups if any(p is module.net.trunk.conv1.weight for p in g["params"])]
+    assert len(stem) == 1 and len(stem[0]["params"]) == 1
+    assert stem[0]["lr"] == 3 * 0.01 and stem[0]["weight_decay"] == 5e-4 / 3
+    assert stem[0]["momentum"] == 0.9
+
+
+def test_fit_logs_train_accuracy_and_best_validation(tmp_path):
+    module = DACLModule(image_size=32)
+    trainer = _trainer(tmp_path, max_epochs=2, logger=False, enable_checkpointing=False)
+    trainer.fit(module, _loader(), _loader(seed=1))
+    logged = trainer.callback_metrics
+    for key in ("train/acc", "train/balanced_acc", "val/acc_best", "val/balanced_acc_best"):
+        assert key in logged, key
+    assert 0 <= logged["train/acc"] <= 1
+    assert logged["val/acc_best"] >= logged["val/acc"]
+    assert module.val_best["acc"].compute() == logged["val/acc_best"]
