@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dacl.data.transforms import FER2013_MEAN, FER2013_STD
 from dacl.model import DACLNet
 from dacl.module import DACLModule
 
@@ -104,7 +105,7 @@ def _batches(n: int, batch: int, size: int, chans: int, seed: int) -> list[tuple
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        gray = (torch.rand(batch, 1, size, size, generator=g) - 0.5081) / 0.2057
+        gray = (torch.rand(batch, 1, size, size, generator=g) - FER2013_MEAN) / FER2013_STD
         x = gray.repeat(1, 3, 1, 1).contiguous() if chans == 3 else gray
         out.append((x, torch.randint(0, NUM_CLASSES, (batch,), generator=g)))
     return out

@@ -200,3 +200,24 @@ def test_training_order_follows_seed_everything_unless_data_seed_is_set(
     assert first_labels(1) == first_labels(1)
     assert first_labels(1) != first_labels(2), "an ablation's seeds must change the data order"
     assert first_labels(1, seed=7) == first_labels(2, seed=7)
+
+
+def test_blurred_train_split_is_named_in_one_warning(fresh_dataset, caplog):
+    from PIL import Image
+
+    root = fresh_dataset("folders")
+    for path in (root / "train").rglob("*.png"):
+        with Image.open(path) as im:  # like the blurred FER2013 copy: 12 px blown up to 48
+            im.resize((12, 12), Image.BILINEAR).resize((48, 48), Image.BILINEAR).save(path)
+    with caplog.at_level(logging.WARNING, logger="dacl.data"):
+        _dm(root).setup("fit")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "train and val splits look different" in warnings[0]
+    assert "sharpness" in warnings[0] and str(root) in warnings[0]
+
+
+def test_matching_splits_give_no_warning(synthetic_dataset, caplog):
+    with caplog.at_level(logging.WARNING, logger="dacl.data"):
+        _dm(synthetic_dataset("folders")).setup("fit")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

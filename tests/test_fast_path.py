@@ -9,7 +9,7 @@ pass. The first rounding (≤ 0.5 grey level) passes through the second pass's w
 convex (non-negative, sum 1), so it stays ≤ 0.5; the second adds ≤ 0.5. Pillow's 22-bit
 fixed-point weights add < 1e-4 grey level and float32 ~1e-5. So
 
-    |fast − reference| ≤ 1 grey level = 1/255 before Normalize = 1/(255 · 0.2057) ≈ 0.01907
+    |fast − reference| ≤ 1 grey level = 1/255 before Normalize = 1/(255 · 0.2546) ≈ 0.01540
 
 and we allow 1.001 grey levels. The bound is attained, not loose: for 48 → 256 every weight is a
 multiple of 1/32, so exact halves occur and both roundings can go the same way. Measured: the

@@ -28,6 +28,7 @@ from dacl.classes import FER2013_CLASSES
 from dacl.data.augment import eval_augment, train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.layouts import Layout, SplitIndex, find_layout
+from dacl.data.sanity import SplitStats, compare_splits, split_stats
 from dacl.data.synthetic import ensure_synthetic
 from dacl.data.transforms import eval_transform, train_transform
 from dacl.errors import DACLError
@@ -147,6 +148,7 @@ class FER2013DataModule(pl.LightningDataModule):
         self.layout: Layout | None = None
         self.datasets: dict[str, Dataset] = {}
         self._names: dict[str, list[str]] = {}
+        self._stats: dict[str, SplitStats] = {}
         self._aug_generator: torch.Generator | None = None
 
     # -- what the rest of dacl reads ------------------------------------------------------
@@ -182,6 +184,10 @@ class FER2013DataModule(pl.LightningDataModule):
         for split in self._needed(stage):
             if split not in self.datasets:
                 self.datasets[split] = self._build(split, self.layout.split(split))
+        if stage == "fit" and rank_zero_only.rank == 0:
+            warning = compare_splits("train", self._stats["train"], "val", self._stats["val"])
+            if warning:
+                log.warning("%s: %s", self.layout.root, warning)
 
     def _needed(self, stage: str) -> tuple[str, ...]:
         if stage == "predict":
@@ -219,6 +225,7 @@ class FER2013DataModule(pl.LightningDataModule):
         # both pipelines exclude them, with the warning, instead of failing inside a worker.
         images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
         self._names[split] = list(names)
+        self._stats[split] = split_stats(images)
         if self.pipeline == "fast":
             return _Batches(images, labels)
         readable = set(names)
