@@ -13,13 +13,16 @@ import argparse
 import csv
 import logging
 import re
+import signal
 import sys
-import zipfile
+import tempfile
 from pathlib import Path
 
 import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from dacl.checkpoint import safe_load
 from dacl.data import FER2013DataModule
 from dacl.errors import DACLError
 from dacl.module import DACLModule
@@ -28,6 +31,36 @@ log = logging.getLogger(__name__)
 
 #: Shared defaults, read before any --config: the repository's configs/default.yaml.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+
+
+#: The TensorBoard logger's save_dir in configs/default.yaml; with --trainer.default_root_dir DIR
+#: it becomes DIR/lightning_logs, as Lightning places its own default logger.
+SHIPPED_SAVE_DIR = "lightning_logs"
+
+
+def place_outputs(trainer_config) -> None:
+    """Put the run under ``--trainer.default_root_dir`` when one is given and the logger's
+    ``save_dir`` is still the shipped default (an explicit ``save_dir`` wins)."""
+    root = trainer_config.get("default_root_dir")
+    logger = trainer_config.get("logger")
+    if not root or not logger or not str(logger.get("class_path", "")).endswith("Logger"):
+        return
+    args = logger.get("init_args")
+    if args is not None and args.get("save_dir") == SHIPPED_SAVE_DIR:
+        args["save_dir"] = str(Path(root) / SHIPPED_SAVE_DIR)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail in the first seconds, not after an epoch, when outputs cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise DACLError(
+            f"output folder '{folder}' is not writable ({err.strerror or err}); pass "
+            "--trainer.default_root_dir DIR or --trainer.logger.init_args.save_dir DIR"
+        ) from None
 
 
 def log_root(trainer_config) -> Path | None:
@@ -49,9 +82,10 @@ def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
                 f"--ckpt_path '{ckpt_path}': no such checkpoint file; "
                 "pass best, last or an existing .ckpt"
             )
-        # torch.save writes zip archives: a truncated copy fails here, not in a traceback.
-        if ckpt_path is not None and not zipfile.is_zipfile(ckpt_path):
-            raise DACLError(f"--ckpt_path '{ckpt_path}' is not a PyTorch checkpoint (truncated?)")
+        if ckpt_path is not None:
+            # truncated, damaged or code-running files fail here in one line, not in a
+            # traceback from Lightning's own loading
+            safe_load(ckpt_path, "--ckpt_path file", mmap=True)
         return ckpt_path
     if root is None:
         raise DACLError(f"--ckpt_path {ckpt_path} needs the TensorBoard logger to find the run")
@@ -81,10 +115,14 @@ class DACLCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # Resolve best/last before Lightning reads the checkpoint's hyper-parameters into the
         # model config, so `test --ckpt_path best` rebuilds the model that was trained.
-        if subcommand := self.config.get("subcommand"):
-            config = self.config[subcommand]
-            if "ckpt_path" in config:
-                config.ckpt_path = resolve_checkpoint(config.ckpt_path, log_root(config.trainer))
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        place_outputs(config.trainer)
+        root = log_root(config.trainer)
+        if subcommand == "fit" and root is not None:
+            check_writable(root)
+        if subcommand and "ckpt_path" in config:
+            config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
         super()._parse_ckpt_path()
 
     def predict(self, **kwargs) -> None:
@@ -190,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     except DACLError as err:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except SIGTERMException:
+        sys.exit(128 + signal.SIGTERM)  # CheckpointOnInterrupt has said how to resume
 
 
 if __name__ == "__main__":

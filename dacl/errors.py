@@ -7,3 +7,7 @@ The CLI prints these as a single ``dacl: error: ...`` line and exits non-zero, w
 class DACLError(Exception):
     """A problem with the user's input; the message names the file or option and what was
     expected."""
+
+
+class NonFiniteLossError(DACLError):
+    """Training produced a NaN or infinite loss; the message names the epoch, step and term."""

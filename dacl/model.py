@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet18_Weights, resnet18
 
+from dacl.checkpoint import safe_load
 from dacl.errors import DACLError
 
 log = logging.getLogger(__name__)
@@ -165,13 +166,7 @@ class DACLNet(nn.Module):
                 "(e.g. the MS-Celeb-1M ResNet-18 shared with DACL/SCN) and pass "
                 "--model.pretrained PATH"
             )
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # pickle.UnpicklingError and friends: the file is not plain
-            raise DACLError(
-                f"refused to load '{path}': not a plain tensor checkpoint "
-                f"(weights_only load failed: {str(err).splitlines()[0]})"
-            ) from None
+        obj = safe_load(path, "pretrained weights file")
         state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
         if not isinstance(state, dict):
             raise DACLError(f"'{path}' holds no state dict (found {type(obj).__name__})")

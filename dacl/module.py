@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -19,7 +20,7 @@ from torchmetrics.classification import (
 )
 
 from dacl.classes import FER2013_CLASSES
-from dacl.errors import DACLError
+from dacl.errors import DACLError, NonFiniteLossError
 from dacl.loss import SparseCenterLoss
 from dacl.model import DACLNet
 
@@ -151,6 +152,10 @@ class DACLModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         losses, logits, (features, attention, labels) = self._losses(batch)
+        # One host sync per step, so that a NaN never reaches the weights, the centers or a
+        # checkpoint: the last checkpoint stays the last good state.
+        if not torch.isfinite(losses["loss"]):
+            raise NonFiniteLossError(self._non_finite(losses))
         if self.hparams.variant != "softmax":
             self.center_loss.update_centers(features, attention, labels)
         # Not on the progress bar: it would read the loss back from the GPU at every step.
@@ -158,6 +163,17 @@ class DACLModule(pl.LightningModule):
         self.train_metrics.update(logits.detach(), labels)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return losses["loss"]
+
+    def _non_finite(self, losses: dict[str, Tensor]) -> str:
+        """The NaN guard's message: epoch, step and which term went non-finite."""
+        terms = {"loss_ce": "L_CE", "loss_sc": "L_SC"}
+        values = {name: losses[key].item() for key, name in terms.items() if key in losses}
+        bad = ", ".join(f"{n} = {v}" for n, v in values.items() if not math.isfinite(v))
+        return (
+            f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: "
+            f"{bad or 'L'}; training stopped before this step changed the model, and the last "
+            "checkpoint written is the last good state"
+        )
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
         losses, logits, (*_, labels) = self._losses(batch)

@@ -27,7 +27,6 @@ be passed as for the Trainer (default: ``"auto"``, full precision).
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +41,7 @@ from torchmetrics.classification import MulticlassPrecision
 
 from dacl import viz
 from dacl.callbacks import select_samples
+from dacl.checkpoint import safe_load
 from dacl.errors import DACLError
 from dacl.module import _eval_metrics
 
@@ -87,15 +87,7 @@ def find_log_dir(ckpt_path: str | Path | None) -> Path | None:
 
 
 def _load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> None:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise DACLError(f"checkpoint '{ckpt_path}' not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # a checkpoint holding objects beyond tensors and plain containers (e.g. a callback's
-        # state): the user's own training output, so full unpickling is acceptable
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = safe_load(ckpt_path)
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if state is None:
         raise DACLError(f"'{ckpt_path}' is not a Lightning checkpoint (no 'state_dict')")

@@ -76,7 +76,11 @@ def test_train_order_is_seeded_and_reshuffled_each_epoch(synthetic_dataset, tmp_
         dm = _dm(root, seed=seed, pipeline=pipeline, cache_dir=str(tmp_path))
         dm.setup("fit")
         loader = dm.train_dataloader()
-        return [torch.cat([y for _, y in loader]).tolist() for _ in range(2)]
+        orders = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)  # as Lightning does when an epoch starts
+            orders.append(torch.cat([y for _, y in loader]).tolist())
+        return orders
 
     first, second = epochs(0)
     assert sorted(first) == sorted(second) and first != second, "reshuffled every epoch"

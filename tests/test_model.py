@@ -153,3 +153,12 @@ def test_imagenet_weights_never_download(tmp_path, monkeypatch):
     torch.save(source.trunk.state_dict(), tmp_path / "checkpoints" / name)
     net = DACLNet(image_size=48, pretrained="imagenet")
     assert torch.equal(net.trunk.conv1.weight, source.trunk.conv1.weight)
+
+
+def test_small_input_trunk_drops_the_max_pool():
+    net = DACLNet(image_size=48, small_input=True)
+    assert "maxpool" not in dict(net.trunk.named_children())
+    assert trunk_output_size(48, small_input=True) == 3
+    assert net.encoder[0].in_features == 512 * 3 * 3
+    logits, _, a = net.eval()(torch.randn(2, 3, 48, 48))
+    assert logits.shape == (2, 7) and a.shape == (2, 512)

@@ -1,10 +1,11 @@
 """DACLModule under a Lightning Trainer: fitting, metrics, checkpoints."""
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dacl import FER2013_CLASSES, DACLModule
+from dacl import FER2013_CLASSES, DACLError, DACLModule
 
 
 def _loader(n=16, size=32, seed=0):
@@ -139,3 +140,19 @@ def test_fit_logs_train_accuracy_and_best_validation(tmp_path):
     assert 0 <= logged["train/acc"] <= 1
     assert logged["val/acc_best"] >= logged["val/acc"]
     assert module.val_best["acc"].compute() == logged["val/acc_best"]
+
+
+def test_cosine_schedule_anneals_per_step_to_zero(tmp_path):
+    module = DACLModule(image_size=32, lr=0.02, lr_schedule="cosine")
+    trainer = _trainer(tmp_path, max_epochs=2, logger=False, enable_checkpointing=False)
+    trainer.fit(module, _loader(n=32), _loader(seed=1))
+    config = trainer.lr_scheduler_configs[0]
+    assert config.interval == "step"
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+    assert config.scheduler.T_max == 8  # 2 epochs x 4 batches
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unknown_schedule_is_one_clear_error():
+    with pytest.raises(DACLError, match=r"model\.lr_schedule must be step or cosine"):
+        DACLModule(lr_schedule="linear")

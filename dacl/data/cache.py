@@ -28,18 +28,18 @@ publish a complete file. A cache that cannot be read (corrupt, older format) is 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from dacl.checkpoint import atomic_save, safe_load
 from dacl.data.layouts import SplitIndex, decode_split
+from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
 
@@ -92,12 +92,12 @@ def fingerprint(index: SplitIndex) -> str:
 
 def _read(path: Path, expect: str) -> dict | None:
     """The cached payload if ``path`` holds a well-formed cache with fingerprint ``expect``."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    if not path.is_file():
         return None
-    except Exception as err:  # corrupt, truncated by hand, other format: rebuild
-        log.warning("decoded cache %s is unreadable (%s); rebuilding it", path, err)
+    try:
+        payload = safe_load(path, "decoded cache")
+    except DACLError as err:  # corrupt, truncated, other format, or unsafe: never used
+        log.warning("%s; rebuilding it", err)
         return None
     if not isinstance(payload, dict) or payload.get("fingerprint") != expect:
         return None
@@ -115,22 +115,6 @@ def _read(path: Path, expect: str) -> dict | None:
         log.warning("decoded cache %s is malformed; rebuilding it", path)
         return None
     return payload
-
-
-def _write(path: Path, payload: dict) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def load_or_build(
@@ -185,7 +169,7 @@ def load_or_build(
         "skipped": skipped,
     }
     try:
-        _write(path, payload)
+        atomic_save(payload, path)
     except OSError as err:
         log.warning("could not write decoded cache %s (%s); continuing without it", path, err)
     else:

@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dacl.classes import FER2013_CLASSES
 from dacl.data.augment import eval_augment, train_augment
@@ -75,6 +75,22 @@ def _identity(batch):
     return batch
 
 
+class EpochSampler(DistributedSampler):
+    """The training order: a permutation that depends on ``(seed, epoch)`` alone (Lightning
+    calls ``set_epoch`` every epoch), sharded over DDP processes. ``start`` skips the first
+    samples of the next iteration only, so a run resumed mid-epoch continues the interrupted
+    epoch's order exactly where it stopped."""
+
+    def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.start = 0
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        start, self.start = self.start, 0
+        return iter(order[start:])
+
+
 class ReferenceDataset(Dataset):
     """SPEC §3's per-image path: PIL image from the split, then a torchvision transform.
 
@@ -121,7 +137,7 @@ class FER2013DataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        root: str = "data/fer2013",
+        root: str | Path = "data/fer2013",
         crop: int = 200,
         resize: int = 256,
         batch_size: int = 64,
@@ -131,7 +147,7 @@ class FER2013DataModule(pl.LightningDataModule):
         strict: bool = False,
         synthetic: bool = False,
         synthetic_size: int = 3000,
-        cache_dir: str | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
         if pipeline not in ("fast", "reference"):
@@ -140,6 +156,8 @@ class FER2013DataModule(pl.LightningDataModule):
             raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
         if batch_size < 1:
             raise DACLError(f"data.batch_size must be positive, got {batch_size}")
+        # plain strings in checkpoints: a Path would not load with weights_only=True
+        root, cache_dir = str(root), None if cache_dir is None else str(cache_dir)
         self.save_hyperparameters()
         self.root, self.crop, self.resize, self.batch_size = root, crop, resize, batch_size
         self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
@@ -150,6 +168,10 @@ class FER2013DataModule(pl.LightningDataModule):
         self._names: dict[str, list[str]] = {}
         self._stats: dict[str, SplitStats] = {}
         self._aug_generator: torch.Generator | None = None
+        #: (epoch, training batches of that epoch handed to the model so far): saved in
+        #: checkpoints, so a resumed run continues the order and the crops exactly.
+        self._progress = (0, 0)
+        self._resume_from: tuple[int, int] | None = None
 
     # -- what the rest of dacl reads ------------------------------------------------------
 
@@ -241,10 +263,16 @@ class FER2013DataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise DACLError(f"the '{split}' split is not set up; call setup() for its stage first")
         dataset = self.datasets[split]
-        generator = None
+        sampler = None
         if train:
-            # A seeded generator: the order is reproducible, and each epoch draws a new one.
-            generator = torch.Generator().manual_seed(self._seed())
+            trainer = self.trainer
+            sampler = EpochSampler(
+                dataset,
+                self._seed(),
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+            )
+            self._place(sampler)
         if self.pipeline == "fast":
             # Batches are slices of an in-memory tensor: worker processes would only add
             # copies, so the main process serves them (Lightning's worker hint does not apply).
@@ -262,11 +290,31 @@ class FER2013DataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
-            generator=generator,
+            sampler=sampler,
             drop_last=False,
             **workers,
         )
+
+    def _place(self, sampler: EpochSampler) -> None:
+        """Start ``sampler`` where a restored checkpoint stopped (see :meth:`load_state_dict`)."""
+        if self._resume_from is None:
+            return
+        epoch, done = self._resume_from
+        self._resume_from = None
+        if done * self.batch_size >= sampler.num_samples:  # saved at the end of its epoch
+            epoch, done = epoch + 1, 0
+        sampler.set_epoch(epoch)
+        sampler.start = done * self.batch_size
+        self._progress = (epoch, done)
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the data: the epoch and its batches already trained on."""
+        epoch, done = self._progress
+        return {"epoch": epoch, "batches": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Called by Lightning when a fit resumes from a checkpoint, before the loaders exist."""
+        self._resume_from = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -290,17 +338,24 @@ class FER2013DataModule(pl.LightningDataModule):
         self, batch: tuple[Tensor, Tensor], dataloader_idx: int
     ) -> tuple[Tensor, Tensor]:
         """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if training:
+            epoch, done = self._progress
+            if trainer.current_epoch != epoch:
+                epoch, done = trainer.current_epoch, 0
+            self._progress = (epoch, done + 1)
         if self.pipeline != "fast":
             return batch
         images, labels = batch
-        trainer = self.trainer
-        if trainer is not None and trainer.training:
+        if training:
             if self._aug_generator is None:
-                # Draws on the batch's device (no host-device copy per step); per-rank seeds
-                # so DDP processes do not share crop choices.
-                rank = trainer.global_rank
+                # Draws on the batch's device (no host-device copy per step).
                 self._aug_generator = torch.Generator(device=images.device)
-                self._aug_generator.manual_seed(self._seed() * 1000 + rank)
+            # Each batch's crops and flips are a function of (seed, rank, epoch, batch): the
+            # same after a resume, and different on each DDP process.
+            key = (self._seed(), trainer.global_rank, epoch, done)
+            self._aug_generator.manual_seed(hash(key) & (2**63 - 1))
             images = train_augment(images, self.crop, self.resize, self._aug_generator)
         else:
             images = eval_augment(images, self.crop, self.resize)
