@@ -1,7 +1,5 @@
 """Every experiment config resolves through the CLI and states the SPEC §4 recipe."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,14 +21,11 @@ RECIPES = {
 
 
 def print_config(config: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "dacl.cli", "fit", "--config", str(config), "--print_config"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return yaml.safe_load(out.stdout)
+    """What ``dacl fit --config CONFIG --print_config`` prints, parsed in-process."""
+    from dacl.cli import _cli
+
+    cli = _cli(["--config", str(config)], run=False)
+    return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False, skip_check=True))
 
 
 def test_every_experiment_file_is_covered():
@@ -73,3 +68,24 @@ def test_cpu_configs_resolve_to_a_32_bit_cpu_run_at_48px(name):
     assert (cfg["data"]["crop"], cfg["data"]["resize"]) == (48, 56)
     assert cfg["model"]["variant"] == "dacl" and cfg["model"]["lam"] == 0.01
     assert cfg["data"]["synthetic"] is (name == "demo")
+
+
+@pytest.mark.parametrize(
+    ("name", "variant", "epochs"),
+    [
+        ("cpu", "dacl", 8),
+        ("cpu_ablation", "dacl", 2),
+        ("cpu_ablation_center", "center", 2),
+        ("cpu_ablation_softmax", "softmax", 2),
+    ],
+)
+def test_cpu_recipes_differ_from_each_other_only_where_stated(name, variant, epochs):
+    cfg = print_config(REPO / "experiments" / f"{name}.yaml")
+    model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
+    assert trainer["accelerator"] == "cpu" and trainer["precision"] == "32-true"
+    assert trainer["max_epochs"] == epochs and trainer["logger"]["init_args"]["name"] == name
+    assert (data["crop"], data["resize"], data["batch_size"]) == (44, 48, 64)
+    assert (model["lr"], model["lr_schedule"], model["variant"]) == (0.03, "cosine", variant)
+    # the method stays DACL's: SPEC §2 and §4 constants, the paper's trunk
+    assert (model["lam"], model["alpha"], model["momentum"]) == (0.01, 0.5, 0.9)
+    assert model["weight_decay"] == 5e-4 and model["small_input"] is False
