@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD
+from dacl.classes import FER2013_MEAN, FER2013_STD
 from dacl.model import DACLNet
 from dacl.module import DACLModule
 

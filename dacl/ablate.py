@@ -41,9 +41,11 @@ from typing import Any
 import yaml
 
 from dacl import viz
+from dacl.classes import REPORTED_METRICS
+from dacl.defaults import default_config
 
-#: The selection measure and the two reported beside it (SPEC §5).
-METRICS = ("balanced_acc", "acc", "f1_macro")
+#: The selection measure first, then the two reported beside it (SPEC §5).
+METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
 LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
 DONE, FIT_DONE = "done.json", "fit.json"
 
@@ -271,10 +273,8 @@ def _wants_test(mode: str, run: Run, overrides: list[str]) -> bool:
 
 def _data_config(config: Path, overrides: list[str]) -> dict[str, Any]:
     """``data.*`` as ``dacl fit`` would see it: configs/default.yaml, the config, overrides."""
-    from dacl.cli import DEFAULT_CONFIG
-
     data: dict[str, Any] = {}
-    for path in (DEFAULT_CONFIG, config):
+    for path in (default_config(), config):
         if path.is_file():
             data.update((yaml.safe_load(path.read_text()) or {}).get("data") or {})
     i = 0
@@ -441,7 +441,7 @@ def _markdown(summary: list[dict], records: list[dict]) -> str:
 
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
-    fig = viz._figure(2.2 + 1.6 * max(1, len(summary)), 4)
+    fig = viz.figure(2.2 + 1.6 * max(1, len(summary)), 4)
     ax = fig.add_subplot()
     width = 0.8 / len(METRICS)
     for j, m in enumerate(METRICS):

@@ -45,6 +45,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, SequentialSampler
 
 from dacl import viz
+from dacl.classes import REPORTED_METRICS
 from dacl.errors import DACLError
 
 log = logging.getLogger(__name__)
@@ -477,7 +478,7 @@ class HParamsLogger(_TensorBoardCallback):
     shows this one.
     """
 
-    METRICS = ("acc", "balanced_acc", "f1_macro")
+    METRICS = REPORTED_METRICS
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         super().__init__()

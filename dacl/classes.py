@@ -1,4 +1,6 @@
-"""FER2013's canonical class order (SPEC §3) and the folder-name synonyms users meet."""
+"""FER2013's constants, in one place: the canonical class order and the folder-name synonyms
+users meet, the image side and the train-split statistics (SPEC §3), and the measures every
+evaluation reports (SPEC §5)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,16 @@ FER2013_CLASSES: tuple[str, ...] = (
     "surprise",
     "neutral",
 )
+
+#: FER2013's image side: 48x48 gray faces.
+FER2013_SIDE = 48
+
+#: Train-split grayscale statistics (pixel / 255) of the sharp train images, SPEC §3.
+FER2013_MEAN = 0.5077
+FER2013_STD = 0.2546
+
+#: The measures reported beside each other everywhere (selection measure: balanced accuracy).
+REPORTED_METRICS: tuple[str, ...] = ("acc", "balanced_acc", "f1_macro")
 
 _SYNONYMS: dict[str, str] = {
     "anger": "angry",

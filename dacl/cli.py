@@ -24,13 +24,11 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dacl.checkpoint import safe_load
 from dacl.data import FER2013DataModule
+from dacl.defaults import default_config
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 
 log = logging.getLogger(__name__)
-
-#: Shared defaults, read before any --config: the repository's configs/default.yaml.
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
 
 
 #: The TensorBoard logger's save_dir in configs/default.yaml; with --trainer.default_root_dir DIR
@@ -154,10 +152,8 @@ def _with_defaults(args: list[str], run: bool) -> list[str]:
     """Put ``--config configs/default.yaml`` first, so that an experiment file can override
     parts of its logger and callbacks (jsonargparse merges nested ``init_args`` only onto a
     class given by an earlier --config, not onto ``default_config_files``)."""
-    if not DEFAULT_CONFIG.is_file():
-        return args
     at = 1 if run and args and not args[0].startswith("-") else 0
-    return [*args[:at], "--config", str(DEFAULT_CONFIG), *args[at:]]
+    return [*args[:at], "--config", str(default_config()), *args[at:]]
 
 
 def _cli(args: list[str], run: bool = True) -> DACLCLI:

@@ -38,7 +38,7 @@ def _train_metrics(num_classes: int) -> MetricCollection:
     )
 
 
-def _eval_metrics(num_classes: int) -> MetricCollection:
+def eval_metrics(num_classes: int) -> MetricCollection:
     """The report's measures (SPEC §5); balanced accuracy is macro recall."""
     return MetricCollection(
         {
@@ -115,12 +115,12 @@ class DACLModule(pl.LightningModule):
         if compile:
             self.net.compile()  # in place: checkpoint keys stay net.* with compile on or off
         self.train_metrics = _train_metrics(num_classes).clone(prefix="train/")
-        self.val_metrics = _eval_metrics(num_classes).clone(prefix="val/")
+        self.val_metrics = eval_metrics(num_classes).clone(prefix="val/")
         # Best validation values so far; saved in checkpoints so a resumed run keeps them.
         self.val_best = nn.ModuleDict({k: MaxMetric() for k in ("acc", "balanced_acc")})
         for metric in self.val_best.values():
             metric.persistent(True)
-        self.test_metrics = _eval_metrics(num_classes).clone(prefix="test/")
+        self.test_metrics = eval_metrics(num_classes).clone(prefix="test/")
         #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
         self.confusion: dict[str, Tensor] = {}
 

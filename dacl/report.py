@@ -43,7 +43,7 @@ from dacl import viz
 from dacl.callbacks import select_samples
 from dacl.checkpoint import safe_load
 from dacl.errors import DACLError
-from dacl.module import _eval_metrics
+from dacl.module import eval_metrics
 
 __all__ = ["SPLITS", "compute_metrics", "find_log_dir", "write_report"]
 
@@ -57,7 +57,7 @@ def compute_metrics(logits: Tensor, labels: Tensor, class_names: Sequence[str]) 
     ``precision`` (dicts by class name), ``confusion_matrix`` (rows = true class) and the
     true and predicted ``counts`` per class."""
     k = len(class_names)
-    metrics = _eval_metrics(k)  # the module's own measures, plus per-class precision
+    metrics = eval_metrics(k)  # the module's own measures, plus per-class precision
     metrics.add_metrics({"precision": MulticlassPrecision(k, average=None)})
     values = metrics(logits.float().cpu(), labels.cpu())
     cm = values["confmat"].long()

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD
+from dacl.classes import FER2013_MEAN, FER2013_STD, REPORTED_METRICS
 
 __all__ = [
     "attention_figure",
@@ -54,7 +54,8 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _figure(width: float, height: float) -> Figure:
+def figure(width: float, height: float) -> Figure:
+    """A headless Agg figure of ``width`` x ``height`` inches (no pyplot state involved)."""
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -149,7 +150,7 @@ def confusion_figure(cm: Any, class_names: Sequence[str], title: str | None = No
     norm[support == 0] = np.nan
     acc = float(np.trace(cm) / n) if n else float("nan")
     side = 1.0 + 0.62 * k
-    fig = _figure(2 * side + 2.6, side + 1.4)
+    fig = figure(2 * side + 2.6, side + 1.4)
     axes = fig.subplots(1, 2)
     names = list(class_names)
     panels = (
@@ -199,7 +200,7 @@ def attention_figure(
     n, d = attn.shape
     labels = list(row_labels) if row_labels is not None else [f"#{i}" for i in range(n)]
     row_h = 0.42 if images is not None else 0.3
-    fig = _figure(12.0, max(2.2, 1.35 + row_h * n))
+    fig = figure(12.0, max(2.2, 1.35 + row_h * n))
     if n == 0:
         fig.text(0.5, 0.5, "no images", ha="center", va="center")
         fig.suptitle(title or "Attention weights", fontsize=11)
@@ -264,7 +265,7 @@ def mean_attention_figure(
         if counts[c]:
             means[c] = attn[labels == c].mean(0)
     diff = means - attn.mean(0, keepdims=True) if len(attn) else means
-    fig = _figure(12.0, 1.6 + 0.62 * k)
+    fig = figure(12.0, 1.6 + 0.62 * k)
     axes = fig.subplots(2, 1, sharex=True)
     rows = [f"{name} (n={m})" for name, m in zip(class_names, counts, strict=True)]
     span = float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0
@@ -307,7 +308,7 @@ def sample_grid_figure(
     n = len(imgs)
     cols = max(1, min(ncols, n))
     rows = max(1, math.ceil(n / cols))
-    fig = _figure(max(4.0, 1.55 * cols), 0.75 + 1.8 * rows)
+    fig = figure(max(4.0, 1.55 * cols), 0.75 + 1.8 * rows)
     vmax = 255 if imgs.dtype == np.uint8 else 1.0
     if n == 0:
         fig.text(0.5, 0.5, "no images", ha="center", va="center")
@@ -332,15 +333,13 @@ def sample_grid_figure(
 
 # --------------------------------------------------------------------------- curves
 
-_ACCURACY = ("acc", "balanced_acc", "f1_macro")
-
 
 def curve_panel(tag: str) -> str | None:
     """The :func:`curves_figure` panel a scalar tag is drawn in, or ``None``."""
     name = tag.rsplit("/", 1)[-1]
     if name.endswith("_best"):  # the running maxima repeat the curves they summarise
         return None
-    if name in _ACCURACY or name.startswith("acc"):
+    if name in REPORTED_METRICS or name.startswith("acc"):
         return "accuracy"
     if name == "loss_sc":
         return "sparse center loss L_SC"
@@ -371,7 +370,7 @@ def curves_figure(
             groups.setdefault(panel, []).append(tag)
     order = [p for p in ("accuracy", "loss (L = L_CE + λ·L_SC, and L_CE)") if p in groups]
     order += [p for p in groups if p not in order]
-    fig = _figure(6.0 * max(1, len(order)), 4.4)
+    fig = figure(6.0 * max(1, len(order)), 4.4)
     if not order:
         fig.text(0.5, 0.5, "no accuracy or loss scalars found", ha="center", va="center")
     axes = fig.subplots(1, len(order), squeeze=False)[0] if order else []

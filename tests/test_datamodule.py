@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from dacl.classes import FER2013_MEAN, FER2013_STD
 from dacl.data import FER2013DataModule
 from dacl.data.synthetic import MARKER
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD
 from dacl.errors import DACLError
 
 CROP, RESIZE = 40, 48

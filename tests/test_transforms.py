@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD, eval_transform, train_transform
+from dacl.classes import FER2013_MEAN, FER2013_STD
+from dacl.data.transforms import eval_transform, train_transform
 
 RESIZE, CROP = 256, 100
 # Quadrant values of the test image: top-left, top-right, bottom-left, bottom-right.

@@ -11,8 +11,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional.classification import multiclass_recall
 
 from dacl import viz
-from dacl.classes import FER2013_CLASSES
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD
+from dacl.classes import FER2013_CLASSES, FER2013_MEAN, FER2013_STD
 
 K = len(FER2013_CLASSES)
 

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dacl.data.transforms import FER2013_MEAN, FER2013_STD, FIVE_CROPS
+from dacl.classes import FER2013_MEAN, FER2013_STD
+from dacl.data.transforms import FIVE_CROPS
 
 __all__ = [
     "crop_offsets",

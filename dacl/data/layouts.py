@@ -25,15 +25,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dacl.classes import FER2013_CLASSES, class_index
+from dacl.classes import FER2013_CLASSES, FER2013_SIDE, class_index
 from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
 
 #: File extensions read as images (compared case-insensitively).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
-#: FER2013's image side; every decoded image has this size.
-SIDE = 48
 SPLITS = ("train", "val", "test")
 CSV_NAME = "fer2013.csv"
 #: CSV ``Usage`` values → split names (SPEC §3).
@@ -265,7 +263,9 @@ def _parse_csv(path: Path) -> dict[str, SplitIndex]:
                 labels.append(int(emotion))
                 images.append(pixels)
     return {
-        s: SplitIndex(n, lab, [path], np.stack(img).reshape(-1, SIDE, SIDE), split=s)
+        s: SplitIndex(
+            n, lab, [path], np.stack(img).reshape(-1, FER2013_SIDE, FER2013_SIDE), split=s
+        )
         for s, (n, lab, img) in rows.items()
         if n
     }
@@ -281,8 +281,10 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
         raise DACLError(
             f"{where}: pixels must be space-separated integers 0..255, found '{bad}'"
         ) from None
-    if values.size != SIDE * SIDE:
-        raise DACLError(f"{where}: {values.size} pixels, expected {SIDE * SIDE} (48x48)")
+    if values.size != FER2013_SIDE * FER2013_SIDE:
+        raise DACLError(
+            f"{where}: {values.size} pixels, expected {FER2013_SIDE * FER2013_SIDE} (48x48)"
+        )
     if values.min() < 0 or values.max() > 255:
         lo, hi = values.min(), values.max()
         raise DACLError(f"{where}: pixel values must be 0..255, found {lo}..{hi}")
@@ -309,7 +311,7 @@ def decode_split(
             torch.tensor(index.labels, dtype=torch.int64),
             list(index.names),
         )
-    images = np.empty((len(index), SIDE, SIDE), dtype=np.uint8)
+    images = np.empty((len(index), FER2013_SIDE, FER2013_SIDE), dtype=np.uint8)
     keep: list[int] = []
     bad: list[str] = []
     for i in range(len(index)):
@@ -323,8 +325,8 @@ def decode_split(
                 ) from None
             bad.append(str(index.sources[i]))
             continue
-        if im.size != (SIDE, SIDE):
-            im = im.resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+        if im.size != (FER2013_SIDE, FER2013_SIDE):
+            im = im.resize((FER2013_SIDE, FER2013_SIDE), Image.Resampling.BILINEAR)
         images[len(keep)] = np.asarray(im)
         keep.append(i)
     if bad:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dacl.classes import FER2013_CLASSES
+from dacl.classes import FER2013_CLASSES, FER2013_SIDE
 from dacl.data.layouts import USAGE_SPLITS
 from dacl.errors import DACLError
 
@@ -48,7 +48,6 @@ MIN_CLASS_FRACTION = 0.05
 GENERATOR_VERSION = 1
 MARKER = ".dacl_synthetic.json"
 LAYOUTS = ("folders", "train_test", "csv")
-SIDE = 48
 
 # Expression parameters per class (canonical order), as the neutral face plus a deviation that
 # a per-image intensity scales. Columns: eye half-height, brow raise, brow tilt (>0: inner end
@@ -106,7 +105,7 @@ def make_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _make(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     labels = np.repeat(np.arange(len(FER2013_CLASSES)), class_counts(n))
     labels = rng.permutation(labels).astype(np.int64)
-    images = np.empty((n, SIDE, SIDE), dtype=np.uint8)
+    images = np.empty((n, FER2013_SIDE, FER2013_SIDE), dtype=np.uint8)
     for start in range(0, n, 1024):  # chunks bound the float32 working set (~10 MB each)
         images[start : start + 1024] = _draw(labels[start : start + 1024], rng)
     return images, labels
@@ -140,7 +139,7 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     opening, lip = np.maximum(opening, 0.0), np.maximum(lip, 0.012)
 
     # Pose: face coordinates (x right, y down; face half-height ~1) of every pixel centre.
-    g = (np.arange(SIDE, dtype=np.float32) + 0.5) / (SIDE / 2) - 1.0
+    g = (np.arange(FER2013_SIDE, dtype=np.float32) + 0.5) / (FER2013_SIDE / 2) - 1.0
     gy, gx = g[None, :, None], g[None, None, :]
     theta = np.clip(rng.normal(0, 0.1, n), -0.21, 0.21).astype(np.float32)[:, None, None]
     scale = _col(rng, n, 0.86, 1.04)
@@ -149,14 +148,14 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     u, v = gx - dx, gy - dy
     x = (cos * u + sin * v) / scale
     y = (-sin * u + cos * v) / scale
-    px = (2.0 / SIDE) / scale  # one pixel in face units: the anti-aliasing width
+    px = (2.0 / FER2013_SIDE) / scale  # one pixel in face units: the anti-aliasing width
     ax = np.abs(x)
 
     # Background, hair and face oval with soft shading towards its rim.
     skin = _col(rng, n, 0.5, 0.8)
     bg = _col(rng, n, 0.05, 0.95)
     bg = np.where(np.abs(bg - skin) < 0.15, np.clip(skin - 0.35, 0.0, 1.0), bg)
-    img = np.broadcast_to(bg, (n, SIDE, SIDE)).copy()
+    img = np.broadcast_to(bg, (n, FER2013_SIDE, FER2013_SIDE)).copy()
     fa, fb = _col(rng, n, 0.56, 0.66), _col(rng, n, 0.76, 0.86)
     r = np.sqrt((x / fa) ** 2 + (y / fb) ** 2)
     hair = _col(rng, n, 0.05, 0.45)

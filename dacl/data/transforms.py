@@ -15,9 +15,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-#: FER2013 train-split grayscale statistics (pixel / 255) of the sharp train images, SPEC §3.
-FER2013_MEAN = 0.5077
-FER2013_STD = 0.2546
+from dacl.classes import FER2013_MEAN, FER2013_STD
 
 #: torchvision's FiveCrop order: the index RandomFiveCrop draws.
 FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")

@@ -1,0 +1,125 @@
+"""Reading and writing checkpoint files safely.
+
+Every file a user hands over (checkpoints, pretrained weights, the decoded data cache) is read by
+:func:`safe_load`: ``torch.load(weights_only=True)``, never retried unsafely, so a pickle that
+would run code is refused with one line saying why. :class:`AtomicCheckpointIO` is the Trainer's
+checkpoint plugin: it writes each checkpoint to a temporary file beside its target, syncs it to
+disk and renames it over the target, so a run killed while saving never leaves a half-written
+``last.ckpt``, and it reads checkpoints through :func:`safe_load`. :class:`CheckpointOnInterrupt`
+saves ``last.ckpt`` when a fit is stopped with Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from typing_extensions import override
+
+from dacl.errors import DACLError
+
+
+def safe_load(
+    path: str | Path, what: str = "checkpoint", map_location: Any = "cpu", mmap: bool = False
+) -> Any:
+    """``torch.load(path, weights_only=True)``; any failure is a :class:`DACLError` naming the
+    file and the reason (missing, truncated, or holding objects that would run code when
+    unpickled). ``mmap`` maps tensor data instead of reading it (zip-format files only): a cheap
+    check of a large checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise DACLError(f"{what} '{path}' not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():  # not a pickle at all, or a broken one
+            raise DACLError(f"{what} '{path}' is not a PyTorch file ({_first_line(err)})") from None
+        raise DACLError(
+            f"refused to load {what} '{path}': it holds objects beyond tensors and plain "
+            f"containers, which could run code when unpickled ({_unsupported(err)})"
+        ) from None
+    except Exception as err:  # torch raises many kinds for a damaged file; all mean "unreadable"
+        # e.g. a truncated zip archive: "failed finding central directory"
+        raise DACLError(f"{what} '{path}' is unreadable, truncated? ({_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    """The first sentence of an error's message (torch's run on for several lines)."""
+    text = str(err).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
+
+
+def _unsupported(err: BaseException) -> str:
+    """The line of torch's weights_only message that names what was refused."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    named = [line for line in lines if "Unsupported" in line or "global" in line.lower()]
+    return (named or lines or [type(err).__name__])[0].split(". ")[0]
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it: readers
+    see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O with atomic local writes and safe reads (see module doc)."""
+
+    @override
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        atomic_save(checkpoint, path)
+
+    @override
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        return safe_load(path, map_location=map_location or "cpu")
+
+
+class CheckpointOnInterrupt(pl.Callback):
+    """On Ctrl-C or SIGTERM during ``fit``: write ``last.ckpt`` of the state reached (through
+    the run's ModelCheckpoint folder) and say how to resume. Other exceptions — a non-finite
+    loss among them — write nothing, so the last checkpoint stays the last good state."""
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return
+        ckpt = trainer.checkpoint_callback
+        if trainer.state.fn != "fit" or trainer.sanity_checking or ckpt is None:
+            return
+        if ckpt.dirpath is None:
+            return
+        path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)
+        what = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
+        rank_zero_info(
+            f"dacl: {what} at epoch {trainer.current_epoch}, step {trainer.global_step}: saved "
+            f"{path}; resume with the same command and --ckpt_path last (or --ckpt_path {path})"
+        )

@@ -1,0 +1,58 @@
+"""FER2013's constants, in one place: the canonical class order and the folder-name synonyms
+users meet, the image side and the train-split statistics (SPEC §3), and the measures every
+evaluation reports (SPEC §5)."""
+
+from __future__ import annotations
+
+from dacl.errors import DACLError
+
+#: The dataset's own label ids: every output index in dacl means this order.
+FER2013_CLASSES: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+
+#: FER2013's image side: 48x48 gray faces.
+FER2013_SIDE = 48
+
+#: Train-split grayscale statistics (pixel / 255) of the sharp train images, SPEC §3.
+FER2013_MEAN = 0.5077
+FER2013_STD = 0.2546
+
+#: The measures reported beside each other everywhere (selection measure: balanced accuracy).
+REPORTED_METRICS: tuple[str, ...] = ("acc", "balanced_acc", "f1_macro")
+
+_SYNONYMS: dict[str, str] = {
+    "anger": "angry",
+    "disgusted": "disgust",
+    "disgusting": "disgust",
+    "fearful": "fear",
+    "scared": "fear",
+    "afraid": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "sadness": "sad",
+    "surprised": "surprise",
+    "suprise": "surprise",
+    "calm": "neutral",
+    "neutrality": "neutral",
+}
+
+
+def class_index(name: str) -> int:
+    """Map a folder name such as ``Happy`` or ``sadness`` onto its canonical label id.
+
+    Raises :class:`DACLError` naming the expected classes when ``name`` is not an expression.
+    """
+    key = name.strip().lower()
+    key = _SYNONYMS.get(key, key)
+    if key not in FER2013_CLASSES:
+        raise DACLError(
+            f"'{name}' is not a FER2013 expression; expected one of {', '.join(FER2013_CLASSES)}"
+        )
+    return FER2013_CLASSES.index(key)

@@ -1,0 +1,232 @@
+"""The ``dacl`` command: LightningCLI over DACLModule and FER2013DataModule, plus ``report``
+(pictures and metrics of one checkpoint, :mod:`dacl.report`) and ``ablate`` (configs × seeds,
+:mod:`dacl.ablate`).
+
+``dacl fit|validate|test|predict --config experiments/exp3.yaml`` reads ``configs/default.yaml``
+first (trainer, logger, callbacks), then the experiment. ``--ckpt_path best|last`` resolves to
+the newest run of that experiment under the logger's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import re
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from dacl.checkpoint import safe_load
+from dacl.data import FER2013DataModule
+from dacl.defaults import default_config
+from dacl.errors import DACLError
+from dacl.module import DACLModule
+
+log = logging.getLogger(__name__)
+
+
+#: The TensorBoard logger's save_dir in configs/default.yaml; with --trainer.default_root_dir DIR
+#: it becomes DIR/lightning_logs, as Lightning places its own default logger.
+SHIPPED_SAVE_DIR = "lightning_logs"
+
+
+def place_outputs(trainer_config) -> None:
+    """Put the run under ``--trainer.default_root_dir`` when one is given and the logger's
+    ``save_dir`` is still the shipped default (an explicit ``save_dir`` wins)."""
+    root = trainer_config.get("default_root_dir")
+    logger = trainer_config.get("logger")
+    if not root or not logger or not str(logger.get("class_path", "")).endswith("Logger"):
+        return
+    args = logger.get("init_args")
+    if args is not None and args.get("save_dir") == SHIPPED_SAVE_DIR:
+        args["save_dir"] = str(Path(root) / SHIPPED_SAVE_DIR)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail in the first seconds, not after an epoch, when outputs cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise DACLError(
+            f"output folder '{folder}' is not writable ({err.strerror or err}); pass "
+            "--trainer.default_root_dir DIR or --trainer.logger.init_args.save_dir DIR"
+        ) from None
+
+
+def log_root(trainer_config) -> Path | None:
+    """``save_dir/name`` of the TensorBoard logger in a parsed trainer config, else ``None``."""
+    logger = trainer_config.get("logger")
+    if not logger or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        return None
+    args = logger.get("init_args") or {}
+    name = args.get("name", "lightning_logs")
+    return Path(args.get("save_dir", ".")) / name if name else Path(args.get("save_dir", "."))
+
+
+def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
+    """``best``/``last`` → that checkpoint of the newest run (``root/version_N``) that has one;
+    a file path is checked (it exists and is a ``torch.save`` archive) and returned."""
+    if ckpt_path not in ("best", "last"):
+        if ckpt_path is not None and not Path(ckpt_path).is_file():
+            raise DACLError(
+                f"--ckpt_path '{ckpt_path}': no such checkpoint file; "
+                "pass best, last or an existing .ckpt"
+            )
+        if ckpt_path is not None:
+            # truncated, damaged or code-running files fail here in one line, not in a
+            # traceback from Lightning's own loading
+            safe_load(ckpt_path, "--ckpt_path file", mmap=True)
+        return ckpt_path
+    if root is None:
+        raise DACLError(f"--ckpt_path {ckpt_path} needs the TensorBoard logger to find the run")
+    pattern = "last.ckpt" if ckpt_path == "last" else "best*.ckpt"
+    runs = sorted(
+        root.glob("version_*"),
+        key=lambda p: int(m.group(1)) if (m := re.fullmatch(r"version_(\d+)", p.name)) else -1,
+        reverse=True,
+    )
+    for run in runs:
+        found = sorted((run / "checkpoints").glob(pattern), key=lambda p: p.stat().st_mtime)
+        if found:
+            log.info("--ckpt_path %s resolved to %s", ckpt_path, found[-1])
+            return str(found[-1])
+    raise DACLError(
+        f"--ckpt_path {ckpt_path}: no {pattern} under '{root}/version_*/checkpoints'; "
+        "run `dacl fit` with this config first or pass a checkpoint file"
+    )
+
+
+class DACLCLI(LightningCLI):
+    """LightningCLI with ``model.image_size`` linked to ``data.crop``."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.crop", "model.image_size")
+
+    def _parse_ckpt_path(self) -> None:
+        # Resolve best/last before Lightning reads the checkpoint's hyper-parameters into the
+        # model config, so `test --ckpt_path best` rebuilds the model that was trained.
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        place_outputs(config.trainer)
+        root = log_root(config.trainer)
+        if subcommand == "fit" and root is not None:
+            check_writable(root)
+        if subcommand and "ckpt_path" in config:
+            config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
+        super()._parse_ckpt_path()
+
+    def predict(self, **kwargs) -> None:
+        """Predict, then write ``predictions.csv`` (file, label, prediction, probabilities)
+        into the run folder."""
+        if self.trainer.world_size > 1:
+            raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
+        batches = self.trainer.predict(**kwargs)
+        data = self.datamodule
+        names = data.names(data.predict_split)
+        labels = torch.as_tensor(data.datasets[data.predict_split].labels).tolist()
+        out = Path(self.trainer.log_dir or ".") / "predictions.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        classes = self.model.class_names
+        with out.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])
+            rows = (
+                r
+                for b in batches
+                for r in zip(b["pred"].tolist(), b["probs"].tolist(), strict=True)
+            )
+            for name, label, (pred, probs) in zip(names, labels, rows, strict=True):
+                writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in probs)])
+        print(f"{len(names)} predictions written to {out}")
+
+
+def _with_defaults(args: list[str], run: bool) -> list[str]:
+    """Put ``--config configs/default.yaml`` first, so that an experiment file can override
+    parts of its logger and callbacks (jsonargparse merges nested ``init_args`` only onto a
+    class given by an earlier --config, not onto ``default_config_files``)."""
+    at = 1 if run and args and not args[0].startswith("-") else 0
+    return [*args[:at], "--config", str(default_config()), *args[at:]]
+
+
+def _cli(args: list[str], run: bool = True) -> DACLCLI:
+    return DACLCLI(
+        DACLModule,
+        FER2013DataModule,
+        args=_with_defaults(args, run),
+        run=run,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"prog": "dacl"} if run else {},
+    )
+
+
+def _report(argv: list[str]) -> None:
+    from dacl.report import find_log_dir, write_report
+
+    parser = argparse.ArgumentParser(prog="dacl report", add_help=True)
+    parser.add_argument("--ckpt_path", required=True, help="best, last or a checkpoint file")
+    parser.add_argument("--split", choices=("val", "test"), default="val")
+    parser.add_argument("--out", default=None, help="folder for the PNGs, metrics.json, report.md")
+    ours, rest = parser.parse_known_args(argv)
+    cli = _cli(rest, run=False)
+    ckpt = resolve_checkpoint(ours.ckpt_path, log_root(cli.config.trainer))
+    log_dir = find_log_dir(ckpt)
+    out = Path(ours.out) if ours.out else (log_dir or Path(ckpt).parent) / f"report_{ours.split}"
+    module = DACLModule.load_from_checkpoint(ckpt, map_location="cpu")
+    metrics = write_report(
+        module, cli.datamodule, split=ours.split, out=out, ckpt_path=ckpt, log_dir=log_dir
+    )
+    print(f"report written to {out}: acc {metrics['acc']:.4f}, ", end="")
+    print(f"balanced acc {metrics['balanced_acc']:.4f}, macro F1 {metrics['f1_macro']:.4f}")
+
+
+EXTRA_HELP = """
+  Also:
+    report              Pictures, metrics.json and report.md of one checkpoint
+                        (dacl report --config C --ckpt_path best|last|FILE [--split val|test]).
+    ablate              Configs x seeds one after another, with a mean ± std table
+                        (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2)."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    # The command shows dacl's own info lines (layout found, class counts, checkpoints
+    # resolved, pretrained tensors loaded); as a library dacl stays quiet.
+    logger = logging.getLogger("dacl")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    if argv is None:
+        # LightningCLI warns when it gets args and sys.argv both: hand it the arguments once.
+        argv, sys.argv = sys.argv[1:], sys.argv[:1]
+    try:
+        if argv and argv[0] == "report":
+            _report(argv[1:])
+        elif argv and argv[0] == "ablate":
+            from dacl.ablate import main as ablate
+
+            ablate(argv[1:])
+        elif argv[:1] in ([], ["-h"], ["--help"]):
+            try:
+                _cli(argv)
+            finally:
+                print(EXTRA_HELP)
+        else:
+            _cli(argv)
+    except DACLError as err:
+        print(f"dacl: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except SIGTERMException:
+        sys.exit(128 + signal.SIGTERM)  # CheckpointOnInterrupt has said how to resume
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Batched SPEC §3 augmentation of decoded 48 px images, on the batch's own device.
+
+The reference pipeline (``transforms.train_transform``) works per PIL image:
+``Resize(resize)`` → one of ``FiveCrop(crop)`` → ``RandomHorizontalFlip`` → ``ToTensor`` →
+``Normalize``.  Resizing, cropping and flipping are all *linear and separable*: every output
+row is a fixed weighted sum of input rows and every output column a fixed weighted sum of input
+columns.  So for each sample
+
+    out = Wy @ img @ Wx.T
+
+where ``Wy`` (crop × H) holds the rows ``top .. top+crop-1`` of the 1-D resize matrix
+``R`` (resize × H) and ``Wx`` (crop × W) holds its rows ``left .. left+crop-1`` — reversed when
+the sample is flipped.  ``R`` is built with Pillow's own resampling rule (triangle filter,
+half-pixel centres, support widened by the scale when shrinking, weights renormalised at the
+borders), so the result is the reference's *before* Pillow rounds to uint8; for the 48 → 256
+upsampling it is plain bilinear with ``align_corners=False`` and edge clamping.
+
+A whole batch is therefore two batched matrix products of one-channel images against
+per-sample matrices gathered from a small table of the 5 crops (× 2 flips): one crop-and-resize
+of the 48 px originals, with no per-sample Python loop and no host synchronisation.  On the CPU
+this is several times faster than ``F.grid_sample`` (a 64 × 48² → 64 × 200² batch: about 4 ms
+against about 24 ms on one thread here).  The FER2013 normalisation is folded into the row
+table and its shift applied to the small input.  The output has one channel; the network either
+expands it or uses its folded gray stem.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dacl.classes import FER2013_MEAN, FER2013_STD
+from dacl.data.transforms import FIVE_CROPS
+
+__all__ = [
+    "crop_offsets",
+    "crop_resize",
+    "eval_augment",
+    "resize_matrix",
+    "resized_size",
+    "train_augment",
+]
+
+#: ``crop_index`` counts in :data:`~dacl.data.transforms.FIVE_CROPS` (``FiveCrop``) order.
+CENTER = FIVE_CROPS.index("center")
+
+
+def resized_size(h: int, w: int, resize: int) -> tuple[int, int]:
+    """Output size of ``torchvision.transforms.Resize(resize)`` (an int: the smaller edge)."""
+    if h <= w:
+        return resize, int(resize * w / h)
+    return int(resize * h / w), resize
+
+
+def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The (out_size × in_size) matrix of Pillow's BILINEAR resampling along one axis.
+
+    Mirrors ``precompute_coeffs`` in Pillow's ``Resample.c``: output pixel ``j`` is centred at
+    ``(j + 0.5) * scale`` in input coordinates, input pixel ``i`` at ``i + 0.5``; the weight is
+    the triangle filter ``max(0, 1 - |d| / fs)`` with ``fs = max(scale, 1)`` (antialiasing when
+    shrinking), renormalised over the in-range pixels (so the borders clamp).
+    """
+    scale = in_size / out_size
+    fs = max(scale, 1.0)
+    centres = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    dist = (np.arange(in_size, dtype=np.float64)[None, :] + 0.5 - centres[:, None]) / fs
+    weights = np.clip(1.0 - np.abs(dist), 0.0, None)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def crop_offsets(size: int, crop: int) -> tuple[int, int, int]:
+    """Offsets ``(near, far, centre)`` of a ``crop`` window along an axis of length ``size``.
+
+    ``FiveCrop``'s corners start at ``0`` and ``size - crop``; its centre crop at
+    ``int(round((size - crop) / 2.0))`` — Python's round, i.e. half to even, as torchvision.
+    """
+    if not 0 < crop <= size:
+        raise ValueError(f"crop {crop} must be in 1..{size} (the resized image's smaller edge)")
+    return 0, size - crop, round((size - crop) / 2.0)
+
+
+@functools.lru_cache(maxsize=32)
+def _tables(
+    h: int, w: int, crop: int, resize: int, device: torch.device
+) -> tuple[Tensor, Tensor, float]:
+    """Per-crop row matrices (5, crop, h) and per-(crop, flip) column matrices (10, crop, w).
+
+    The row table is pre-scaled by ``1 / (255 * std)``; the returned float is ``255 * mean``,
+    to be subtracted from the input: every row of both tables sums to a constant (the weights
+    are renormalised), so ``Wy @ (x - 255 mean) @ Wx.T == Wy @ x @ Wx.T - mean / std`` — the
+    normalisation's shift done on the 48 × 48 input instead of the crop × crop output.
+    """
+    rh, rw = resized_size(h, w, resize)
+    ry, rx = resize_matrix(h, rh), resize_matrix(w, rw)
+    t_near, t_far, t_mid = crop_offsets(rh, crop)
+    l_near, l_far, l_mid = crop_offsets(rw, crop)
+    # FiveCrop order: tl, tr, bl, br, center.
+    tops = (t_near, t_near, t_far, t_far, t_mid)
+    lefts = (l_near, l_far, l_near, l_far, l_mid)
+    rows = np.stack([ry[t : t + crop] for t in tops]) / (255.0 * FER2013_STD)
+    cols = []
+    for left in lefts:
+        window = rx[left : left + crop]
+        cols += [window, window[::-1]]  # index 2 * crop_index + flip
+    as_t = functools.partial(torch.tensor, dtype=torch.float32, device=device)
+    return as_t(rows), as_t(np.stack(cols)), 255.0 * FER2013_MEAN
+
+
+def _as_batch(x: Tensor) -> Tensor:
+    if x.dim() == 4:
+        if x.shape[1] != 1:
+            raise ValueError(f"expected one channel, got shape {tuple(x.shape)}")
+        x = x[:, 0]
+    if x.dim() != 3:
+        raise ValueError(f"expected (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+def crop_resize(
+    x: Tensor, crop_index: Tensor, flip: Tensor, crop: int, resize: int = 256
+) -> Tensor:
+    """Deterministic core: resize, take crop ``crop_index`` (FiveCrop order), flip, normalise.
+
+    Args:
+        x: uint8 (or float in 0..255) images, (B, 1, H, W) or (B, H, W), on any device.
+        crop_index: (B,) integers in 0..4 — top-left, top-right, bottom-left, bottom-right, centre.
+        flip: (B,) bools — mirror the crop left-right.
+        crop: output side.
+        resize: the smaller edge after ``Resize`` (SPEC §3: 256).
+
+    Returns:
+        float32 (B, 1, crop, crop) on ``x.device``, normalised with FER2013 mean/std: the
+        reference pipeline's channel 0 up to Pillow's uint8 rounding.
+    """
+    x = _as_batch(x)
+    _, h, w = x.shape
+    rows, cols, shift = _tables(h, w, crop, resize, x.device)
+    crop_index = crop_index.to(device=x.device, dtype=torch.long)
+    flip = flip.to(device=x.device, dtype=torch.long)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        wy = rows[crop_index]  # (B, crop, H)
+        wx = cols[2 * crop_index + flip]  # (B, crop, W)
+        centred = x.to(torch.float32).sub_(shift) if x.dtype != torch.float32 else x - shift
+        out = torch.bmm(wy, torch.bmm(centred, wx.transpose(1, 2)))
+    return out.unsqueeze(1)
+
+
+def train_augment(
+    x: Tensor,
+    crop: int,
+    resize: int = 256,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """SPEC §3 train transform for a batch: uniform one of five crops, flip with p = 0.5.
+
+    The draws are made for the whole batch at once on ``generator``'s device (``x``'s device,
+    with its default generator, when none is given). Give a generator on ``x``'s device (e.g.
+    ``torch.Generator(device="cuda")``) to keep the hot path free of host-to-device copies;
+    a CPU generator with a CUDA batch works but copies the (B,) draws over each step.
+    """
+    b = x.shape[0]
+    dev = generator.device if generator is not None else x.device
+    crop_index = torch.randint(0, 5, (b,), generator=generator, device=dev)
+    flip = torch.rand(b, generator=generator, device=dev) < 0.5
+    if dev != x.device:
+        crop_index = crop_index.to(x.device, non_blocking=True)
+        flip = flip.to(x.device, non_blocking=True)
+    return crop_resize(x, crop_index, flip, crop, resize)
+
+
+def eval_augment(x: Tensor, crop: int, resize: int = 256) -> Tensor:
+    """SPEC §3 eval transform for a batch: ``Resize(resize)`` → ``CenterCrop(crop)``."""
+    b = x.shape[0]
+    crop_index = torch.full((b,), CENTER, dtype=torch.long, device=x.device)
+    flip = torch.zeros(b, dtype=torch.bool, device=x.device)
+    return crop_resize(x, crop_index, flip, crop, resize)

@@ -1,0 +1,362 @@
+"""FER2013DataModule: any SPEC §3 layout → train/val/test loaders with SPEC §3 transforms.
+
+Two pipelines give the same transforms (SPEC §3):
+
+- ``fast`` (default): each split is decoded once into a uint8 (N, 48, 48) tensor, cached on disk
+  (:mod:`dacl.data.cache`); loaders hand out uint8 (B, 1, 48, 48) batches from memory and
+  :meth:`FER2013DataModule.on_after_batch_transfer` resizes, crops, flips and normalises the
+  whole batch on its device (:mod:`dacl.data.augment`). No per-image Python work.
+- ``reference``: a Dataset reading each image with PIL and applying the torchvision transforms
+  of :mod:`dacl.data.transforms`, as the reference code does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from dacl.classes import FER2013_CLASSES
+from dacl.data.augment import eval_augment, train_augment
+from dacl.data.cache import load_or_build
+from dacl.data.layouts import Layout, SplitIndex, find_layout
+from dacl.data.sanity import SplitStats, compare_splits, split_stats
+from dacl.data.synthetic import ensure_synthetic
+from dacl.data.transforms import eval_transform, train_transform
+from dacl.errors import DACLError
+
+log = logging.getLogger("dacl.data")
+
+#: The splits each Lightning stage reads ("predict" takes test, else val).
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+
+_KIND_TEXT = {
+    "folders": "train/val/test folders",
+    "train_test": "train/ + test/ download, test/ split by PublicTest_ (val) / PrivateTest_ (test)",
+    "csv": "fer2013.csv",
+}
+
+
+class _Batches(Dataset):
+    """In-memory uint8 images + labels, fetched a whole batch per call (``__getitems__``)."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images = images.unsqueeze(1)  # (N, 1, 48, 48): the augment functions' input
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self.images[i], self.labels[i]
+
+    def to(self, device: torch.device) -> _Batches:
+        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        return self
+
+    def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
+        # One gather per batch instead of B indexings + a stack: the loader's whole cost.
+        index = torch.as_tensor(idx)
+        if self.images.is_cuda:
+            # A pageable CPU index would make CUDA indexing wait for the stream to drain.
+            index = index.pin_memory().to(self.images.device, non_blocking=True)
+        return self.images[index], self.labels[index]
+
+
+def _identity(batch):
+    return batch
+
+
+class EpochSampler(DistributedSampler):
+    """The training order: a permutation that depends on ``(seed, epoch)`` alone (Lightning
+    calls ``set_epoch`` every epoch), sharded over DDP processes. ``start`` skips the first
+    samples of the next iteration only, so a run resumed mid-epoch continues the interrupted
+    epoch's order exactly where it stopped."""
+
+    def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.start = 0
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        start, self.start = self.start, 0
+        return iter(order[start:])
+
+
+class ReferenceDataset(Dataset):
+    """SPEC §3's per-image path: PIL image from the split, then a torchvision transform.
+
+    ``keep`` lists the sample indices to serve: the readable ones (see ``load_or_build``).
+    """
+
+    def __init__(self, index: SplitIndex, keep: list[int], transform) -> None:
+        self.index, self.keep, self.transform = index, keep, transform
+
+    @property
+    def labels(self) -> list[int]:
+        return [self.index.labels[j] for j in self.keep]
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        j = self.keep[i]
+        return self.transform(self.index.load(j)), self.index.labels[j]
+
+
+class FER2013DataModule(pl.LightningDataModule):
+    """FER2013 in any SPEC §3 layout, with SPEC §3 transforms and per-epoch reshuffling.
+
+    Args:
+        root: the dataset: a folder in one of the three layouts or a ``fer2013.csv`` path.
+        crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
+        resize: smaller edge after ``Resize`` (SPEC: 256).
+        batch_size: samples per batch.
+        num_workers: loader worker processes for the ``reference`` pipeline; the ``fast``
+            pipeline serves batches from memory in the main process.
+        seed: seeds the training-set shuffling and the ``fast`` augmentation draws; ``None``
+            (the default) follows ``seed_everything``, so runs with different seeds also see
+            different orders and crops.
+        pipeline: ``fast`` (decoded, cached, batched augmentation on the batch's device) or
+            ``reference`` (PIL + torchvision per image, as the reference code).
+        strict: make unreadable or truncated image files an error instead of a warning.
+        synthetic: create synthetic faces under ``root`` on first use (``dacl.data.synthetic``),
+            reused while the sizes and seed stay the same.
+        synthetic_size: synthetic training images; val and test get a fifth of this each.
+        cache_dir: where decoded splits are cached (``fast``); default ``~/.cache/dacl``
+            (``$XDG_CACHE_HOME/dacl``): the dataset folder is never written to.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = "data/fer2013",
+        crop: int = 200,
+        resize: int = 256,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        seed: int | None = None,
+        pipeline: Literal["fast", "reference"] = "fast",
+        strict: bool = False,
+        synthetic: bool = False,
+        synthetic_size: int = 3000,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if pipeline not in ("fast", "reference"):
+            raise DACLError(f"data.pipeline must be fast or reference, got '{pipeline}'")
+        if not 0 < crop <= resize:
+            raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
+        if batch_size < 1:
+            raise DACLError(f"data.batch_size must be positive, got {batch_size}")
+        # plain strings in checkpoints: a Path would not load with weights_only=True
+        root, cache_dir = str(root), None if cache_dir is None else str(cache_dir)
+        self.save_hyperparameters()
+        self.root, self.crop, self.resize, self.batch_size = root, crop, resize, batch_size
+        self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
+        self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
+        self.cache_dir = cache_dir
+        self.layout: Layout | None = None
+        self.datasets: dict[str, Dataset] = {}
+        self._names: dict[str, list[str]] = {}
+        self._stats: dict[str, SplitStats] = {}
+        self._aug_generator: torch.Generator | None = None
+        #: (epoch, training batches of that epoch handed to the model so far): saved in
+        #: checkpoints, so a resumed run continues the order and the crops exactly.
+        self._progress = (0, 0)
+        self._resume_from: tuple[int, int] | None = None
+
+    # -- what the rest of dacl reads ------------------------------------------------------
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Output names in canonical order (SPEC §3)."""
+        return FER2013_CLASSES
+
+    @property
+    def num_classes(self) -> int:
+        return len(FER2013_CLASSES)
+
+    def names(self, split: str) -> list[str]:
+        """Sample names of a set-up split in loader order (unshuffled order for ``train``)."""
+        if split not in self._names:
+            raise DACLError(f"the '{split}' split is not set up; set up: {', '.join(self._names)}")
+        return self._names[split]
+
+    # -- Lightning hooks ------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        if self.synthetic:
+            n = self.synthetic_size
+            # The synthetic set itself never depends on the run's seed: one set for all runs.
+            ensure_synthetic(self.root, n, n // 5, n // 5, 0)
+
+    def setup(self, stage: str) -> None:
+        if self.layout is None:
+            self.layout = find_layout(self.root)
+            if rank_zero_only.rank == 0:  # one table per run, not one per DDP process
+                self._log_layout(self.layout)
+        for split in self._needed(stage):
+            if split not in self.datasets:
+                self.datasets[split] = self._build(split, self.layout.split(split))
+        if stage == "fit" and rank_zero_only.rank == 0:
+            warning = compare_splits("train", self._stats["train"], "val", self._stats["val"])
+            if warning:
+                log.warning("%s: %s", self.layout.root, warning)
+
+    def _needed(self, stage: str) -> tuple[str, ...]:
+        if stage == "predict":
+            assert self.layout is not None
+            return ("test",) if "test" in self.layout.splits else ("val",)
+        if stage not in STAGE_SPLITS:
+            raise DACLError(f"unknown stage '{stage}'; expected fit, validate, test or predict")
+        return STAGE_SPLITS[stage]
+
+    def _log_layout(self, layout: Layout) -> None:
+        """One table of per-split, per-class counts, so the class imbalance is visible."""
+        width = max(len(c) for c in FER2013_CLASSES)
+        lines = [f"{'split':<6}" + "".join(f"{c:>{width + 1}}" for c in FER2013_CLASSES)]
+        for split, counts in layout.counts().items():
+            row = "".join(f"{k:>{width + 1}}" for k in counts)
+            lines.append(f"{split:<6}{row}  total {sum(counts)}")
+        log.info(
+            "FER2013 layout '%s' (%s) at %s\n%s",
+            layout.kind,
+            _KIND_TEXT.get(layout.kind, layout.kind),
+            layout.root,
+            "\n".join(lines),
+        )
+
+    def _resolve_cache_dir(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        # The user's cache, never the dataset folder (it may be shared or read-only); cache file
+        # names carry a hash of where the split's files live, so datasets never collide.
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "dacl"
+
+    def _build(self, split: str, index: SplitIndex) -> Dataset:
+        # The cached decode (built once per dataset) also says which files are unreadable:
+        # both pipelines exclude them, with the warning, instead of failing inside a worker.
+        images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
+        self._names[split] = list(names)
+        self._stats[split] = split_stats(images)
+        if self.pipeline == "fast":
+            return _Batches(images, labels)
+        readable = set(names)
+        keep = [i for i, n in enumerate(index.names) if n in readable]
+        make = train_transform if split == "train" else eval_transform
+        return ReferenceDataset(index, keep, make(self.crop, self.resize))
+
+    def _seed(self) -> int:
+        # initial_seed() is seed_everything's value, or a random 64-bit one without it.
+        return self.seed if self.seed is not None else torch.initial_seed() % 2**31
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise DACLError(f"the '{split}' split is not set up; call setup() for its stage first")
+        dataset = self.datasets[split]
+        sampler = None
+        if train:
+            trainer = self.trainer
+            sampler = EpochSampler(
+                dataset,
+                self._seed(),
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+            )
+            self._place(sampler)
+        if self.pipeline == "fast":
+            # Batches are slices of an in-memory tensor: worker processes would only add
+            # copies, so the main process serves them (Lightning's worker hint does not apply).
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            strategy = getattr(self.trainer, "strategy", None)
+            if strategy is not None and strategy.root_device.type == "cuda":
+                # 83 MB for all of FER2013: batches never cross the bus.
+                dataset.to(strategy.root_device)
+            workers = {"num_workers": 0, "collate_fn": _identity}
+        else:
+            workers = {
+                "num_workers": self.num_workers,
+                "persistent_workers": self.num_workers > 0,
+            }
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=False,
+            **workers,
+        )
+
+    def _place(self, sampler: EpochSampler) -> None:
+        """Start ``sampler`` where a restored checkpoint stopped (see :meth:`load_state_dict`)."""
+        if self._resume_from is None:
+            return
+        epoch, done = self._resume_from
+        self._resume_from = None
+        if done * self.batch_size >= sampler.num_samples:  # saved at the end of its epoch
+            epoch, done = epoch + 1, 0
+        sampler.set_epoch(epoch)
+        sampler.start = done * self.batch_size
+        self._progress = (epoch, done)
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands in the data: the epoch and its batches already trained on."""
+        epoch, done = self._progress
+        return {"epoch": epoch, "batches": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Called by Lightning when a fit resumes from a checkpoint, before the loaders exist."""
+        self._resume_from = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    @property
+    def predict_split(self) -> str:
+        """The split ``predict`` reads: test when the data has one, else val."""
+        return self._needed("predict")[0]
+
+    def predict_dataloader(self) -> DataLoader:
+        assert self.layout is not None, "setup('predict') first"
+        return self._loader(self.predict_split, train=False)
+
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor]:
+        """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if training:
+            epoch, done = self._progress
+            if trainer.current_epoch != epoch:
+                epoch, done = trainer.current_epoch, 0
+            self._progress = (epoch, done + 1)
+        if self.pipeline != "fast":
+            return batch
+        images, labels = batch
+        if training:
+            if self._aug_generator is None:
+                # Draws on the batch's device (no host-device copy per step).
+                self._aug_generator = torch.Generator(device=images.device)
+            # Each batch's crops and flips are a function of (seed, rank, epoch, batch): the
+            # same after a resume, and different on each DDP process.
+            key = (self._seed(), trainer.global_rank, epoch, done)
+            self._aug_generator.manual_seed(hash(key) & (2**63 - 1))
+            images = train_augment(images, self.crop, self.resize, self._aug_generator)
+        else:
+            images = eval_augment(images, self.crop, self.resize)
+        return images, labels

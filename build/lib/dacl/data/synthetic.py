@@ -1,0 +1,316 @@
+"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any SPEC §3 layout.
+
+The demo and the tests need data without the real FER2013. Each face is drawn (vectorised numpy)
+as an oval with eyes, brows, nose and mouth whose *expression* is what the label says:
+
+========  ==================  ==================  ===============================
+class     brows               eyes                mouth
+========  ==================  ==================  ===============================
+angry     lowered, V-slanted  narrow              short, pressed, thick lips
+disgust   lowered, flat       narrow              frown, slightly open; nose wrinkles
+fear      raised, inner up    wide                wide, open, stretched
+happy     normal, arched      slightly narrow     wide smile, often open with teeth
+sad       inner up            slightly narrow     frown, closed
+surprise  high, arched        wide                small round open "O"
+neutral   flat                normal              straight, closed
+========  ==================  ==================  ===============================
+
+Per image the expression has a random intensity and jitter, and the picture varies in pose
+(shift, rotation up to ~12°), scale, face shape, skin/background/hair tone, lighting
+(contrast, brightness, a linear gradient) and noise, so a CNN must learn the cues rather than
+pixels. Every feature is left/right symmetric, so horizontal flips keep the class.
+
+Labels follow FER2013's training-split imbalance (SPEC §3), with a floor of 5% of ``n`` per
+class so the rare class (disgust, 1.5% in FER2013) still has enough samples in a small set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dacl.classes import FER2013_CLASSES, FER2013_SIDE
+from dacl.data.layouts import USAGE_SPLITS
+from dacl.errors import DACLError
+
+#: FER2013 Training-split class counts, canonical order (SPEC §3, fer2013/README.md).
+FER2013_TRAIN_COUNTS = (3995, 436, 4097, 7215, 4830, 3171, 4965)
+#: Every class gets at least this fraction of ``n`` (the disgust floor, see module docstring).
+MIN_CLASS_FRACTION = 0.05
+#: Bump when the drawing changes, so ``ensure_synthetic`` rewrites old sets.
+GENERATOR_VERSION = 1
+MARKER = ".dacl_synthetic.json"
+LAYOUTS = ("folders", "train_test", "csv")
+
+# Expression parameters per class (canonical order), as the neutral face plus a deviation that
+# a per-image intensity scales. Columns: eye half-height, brow raise, brow tilt (>0: inner end
+# up), brow arch, mouth half-width, mouth curve (>0: corners up), mouth opening, lip thickness,
+# nose wrinkles, teeth. Units: face half-height ≈ 1.
+_PARAMS = np.array(
+    [
+        # eye_h raise  tilt  arch  mouth_w curve  open   lip   wrinkle teeth
+        [0.035, -0.07, -0.50, 0.0, 0.16, -0.02, 0.00, 0.048, 0.0, 0.0],  # angry
+        [0.035, -0.05, -0.08, 0.0, 0.22, -0.08, 0.06, 0.035, 1.0, 0.0],  # disgust
+        [0.100, 0.07, 0.40, 0.0, 0.27, -0.04, 0.12, 0.025, 0.0, 0.0],  # fear
+        [0.045, 0.01, 0.00, 0.6, 0.30, 0.13, 0.07, 0.025, 0.0, 1.0],  # happy
+        [0.050, 0.00, 0.35, 0.0, 0.20, -0.10, 0.00, 0.030, 0.0, 0.0],  # sad
+        [0.110, 0.13, 0.00, 1.4, 0.13, 0.00, 0.26, 0.025, 0.0, 0.0],  # surprise
+        [0.065, 0.00, 0.00, 0.2, 0.21, 0.00, 0.00, 0.028, 0.0, 0.0],  # neutral
+    ],
+    dtype=np.float32,
+)
+_NEUTRAL = _PARAMS[FER2013_CLASSES.index("neutral")]
+# Per-image jitter (standard deviation) of each parameter, same columns.
+_JITTER = np.array([0.008, 0.015, 0.07, 0.2, 0.02, 0.015, 0.015, 0.006, 0.0, 0.0], np.float32)
+
+
+def class_counts(n: int) -> np.ndarray:
+    """How many of ``n`` samples each class gets: FER2013's train proportions, at least
+    ``ceil(5% of n)`` per class (when ``n`` allows), summing exactly to ``n``.
+
+    Classes under the floor are lifted to it; the rest share what is left in FER2013's
+    proportions (largest-remainder rounding), so their ratios stay as in the real data.
+    """
+    p = np.asarray(FER2013_TRAIN_COUNTS, dtype=np.float64)
+    k = len(p)
+    floor = min(math.ceil(MIN_CLASS_FRACTION * n), n // k)
+    lifted = np.zeros(k, dtype=bool)
+    while True:  # lifting a class shrinks the others' share: repeat until none is under
+        share = np.where(lifted, 0.0, p) / p[~lifted].sum() * (n - floor * lifted.sum())
+        under = ~lifted & (share < floor)
+        if not under.any():
+            break
+        lifted |= under
+    counts = np.where(lifted, floor, np.floor(share)).astype(np.int64)
+    order = np.argsort(-(share - counts), kind="stable")  # largest remainders first
+    counts[order[: n - counts.sum()]] += 1
+    return counts
+
+
+def make_faces(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` synthetic faces: uint8 images (n, 48, 48) and int64 labels (n,) in canonical order.
+
+    Deterministic for ``seed``; class counts are :func:`class_counts` ``(n)`` in shuffled order.
+    """
+    return _make(n, np.random.default_rng(seed))
+
+
+def _make(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.repeat(np.arange(len(FER2013_CLASSES)), class_counts(n))
+    labels = rng.permutation(labels).astype(np.int64)
+    images = np.empty((n, FER2013_SIDE, FER2013_SIDE), dtype=np.uint8)
+    for start in range(0, n, 1024):  # chunks bound the float32 working set (~10 MB each)
+        images[start : start + 1024] = _draw(labels[start : start + 1024], rng)
+    return images, labels
+
+
+def _col(rng: np.random.Generator, n: int, lo: float, hi: float) -> np.ndarray:
+    """Uniform per-image parameter shaped (n, 1, 1) to broadcast over the pixel grid."""
+    return rng.uniform(lo, hi, n).astype(np.float32)[:, None, None]
+
+
+def _soft(d: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """Coverage of a shape from its signed distance ``d`` (< 0 inside): anti-aliased edge."""
+    return np.clip(0.5 - d / px, 0.0, 1.0)
+
+
+def _over(img: np.ndarray, alpha: np.ndarray, value: np.ndarray | float) -> np.ndarray:
+    return img + alpha * (value - img)
+
+
+def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n = len(labels)
+    # Expression: neutral + intensity * (class - neutral) + jitter, one row per image.
+    intensity = rng.uniform(0.6, 1.1, (n, 1)).astype(np.float32)
+    p = _NEUTRAL + intensity * (_PARAMS[labels] - _NEUTRAL)
+    p += rng.normal(0, 1, p.shape).astype(np.float32) * _JITTER
+    eye_h, raise_, tilt, arch, mouth_w, curve, opening, lip, wrinkle, teeth = (
+        p[:, i, None, None] for i in range(p.shape[1])
+    )
+    # Jitter must not turn a shape inside out.
+    eye_h, mouth_w = np.maximum(eye_h, 0.015), np.maximum(mouth_w, 0.08)
+    opening, lip = np.maximum(opening, 0.0), np.maximum(lip, 0.012)
+
+    # Pose: face coordinates (x right, y down; face half-height ~1) of every pixel centre.
+    g = (np.arange(FER2013_SIDE, dtype=np.float32) + 0.5) / (FER2013_SIDE / 2) - 1.0
+    gy, gx = g[None, :, None], g[None, None, :]
+    theta = np.clip(rng.normal(0, 0.1, n), -0.21, 0.21).astype(np.float32)[:, None, None]
+    scale = _col(rng, n, 0.86, 1.04)
+    dx, dy = _col(rng, n, -0.07, 0.07), _col(rng, n, -0.06, 0.08)
+    cos, sin = np.cos(theta), np.sin(theta)
+    u, v = gx - dx, gy - dy
+    x = (cos * u + sin * v) / scale
+    y = (-sin * u + cos * v) / scale
+    px = (2.0 / FER2013_SIDE) / scale  # one pixel in face units: the anti-aliasing width
+    ax = np.abs(x)
+
+    # Background, hair and face oval with soft shading towards its rim.
+    skin = _col(rng, n, 0.5, 0.8)
+    bg = _col(rng, n, 0.05, 0.95)
+    bg = np.where(np.abs(bg - skin) < 0.15, np.clip(skin - 0.35, 0.0, 1.0), bg)
+    img = np.broadcast_to(bg, (n, FER2013_SIDE, FER2013_SIDE)).copy()
+    fa, fb = _col(rng, n, 0.56, 0.66), _col(rng, n, 0.76, 0.86)
+    r = np.sqrt((x / fa) ** 2 + (y / fb) ** 2)
+    hair = _col(rng, n, 0.05, 0.45)
+    hairline = _col(rng, n, -0.75, -0.5)
+    img = _over(img, _soft((r - 1.08) * fa, px) * (y < hairline + 0.1), hair)
+    img = _over(img, _soft((r - 1.0) * fa, px), skin * (1.0 - 0.18 * r**2))
+    img = _over(img, _soft(y - hairline, px) * _soft((r - 1.0) * fa, px), hair)
+
+    # Eyes: sclera ellipse with a dark iris, outlined; height carries the expression.
+    ex, ey = _col(rng, n, 0.24, 0.30), _col(rng, n, -0.16, -0.08)
+    ew = _col(rng, n, 0.11, 0.14)
+    er = np.sqrt(((ax - ex) / ew) ** 2 + ((y - ey) / eye_h) ** 2)
+    eye_d = (er - 1.0) * eye_h
+    img = _over(img, _soft(np.abs(eye_d) - 0.012, px), skin * 0.35)  # lid outline
+    img = _over(img, _soft(eye_d, px), 0.92)  # sclera
+    iris = np.sqrt((ax - ex) ** 2 + (y - ey) ** 2) - 0.055
+    img = _over(img, _soft(np.maximum(iris, eye_d), px), 0.08)
+
+    # Brows over the eyes: y = base + tilt*(d) + arch*d², d = |x| - eye x (inner end d < 0).
+    d = ax - ex
+    brow_y = ey - 0.17 - raise_ - eye_h * 0.5 + tilt * d + arch * d**2
+    brow_t = _col(rng, n, 0.022, 0.032)
+    in_brow = np.maximum(np.abs(y - brow_y) - brow_t, np.abs(d) - 0.16)
+    img = _over(img, _soft(in_brow, px) * 0.9, hair * 0.6)
+
+    # Nose: soft ridge shadow and nostrils; disgust wrinkles across the bridge.
+    img = _over(img, _soft(np.maximum(ax - 0.018, np.abs(y - 0.08) - 0.12), px) * 0.25, 0.0)
+    nostril = np.sqrt(((ax - 0.06) / 0.035) ** 2 + ((y - 0.22) / 0.02) ** 2) - 1.0
+    img = _over(img, _soft(nostril * 0.02, px) * 0.7, skin * 0.3)
+    rows = np.minimum(np.abs(y + 0.02), np.abs(y - 0.05))
+    wr = np.maximum(np.abs(rows) - 0.012, ax - 0.11)
+    img = _over(img, _soft(wr, px) * wrinkle * 0.75, skin * 0.35)
+
+    # Mouth: centre line m(t) = y0 - curve*t², opening h(t) = open*sqrt(1-t²), lips around it.
+    my = _col(rng, n, 0.40, 0.48)
+    t = x / mouth_w
+    t2 = np.minimum(t * t, 1.0)
+    m = my - curve * t2
+    half = 0.5 * opening * np.sqrt(1.0 - t2)
+    off = np.abs(y - m)
+    ends = (np.abs(t) - 1.0) * mouth_w  # > 0 beyond the corners
+    lips = np.maximum(off - half - lip, ends)
+    img = _over(img, _soft(lips, px), skin * 0.45)
+    inner = np.maximum(off - half, ends + 0.01)
+    img = _over(img, _soft(inner, px) * (opening > 0.01), 0.08)
+    tooth = np.maximum(np.maximum(inner, (y - m) + 0.2 * half), ends + 0.05)
+    img = _over(img, _soft(tooth, px) * teeth, 0.9)
+
+    # Lighting and sensor: contrast, brightness, a linear gradient, Gaussian noise.
+    phi = _col(rng, n, 0, 2 * math.pi)
+    grad = _col(rng, n, 0.0, 0.3) * (np.cos(phi) * gx + np.sin(phi) * gy)
+    img = (img - 0.5) * _col(rng, n, 0.7, 1.2) + 0.5 + _col(rng, n, -0.1, 0.1) + grad
+    img += rng.normal(0, 1, img.shape).astype(np.float32) * _col(rng, n, 0.01, 0.05)
+    return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
+
+
+# split -> the CSV's Usage value, also the file-name prefix (``PublicTest_3.png``).
+_USAGE = {split: usage for usage, split in USAGE_SPLITS.items()}
+
+
+def write_dataset(
+    root: str | Path,
+    layout: str = "folders",
+    n_train: int = 700,
+    n_val: int = 140,
+    n_test: int = 140,
+    seed: int = 0,
+    class_dirs: dict[str, str] | None = None,
+    image_format: str = "png",
+) -> Path:
+    """Write synthetic faces under ``root`` in one of SPEC §3's layouts and return ``root``.
+
+    ``folders``: ``root/{train,val,test}/<class>/``; ``train_test``: ``root/{train,test}/<class>/``
+    with PublicTest_ and PrivateTest_ files together in ``test/``; ``csv``: ``root/fer2013.csv``.
+    Files use FER2013's names (``Training_<k>.png``, ``PublicTest_<k>.png``,
+    ``PrivateTest_<k>.png``). ``class_dirs`` renames class folders (canonical name → folder
+    name, e.g. ``{"happy": "Happiness"}``). A split with 0 samples is not written. The same
+    ``seed`` gives the same images and labels in every layout.
+    """
+    if layout not in LAYOUTS:
+        raise DACLError(f"synthetic layout '{layout}' is unknown; expected one of {LAYOUTS}")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    dirs = {c: (class_dirs or {}).get(c, c) for c in FER2013_CLASSES}
+    ext = "." + image_format.lower().lstrip(".")
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    rows: list[str] = []
+    for k, (split, n) in enumerate(sizes.items()):
+        if n <= 0:
+            continue
+        # One stream per split: the val set does not change when n_train does.
+        images, labels = _make(n, np.random.default_rng([seed, k]))
+        if layout == "csv":
+            rows += [
+                f"{y},{' '.join(map(str, im.ravel().tolist()))},{_USAGE[split]}"
+                for im, y in zip(images, labels, strict=True)
+            ]
+            continue
+        folder = "test" if layout == "train_test" and split == "val" else split
+        for i, (im, y) in enumerate(zip(images, labels, strict=True)):
+            # Folders appear only with their first image: an empty class folder is an error.
+            folder_path = root / folder / dirs[FER2013_CLASSES[y]]
+            folder_path.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im).save(folder_path / f"{_USAGE[split]}_{i}{ext}")
+    if layout == "csv":
+        (root / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def ensure_synthetic(
+    root: str | Path,
+    n_train: int = 3000,
+    n_val: int = 600,
+    n_test: int = 600,
+    seed: int = 0,
+    layout: str = "folders",
+) -> Path:
+    """Write the synthetic set under ``root`` once; reuse it while the parameters match.
+
+    A marker file (``root/.dacl_synthetic.json``) records the parameters; a different request
+    rewrites the set. A ``root`` holding anything else (e.g. real FER2013) is never touched:
+    that is a :class:`DACLError`.
+    """
+    root = Path(root)
+    params = {
+        "version": GENERATOR_VERSION,
+        "layout": layout,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_test": n_test,
+        "seed": seed,
+    }
+    marker = root / MARKER
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()) == params:
+                return root
+        except (OSError, ValueError):
+            pass  # unreadable marker: rewrite below
+    elif root.exists() and any(not e.name.startswith(".") for e in root.iterdir()):
+        raise DACLError(
+            f"{root} already holds data that is not dacl's synthetic set; point --data.root at "
+            "an empty or new folder for synthetic faces"
+        )
+    # Write beside root, then swap in: an interrupted run never leaves a half-written set.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=root.parent))
+    try:
+        write_dataset(tmp, layout, n_train, n_val, n_test, seed)
+        (tmp / MARKER).write_text(json.dumps(params))
+        if root.exists():
+            old = root.with_name(f".{root.name}.old-{os.getpid()}")
+            os.replace(root, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root

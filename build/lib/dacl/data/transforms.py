@@ -1,0 +1,70 @@
+"""The reference PIL/torchvision transforms of SPEC §3.
+
+train: Grayscale(3) → Resize(256) → random one of the five crops (4 corners + centre) →
+RandomHorizontalFlip(0.5) → ToTensor → Normalize(FER2013 mean/std).
+eval: Grayscale(3) → Resize(256) → CenterCrop → ToTensor → Normalize.
+
+These are the per-image path (``pipeline="reference"``); the batched GPU path in
+``dacl.data.augment`` reproduces them on uint8 tensors.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from torchvision import transforms as T
+from torchvision.transforms import functional as TF
+
+from dacl.classes import FER2013_MEAN, FER2013_STD
+
+#: torchvision's FiveCrop order: the index RandomFiveCrop draws.
+FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+
+
+class RandomFiveCrop(torch.nn.Module):
+    """One of FiveCrop's five crops, chosen uniformly at random per image (SPEC §3).
+
+    The choice uses torch's RNG (not :mod:`random`), so ``torch.manual_seed`` and DataLoader
+    worker seeding make it reproducible.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, img: Image.Image) -> Image.Image:
+        k = int(torch.randint(len(FIVE_CROPS), ()).item())
+        return TF.five_crop(img, [self.size, self.size])[k]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size})"
+
+
+def _normalize() -> list:
+    # Grayscale replicated to 3 channels, so the same statistic on each (SPEC §3).
+    return [T.ToTensor(), T.Normalize([FER2013_MEAN] * 3, [FER2013_STD] * 3)]
+
+
+def train_transform(crop: int, resize: int = 256) -> T.Compose:
+    """SPEC §3 training transform: PIL image → normalised float tensor (3, crop, crop)."""
+    return T.Compose(
+        [
+            T.Grayscale(num_output_channels=3),
+            T.Resize(resize),
+            RandomFiveCrop(crop),
+            T.RandomHorizontalFlip(0.5),
+            *_normalize(),
+        ]
+    )
+
+
+def eval_transform(crop: int, resize: int = 256) -> T.Compose:
+    """SPEC §3 evaluation transform: PIL image → normalised float tensor (3, crop, crop)."""
+    return T.Compose(
+        [
+            T.Grayscale(num_output_channels=3),
+            T.Resize(resize),
+            T.CenterCrop(crop),
+            *_normalize(),
+        ]
+    )

@@ -1,0 +1,13 @@
+"""The one exception type for mistakes a user can fix (bad paths, data, options).
+
+The CLI prints these as a single ``dacl: error: ...`` line and exits non-zero, with no traceback.
+"""
+
+
+class DACLError(Exception):
+    """A problem with the user's input; the message names the file or option and what was
+    expected."""
+
+
+class NonFiniteLossError(DACLError):
+    """Training produced a NaN or infinite loss; the message names the epoch, step and term."""

@@ -1,0 +1,212 @@
+"""The DACL network (SPEC §1): ResNet-18 trunk, CE-Unit, multi-head binary attention, classifier."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from itertools import pairwise
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import ResNet18_Weights, resnet18
+
+from dacl.checkpoint import safe_load
+from dacl.errors import DACLError
+
+log = logging.getLogger(__name__)
+
+FEAT_DIM = 512  # ResNet-18's last stage width: the deep feature f and the number of heads
+LATENT_DIM = 64  # the CE-Unit's output e
+
+
+def trunk_output_size(image_size: int, small_input: bool = False) -> int:
+    """Side of ResNet-18's ``layer4`` map: five stride-2 stages (four without the max-pool),
+    each ``ceil(s / 2)``."""
+    side = image_size
+    for _ in range(4 if small_input else 5):
+        side = math.ceil(side / 2)
+    return side
+
+
+def _fold_rgb_stem(weight: Tensor, in_chans: int) -> Tensor:
+    """RGB stem weights summed over channels: on gray input replicated to 3 channels a
+    1-channel stem with these weights gives exactly the 3-channel stem's output."""
+    if weight.shape[1] == 3 and in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    return weight
+
+
+class ContextEncoder(nn.Sequential):
+    """CE-Unit (SPEC §1): the flattened 512·h·w map → 3584 → 512 → 64, BN after each layer,
+    ReLU between and Tanh at the end, giving the latent code e."""
+
+    def __init__(self, in_features: int, hidden: tuple[int, int] = (3584, 512)) -> None:
+        widths = (in_features, *hidden, LATENT_DIM)
+        layers: list[nn.Module] = []
+        for i, (n_in, n_out) in enumerate(pairwise(widths)):
+            last = i == len(widths) - 2
+            layers += [nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out)]
+            layers.append(nn.Tanh() if last else nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class AttentionHeads(nn.Module):
+    """Multi-head binary classification (SPEC §1): ``heads`` two-way softmaxes over one linear
+    map of e; the probability of class 1 of head j is the attention weight a_j ∈ (0, 1)."""
+
+    def __init__(self, in_features: int = LATENT_DIM, heads: int = FEAT_DIM) -> None:
+        super().__init__()
+        self.heads = heads
+        self.fc = nn.Linear(in_features, 2 * heads)
+
+    def forward(self, e: Tensor) -> Tensor:
+        logits = self.fc(e).view(-1, self.heads, 2)
+        return logits.softmax(dim=-1)[..., 1]
+
+
+class DACLNet(nn.Module):
+    """ResNet-18 with the DACL attention branch; ``forward`` returns ``(logits, f, a)``.
+
+    Args:
+        num_classes: outputs of the classifier (7 for FER2013).
+        image_size: input side; the CE-Unit's first layer reads ``512 · s · s`` values where
+            ``s = trunk_output_size(image_size)`` (7 at 193–224 px, 2 at 48–64 px).
+        pretrained: ``None``, ``"imagenet"`` (torchvision's file, only from the local torch
+            cache) or the path of a trunk checkpoint (e.g. the MS-Celeb-1M ResNet-18).
+        attention: build the CE-Unit and heads. Without them (the ``center`` and ``softmax``
+            variants) ``a`` is all ones and the 92M CE-Unit parameters are not allocated.
+        in_chans: 3 (SPEC) or 1: a gray stem, an exact reparametrisation of the RGB stem on
+            FER2013's replicated-gray input at a third of the stem's work (see
+            :meth:`param_groups`).
+        small_input: drop the trunk's 3x3/2 max-pool, so a 48 px face ends in a 3x3 map
+            instead of 2x2 (4x the trunk's work). A deviation from the paper's ResNet-18, as
+            FER2013 networks at native resolution commonly make; off by default.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 7,
+        image_size: int = 200,
+        pretrained: str | None = None,
+        attention: bool = True,
+        in_chans: int = 3,
+        small_input: bool = False,
+    ) -> None:
+        super().__init__()
+        if in_chans not in (1, 3):
+            raise DACLError(f"in_chans must be 1 or 3, got {in_chans}")
+        base = resnet18()  # torchvision's init: convs Kaiming-normal (fan_out), BN 1 / 0
+        if in_chans == 1:
+            rgb = base.conv1
+            base.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            with torch.no_grad():
+                base.conv1.weight.copy_(_fold_rgb_stem(rgb.weight, in_chans))
+        names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+        if small_input:
+            names = tuple(n for n in names if n != "maxpool")
+        self.trunk = nn.Sequential(OrderedDict((n, getattr(base, n)) for n in names))
+        self.in_chans = in_chans
+        self.image_size = image_size
+        side = trunk_output_size(image_size, small_input)
+        self.encoder = ContextEncoder(FEAT_DIM * side * side) if attention else None
+        self.heads = AttentionHeads() if attention else None
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        # SPEC §1: the CE-Unit's and the heads' Linears Kaiming-normal with zero bias; the
+        # classifier keeps nn.Linear's default init (the reference builds it after that loop).
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+        self.classifier = nn.Linear(FEAT_DIM, num_classes)
+        if pretrained is not None:
+            self.load_pretrained(pretrained)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if x.shape[1] != self.in_chans:
+            # FER2013 is gray: a 1-channel batch is replicated for the RGB stem, and of a
+            # replicated 3-channel batch the gray stem needs one channel.
+            x = x.expand(-1, 3, -1, -1) if self.in_chans == 3 else x[:, :1]
+        fmap = self.trunk(x)
+        f = self.pool(fmap).flatten(1)
+        logits = self.classifier(f)
+        if self.encoder is None:
+            return logits, f, torch.ones_like(f)
+        a = self.heads(self.encoder(fmap.flatten(1)))
+        return logits, f, a
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """SGD parameter groups that make the gray stem train exactly like the RGB one (SPEC §1).
+
+        On gray input replicated to 3 channels the RGB stem's output depends only on
+        V = W_r + W_g + W_b, and all three slices receive the same gradient g. One SGD step with
+        momentum μ and weight decay w moves each slice by lr·(g + w·W_c), so V moves by
+        lr·(3g + w·V), and the momentum buffers add up the same way. A 1-channel stem holding V
+        (initialised as the RGB init summed over channels) receives g; with learning rate 3·lr
+        and weight decay w/3 its step is 3·lr·(g + w/3·V) — the same, step for step. A
+        scheduler scales every group's rate by the same factor, so this holds throughout.
+        """
+        stem = self.trunk.conv1.weight
+        rest = [p for p in self.parameters() if p is not stem]
+        if self.in_chans == 3:
+            return [{"params": [stem, *rest]}]
+        gray = {"params": [stem], "lr": 3 * lr, "weight_decay": weight_decay / 3}
+        return [{"params": rest}, gray]
+
+    def load_pretrained(self, source: str) -> int:
+        """Load trunk weights from ``"imagenet"`` or a checkpoint path; return how many tensors
+        matched. A ``state_dict`` entry and ``module.`` prefixes are accepted; RGB stems are
+        folded for a gray stem. Files are read with ``weights_only=True``: a pickle that would
+        run code is refused."""
+        path = _imagenet_file() if source == "imagenet" else Path(source)
+        if not path.is_file():
+            raise DACLError(
+                f"pretrained weights file '{path}' not found: supply a ResNet-18 checkpoint "
+                "(e.g. the MS-Celeb-1M ResNet-18 shared with DACL/SCN) and pass "
+                "--model.pretrained PATH"
+            )
+        obj = safe_load(path, "pretrained weights file")
+        state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        if not isinstance(state, dict):
+            raise DACLError(f"'{path}' holds no state dict (found {type(obj).__name__})")
+        own = self.trunk.state_dict()
+        matched = {}
+        for key, value in state.items():
+            name = key.removeprefix("module.").removeprefix("trunk.")
+            if name not in own or not isinstance(value, Tensor):
+                continue
+            if name == "conv1.weight":
+                value = _fold_rgb_stem(value, self.in_chans)
+            if value.shape == own[name].shape:
+                matched[name] = value
+        if not matched:
+            raise DACLError(
+                f"no tensor in '{path}' matches the ResNet-18 trunk "
+                f"(expected keys such as conv1.weight, layer1.0.conv1.weight)"
+            )
+        self.trunk.load_state_dict(matched, strict=False)
+        missing = sorted(set(own) - set(matched))
+        log.info(
+            "pretrained %s: loaded %d/%d trunk tensors%s",
+            path,
+            len(matched),
+            len(own),
+            f"; missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}"
+            if missing
+            else "",
+        )
+        return len(matched)
+
+
+def _imagenet_file() -> Path:
+    """torchvision's ImageNet ResNet-18 in the local torch cache (never downloaded here)."""
+    filename = Path(ResNet18_Weights.IMAGENET1K_V1.url).name
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    path = folder / filename
+    if not path.is_file():
+        raise DACLError(
+            f"ImageNet weights '{filename}' are not in the local torch cache: put the file in "
+            f"'{folder}' (dacl never downloads), or pass --model.pretrained PATH"
+        )
+    return path

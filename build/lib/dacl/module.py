@@ -1,0 +1,239 @@
+"""DACLModule: the LightningModule that trains DACLNet with L = L_CE + λ·L_SC (SPEC §2, §5)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from dacl.classes import FER2013_CLASSES
+from dacl.errors import DACLError, NonFiniteLossError
+from dacl.loss import SparseCenterLoss
+from dacl.model import DACLNet
+
+Variant = Literal["dacl", "center", "softmax"]
+
+
+def _train_metrics(num_classes: int) -> MetricCollection:
+    """Train-side accuracy and balanced accuracy (SPEC §5), accumulated over the epoch;
+    ``validate_args=False`` keeps the per-step update free of host syncs."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+            "balanced_acc": MulticlassRecall(num_classes, average="macro", validate_args=False),
+        }
+    )
+
+
+def eval_metrics(num_classes: int) -> MetricCollection:
+    """The report's measures (SPEC §5); balanced accuracy is macro recall."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "balanced_acc": MulticlassRecall(num_classes, average="macro"),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average=None),
+            "confmat": MulticlassConfusionMatrix(num_classes),
+        },
+        compute_groups=False,
+    )
+
+
+class DACLModule(pl.LightningModule):
+    """DACL on FER2013 (SPEC §2, §4).
+
+    Args:
+        variant: ``dacl`` (attention-weighted sparse center loss), ``center`` (a ≡ 1: plain
+            center loss, no attention net) or ``softmax`` (λ = 0: cross-entropy only).
+        lam: λ, the weight of L_SC.
+        alpha: α, the centers' own update rate.
+        lr, momentum, weight_decay: SGD over the network's parameters (not the centers).
+        lr_schedule: ``step`` (SPEC §4: StepLR by ``lr_step`` epochs and ``lr_gamma``) or
+            ``cosine`` (cosine annealing to zero over all training steps, stepped per batch).
+        lr_step, lr_gamma: StepLR, stepped once per epoch.
+        image_size: input side (the CLI links it to ``data.crop``).
+        pretrained: ``None``, ``"imagenet"`` or a trunk checkpoint path; loaded when ``fit``
+            starts, so a saved run reloads from its checkpoint alone.
+        in_chans: 3 as in the SPEC, or 1 for the folded gray stem (see :class:`DACLNet`).
+        small_input: a trunk without the max-pool for small faces (see :class:`DACLNet`).
+        channels_last: run the network in channels-last memory format (faster convolutions).
+        compile: wrap the forward pass in ``torch.compile``.
+        class_names: names of the outputs, kept in the checkpoint for reports.
+    """
+
+    def __init__(
+        self,
+        variant: Variant = "dacl",
+        lam: float = 0.01,
+        alpha: float = 0.5,
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        lr_schedule: Literal["step", "cosine"] = "step",
+        lr_step: int = 20,
+        lr_gamma: float = 0.1,
+        image_size: int = 200,
+        pretrained: str | None = None,
+        in_chans: int = 3,
+        small_input: bool = False,
+        channels_last: bool = True,
+        compile: bool = False,
+        class_names: Sequence[str] = FER2013_CLASSES,
+    ) -> None:
+        super().__init__()
+        if variant not in ("dacl", "center", "softmax"):
+            raise DACLError(f"model.variant must be dacl, center or softmax, got '{variant}'")
+        if lr_schedule not in ("step", "cosine"):
+            raise DACLError(f"model.lr_schedule must be step or cosine, got '{lr_schedule}'")
+        self.save_hyperparameters()
+        self.class_names = tuple(class_names)
+        num_classes = len(self.class_names)
+        self.lam = 0.0 if variant == "softmax" else lam
+        self.net = DACLNet(
+            num_classes,
+            image_size,
+            attention=variant == "dacl",
+            in_chans=in_chans,
+            small_input=small_input,
+        )
+        self.center_loss = SparseCenterLoss(num_classes, self.net.classifier.in_features, alpha)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile()  # in place: checkpoint keys stay net.* with compile on or off
+        self.train_metrics = _train_metrics(num_classes).clone(prefix="train/")
+        self.val_metrics = eval_metrics(num_classes).clone(prefix="val/")
+        # Best validation values so far; saved in checkpoints so a resumed run keeps them.
+        self.val_best = nn.ModuleDict({k: MaxMetric() for k in ("acc", "balanced_acc")})
+        for metric in self.val_best.values():
+            metric.persistent(True)
+        self.test_metrics = eval_metrics(num_classes).clone(prefix="test/")
+        #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
+        self.confusion: dict[str, Tensor] = {}
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.pretrained:
+            self.net.load_pretrained(self.hparams.pretrained)
+
+    def _losses(
+        self, batch: tuple[Tensor, Tensor]
+    ) -> tuple[dict[str, Tensor], Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """L_CE, L_SC and L = L_CE + λ·L_SC; the logits; (features, attention, labels)."""
+        images, labels = batch
+        logits, features, attention = self(images)
+        # at least float32 under mixed precision; float64 stays float64
+        loss_ce = F.cross_entropy(
+            logits.to(torch.promote_types(logits.dtype, torch.float32)), labels
+        )
+        losses = {"loss_ce": loss_ce, "loss": loss_ce}
+        if self.hparams.variant != "softmax":
+            loss_sc = self.center_loss(features, attention, labels)
+            losses["loss_sc"] = loss_sc
+            losses["loss"] = loss_ce + self.lam * loss_sc
+        return losses, logits, (features, attention, labels)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        losses, logits, (features, attention, labels) = self._losses(batch)
+        # One host sync per step, so that a NaN never reaches the weights, the centers or a
+        # checkpoint: the last checkpoint stays the last good state.
+        if not torch.isfinite(losses["loss"]):
+            raise NonFiniteLossError(self._non_finite(losses))
+        if self.hparams.variant != "softmax":
+            self.center_loss.update_centers(features, attention, labels)
+        # Not on the progress bar: it would read the loss back from the GPU at every step.
+        self.log_dict({f"train/{k}": v for k, v in losses.items()})
+        self.train_metrics.update(logits.detach(), labels)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return losses["loss"]
+
+    def _non_finite(self, losses: dict[str, Tensor]) -> str:
+        """The NaN guard's message: epoch, step and which term went non-finite."""
+        terms = {"loss_ce": "L_CE", "loss_sc": "L_SC"}
+        values = {name: losses[key].item() for key, name in terms.items() if key in losses}
+        bad = ", ".join(f"{n} = {v}" for n, v in values.items() if not math.isfinite(v))
+        return (
+            f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: "
+            f"{bad or 'L'}; training stopped before this step changed the model, and the last "
+            "checkpoint written is the last good state"
+        )
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+        losses, logits, (*_, labels) = self._losses(batch)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        metrics.update(logits, labels)
+        bs = labels.shape[0]
+        self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
+        return {"logits": logits.detach()}  # for callbacks (sample grids): no second pass
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        values = metrics.compute()
+        metrics.reset()
+        self.confusion[stage] = values.pop(f"{stage}/confmat").cpu()
+        recall = values.pop(f"{stage}/recall")
+        values.update(
+            {f"{stage}/recall_{n}": r for n, r in zip(self.class_names, recall, strict=True)}
+        )
+        shown = {f"{stage}/acc", f"{stage}/balanced_acc"}
+        self.log_dict({k: v for k, v in values.items() if k not in shown})
+        self.log_dict({k: values[k] for k in shown}, prog_bar=stage == "val")
+        if stage == "val" and not self.trainer.sanity_checking:
+            for name, best in self.val_best.items():
+                best.update(values[f"val/{name}"])
+                self.log(f"val/{name}_best", best.compute())
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        return self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: Tensor | Sequence[Tensor], batch_idx: int) -> dict[str, Tensor]:
+        images = batch[0] if isinstance(batch, (list, tuple)) else batch
+        logits, _, attention = self(images)
+        probs = logits.float().softmax(dim=-1)
+        return {"pred": probs.argmax(dim=-1), "probs": probs, "attention": attention}
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        hp = self.hparams
+        # One fused kernel per tensor instead of ~4 passes (and a 360 MB weight-decay
+        # temporary) over the CE-Unit's 90M weights each step; Lightning has already moved the
+        # model to its device here. Same updates as the default SGD to float rounding.
+        fused = all(p.device.type in ("cpu", "cuda") for p in self.net.parameters())
+        opt = torch.optim.SGD(
+            self.net.param_groups(hp.lr, hp.weight_decay),
+            lr=hp.lr,
+            momentum=hp.momentum,
+            weight_decay=hp.weight_decay,
+            fused=fused,
+        )
+        if hp.lr_schedule == "cosine":
+            steps = max(1, int(self.trainer.estimated_stepping_batches))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=hp.lr_step, gamma=hp.lr_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

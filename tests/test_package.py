@@ -1,0 +1,122 @@
+"""The package's shape: one-way imports without cycles or private names, and an installed
+(non-editable) dacl that runs with its shipped defaults from any folder."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dacl
+
+PACKAGE = Path(dacl.__file__).parent
+REPO = PACKAGE.parent
+
+#: Import layers: a module may import from its own layer or lower ones only.
+LAYERS = {
+    "dacl.errors": 0,
+    "dacl.classes": 0,
+    "dacl.defaults": 0,
+    "dacl.checkpoint": 0,
+    "dacl.loss": 1,
+    "dacl.model": 1,
+    "dacl.module": 2,
+    "dacl.data": 2,
+    "dacl.viz": 2,
+    "dacl.callbacks": 3,
+    "dacl.report": 3,
+    "dacl.ablate": 3,
+    "dacl.cli": 4,
+}
+
+
+def _layer(module: str) -> int:
+    for prefix, layer in LAYERS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return layer
+    raise AssertionError(f"{module} has no layer: add it to LAYERS")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(path: Path, name: str) -> list[tuple[str, list[str]]]:
+    """(imported dacl module, imported names) for every import in the file, lazy ones too."""
+    out = []
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("dacl")]
+        elif isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{target}" if target else base
+            if target.startswith("dacl"):
+                out.append((target, [a.name for a in node.names]))
+    return out
+
+
+def test_imports_run_one_way_without_cycles_or_private_names():
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if name == "dacl":  # the package facade re-exports the API; nothing inside imports it
+            continue
+        graph[name] = set()
+        for target, names in _imports(path, name):
+            submodules = [f"{target}.{n}" for n in names if f"{target}.{n}" in modules]
+            if not submodules:  # from dacl.x import names
+                private = [n for n in names if n.startswith("_")]
+                assert not private, f"{name} imports private {private} from {target}"
+            for t in submodules or [target]:  # from dacl import viz: the module itself
+                assert t != "dacl", f"{name} imports the package facade"
+                assert _layer(t) <= _layer(name), f"{name} (layer {_layer(name)}) imports {t}"
+                if t != name:
+                    graph[name].add(t)
+
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join([*trail, node, nxt])
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tmp_path):
+    site, work = tmp_path / "site", tmp_path / "empty"
+    work.mkdir()
+    pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, "--target", str(site), str(REPO)], check=True, timeout=600)
+    shutil.copy(REPO / "experiments" / "exp3.yaml", work / "exp3.yaml")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import dacl; print(dacl.__file__)"],
+        cwd=work, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert where.stdout.strip().startswith(str(site))
+    out = subprocess.run(
+        [sys.executable, "-m", "dacl.cli", "fit", "--config", "exp3.yaml", "--print_config"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    # the shared defaults: checkpoint plugin, callbacks, SPEC §4 optimizer, and exp3's own
+    for text in ("dacl.checkpoint.AtomicCheckpointIO", "dacl.callbacks.ConfusionMatrixLogger"):
+        assert text in out.stdout
+    assert "weight_decay: 0.0005" in out.stdout and "name: exp3" in out.stdout
