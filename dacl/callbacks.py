@@ -6,10 +6,12 @@
   of validation images, the same ones every epoch.
 - :class:`SampleGridLogger` — ``samples/val_wrong`` (most confident mistakes first) and
   ``samples/val_correct``.
-- :class:`HParamsLogger` — the hyper-parameters with the final metrics (HPARAMS tab).
+- :class:`HParamsLogger` — the hyper-parameters with the final metrics (HPARAMS tab), through
+  the logger's own ``log_hyperparams``.
 
-All of them write only on global rank 0 and only through a :class:`TensorBoardLogger`; with
-any other logger (or none) they log one info line and do nothing. None of them touches the
+The picture callbacks write only on global rank 0 and only through a
+:class:`TensorBoardLogger`; with any other logger (or none) they log one info line and do
+nothing. :class:`HParamsLogger` uses whatever logger the trainer has. None of them touches the
 training steps. They draw after validation from the module's own confusion matrix or from a
 second forward pass over a few images (a fixed ``7 · per_class`` for the attention maps,
 ``max_batches`` validation batches for the sample grids), never a second pass over the whole
@@ -35,7 +37,7 @@ import math
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -450,86 +452,61 @@ def select_samples(labels: Tensor, pred: Tensor, conf: Tensor, n: int) -> tuple[
     return wrong, correct
 
 
-def _flat_params(params: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat_params(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            out[name] = value
-        elif isinstance(value, Tensor) and value.numel() == 1:
-            out[name] = value.item()
-        else:
-            out[name] = str(value)
-    return out
-
-
-class HParamsLogger(_TensorBoardCallback):
+class HParamsLogger(pl.Callback):
     """Hyper-parameters with the final metrics, so runs compare in TensorBoard's HPARAMS tab.
 
-    At setup it writes the hparams session (``model.*`` from the module's ``hparams``,
-    ``data.*`` from the datamodule's, ``trainer.*`` for epochs and precision, plus ``extra``)
-    declaring the metrics ``hp/val_acc``, ``hp/val_balanced_acc``, ``hp/val_f1_macro``,
-    ``hp/best_val_balanced_acc``, ``hp/test_acc``, ``hp/test_balanced_acc`` and
-    ``hp/test_f1_macro``; their values are written as scalars after each validation and after
-    testing, and the tab shows the latest. It is written before Lightning's own
-    ``log_hyperparams`` so that TensorBoard, which keeps a run's first hparams session,
-    shows this one.
+    Lightning's documented pattern: when fitting or testing starts, the logger's
+    ``log_hyperparams(params, metrics)`` writes the session — ``model/*`` and ``data/*`` from
+    the module's and datamodule's initial hparams, ``trainer/*`` for epochs, precision and
+    devices, plus ``extra`` — declaring the ``hp/*`` metrics of :data:`TAGS`; after each
+    validation and after testing the logger's ``log_metrics`` writes their values, copied from
+    what the module logged, and the tab shows the latest. With no logger it does nothing.
     """
 
-    METRICS = REPORTED_METRICS
+    #: HPARAMS metric → the module's logged value it shows.
+    TAGS: ClassVar[dict[str, str]] = {
+        **{f"hp/{s}_{m}": f"{s}/{m}" for s in ("val", "test") for m in REPORTED_METRICS},
+        "hp/best_val_balanced_acc": "val/balanced_acc_best",
+    }
 
     def __init__(self, extra: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.extra = dict(extra or {})
-        self.best: float | None = None
-        self._sessions: set[int] = set()
+        self._declared: set[int] = set()
 
-    @classmethod
-    def metric_tags(cls) -> list[str]:
-        tags = [f"hp/val_{m}" for m in cls.METRICS] + ["hp/best_val_balanced_acc"]
-        return tags + [f"hp/test_{m}" for m in cls.METRICS]
-
-    def collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        params = _flat_params(dict(getattr(pl_module, "hparams_initial", {})), "model.")
-        datamodule = getattr(trainer, "datamodule", None)
-        if datamodule is not None:
-            params.update(_flat_params(dict(getattr(datamodule, "hparams_initial", {})), "data."))
-        params["trainer.max_epochs"] = trainer.max_epochs if trainer.max_epochs is not None else -1
-        params["trainer.precision"] = str(trainer.precision)
-        params["trainer.devices"] = trainer.num_devices
-        params.update(_flat_params(self.extra, ""))
-        return params
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        writer = self._writer(trainer)
-        if writer is None or id(writer) in self._sessions:
+    def _declare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        logger = trainer.logger
+        if logger is None or id(logger) in self._declared:
             return
-        from torch.utils.tensorboard.summary import hparams
+        datamodule = trainer.datamodule
+        params = {
+            "model": dict(pl_module.hparams_initial),
+            "data": dict(datamodule.hparams_initial) if datamodule is not None else {},
+            "trainer": {
+                "max_epochs": trainer.max_epochs if trainer.max_epochs is not None else -1,
+                "precision": str(trainer.precision),
+                "devices": trainer.num_devices,
+            },
+            **self.extra,
+        }
+        logger.log_hyperparams(params, dict.fromkeys(self.TAGS, 0.0))
+        self._declared.add(id(logger))
 
-        params = self.collect(trainer, pl_module)
-        summaries = hparams(params, dict.fromkeys(self.metric_tags(), 0.0))
-        file_writer = writer._get_file_writer()
-        for summary in summaries:
-            file_writer.add_summary(summary)
-        self._sessions.add(id(writer))
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._declare(trainer, pl_module)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._declare(trainer, pl_module)
 
     def _write(self, trainer: pl.Trainer, split: str) -> None:
-        writer = self._writer(trainer)
-        if writer is None:
-            return
-        step = trainer.global_step
         metrics = trainer.callback_metrics
-        for name in self.METRICS:
-            value = metrics.get(f"{split}/{name}")
-            if value is not None:
-                writer.add_scalar(f"hp/{split}_{name}", float(value), step)
-        balanced = metrics.get("val/balanced_acc")
-        if split == "val" and balanced is not None and math.isfinite(float(balanced)):
-            self.best = max(self.best or -math.inf, float(balanced))
-            writer.add_scalar("hp/best_val_balanced_acc", self.best, step)
-        writer.flush()
+        values = {
+            tag: float(metrics[source])
+            for tag, source in self.TAGS.items()
+            if source.startswith(f"{split}/") and source in metrics
+        }
+        if trainer.logger is not None and values:
+            trainer.logger.log_metrics(values, trainer.global_step)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -537,9 +514,3 @@ class HParamsLogger(_TensorBoardCallback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, "test")
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best = state_dict.get("best")
