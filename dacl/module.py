@@ -115,6 +115,8 @@ class DACLModule(pl.LightningModule):
         if compile:
             self.net.compile()  # in place: checkpoint keys stay net.* with compile on or off
         self.train_metrics = _train_metrics(num_classes).clone(prefix="train/")
+        # Saved in checkpoints: a run resumed mid-epoch still reports the whole epoch.
+        self.train_metrics.persistent(True)
         self.val_metrics = eval_metrics(num_classes).clone(prefix="val/")
         # Best validation values so far; saved in checkpoints so a resumed run keeps them.
         self.val_best = nn.ModuleDict({k: MaxMetric() for k in ("acc", "balanced_acc")})

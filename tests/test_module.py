@@ -80,7 +80,8 @@ def test_compile_does_not_change_checkpoint_keys():
     eager = DACLModule(image_size=32).state_dict()
     compiled = DACLModule(image_size=32, compile=True).state_dict()
     assert list(compiled) == list(eager)
-    assert all(k.startswith(("net.", "center_loss.", "val_best.")) for k in eager)
+    prefixes = ("net.", "center_loss.", "train_metrics.", "val_best.")
+    assert all(k.startswith(prefixes) for k in eager)
 
 
 def _gray_loader(size=64, n=48):
