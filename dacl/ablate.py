@@ -151,8 +151,9 @@ def _plan(configs: list[str], seeds: list[int], out: Path) -> list[Run]:
                 "which names the runs; rename one"
             )
         seen[path.stem] = path.resolve()
-    for config in dict.fromkeys(configs):  # a config listed twice runs once
-        for seed in dict.fromkeys(seeds):
+    # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
+    for seed in dict.fromkeys(seeds):
+        for config in dict.fromkeys(configs):  # a config listed twice runs once
             name = f"{Path(config).stem}_seed{seed}"
             runs.append(Run(Path(config), seed, name, out / "runs" / name))
     return runs
