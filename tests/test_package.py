@@ -100,10 +100,15 @@ def test_imports_run_one_way_without_cycles_or_private_names():
 
 
 def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tmp_path):
-    site, work = tmp_path / "site", tmp_path / "empty"
+    site, work, src = tmp_path / "site", tmp_path / "empty", tmp_path / "src"
     work.mkdir()
+    # a copy of the project, so the build leaves nothing in the checkout
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "dacl", src / "dacl", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*pip, "--target", str(site), str(REPO)], check=True, timeout=600)
+    subprocess.run([*pip, "--target", str(site), str(src)], check=True, timeout=600)
     shutil.copy(REPO / "experiments" / "exp3.yaml", work / "exp3.yaml")
     env = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run(
