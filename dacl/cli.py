@@ -179,7 +179,10 @@ def _report(argv: list[str]) -> None:
     ckpt = resolve_checkpoint(ours.ckpt_path, log_root(cli.config.trainer))
     log_dir = find_log_dir(ckpt)
     out = Path(ours.out) if ours.out else (log_dir or Path(ckpt).parent) / f"report_{ours.split}"
-    module = DACLModule.load_from_checkpoint(ckpt, map_location="cpu")
+    # The trained model's architecture from the checkpoint's hyper-parameters (tensor data is
+    # only mapped, not read); write_report loads the weights, once.
+    hparams = safe_load(ckpt, "--ckpt_path file", mmap=True).get("hyper_parameters", {})
+    module = DACLModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
     metrics = write_report(
         module, cli.datamodule, split=ours.split, out=out, ckpt_path=ckpt, log_dir=log_dir
     )

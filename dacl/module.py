@@ -178,12 +178,13 @@ class DACLModule(pl.LightningModule):
         )
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
-        losses, logits, (*_, labels) = self._losses(batch)
+        losses, logits, (_, attention, labels) = self._losses(batch)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, labels)
         bs = labels.shape[0]
         self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
-        return {"logits": logits.detach()}  # for callbacks (sample grids): no second pass
+        # for callbacks (sample grids, the report): no second forward pass
+        return {"logits": logits.detach(), "attention": attention.detach()}
 
     def _eval_epoch_end(self, stage: str) -> None:
         metrics = self.val_metrics if stage == "val" else self.test_metrics

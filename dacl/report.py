@@ -1,6 +1,6 @@
 """``dacl report``: evaluate a checkpoint once and write the report's chapter 4 for any run.
 
-:func:`write_report` runs the model over one split in a single pass (eval mode, no autograd)
+:func:`write_report` runs the model over one split in a single pass (Lightning's evaluation loop)
 and writes, into ``out``::
 
     confusion.png               counts and row-normalised, class names, balanced accuracy
@@ -28,14 +28,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import RunningStage, TrainerFn
-from pytorch_lightning.utilities import move_data_to_device
 from torch import Tensor
 from torchmetrics.classification import MulticlassPrecision
 
@@ -48,7 +45,6 @@ from dacl.module import eval_metrics
 __all__ = ["SPLITS", "compute_metrics", "find_log_dir", "write_report"]
 
 SPLITS = ("val", "test")
-_STAGE = {"val": "validate", "test": "test"}
 
 
 def compute_metrics(logits: Tensor, labels: Tensor, class_names: Sequence[str]) -> dict[str, Any]:
@@ -100,48 +96,27 @@ def _load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> None:
         ) from err
 
 
-@contextmanager
-def _attached(datamodule: pl.LightningDataModule, trainer: pl.Trainer):
-    """Let the datamodule's hooks see a trainer in the evaluation stage, as under
-    ``trainer.validate``/``trainer.test`` (the fast pipeline's transform depends on it)."""
-    previous = datamodule.trainer
-    datamodule.trainer = trainer
-    try:
-        yield
-    finally:
-        datamodule.trainer = previous
+class _Gather(pl.Callback):
+    """Keeps what the report draws from each evaluation batch, on the CPU: logits, attention,
+    labels and the pictures (the model inputs, un-normalised)."""
 
+    def __init__(self) -> None:
+        self.parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
 
-def _evaluate(
-    module: pl.LightningModule, datamodule: pl.LightningDataModule, split: str, trainer
-) -> dict[str, Tensor]:
-    """One pass over the split: logits, attention, labels and display pictures (CPU)."""
-    trainer.state.fn = TrainerFn.VALIDATING if split == "val" else TrainerFn.TESTING
-    trainer.state.stage = RunningStage.VALIDATING if split == "val" else RunningStage.TESTING
-    device = trainer.strategy.root_device
-    precision = trainer.precision_plugin
-    out: dict[str, list[Tensor]] = {k: [] for k in ("logits", "attention", "labels", "display")}
-    with _attached(datamodule, trainer):
-        datamodule.prepare_data()
-        datamodule.setup(_STAGE[split])
-        loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
-        if isinstance(loader, (list, tuple)):
-            loader = loader[0]
-        module = precision.convert_module(module).to(device).eval()
-        with torch.no_grad(), precision.forward_context():
-            for batch in loader:
-                out["display"].append(viz.to_display(batch[0]))
-                batch = datamodule.on_before_batch_transfer(batch, 0)
-                batch = move_data_to_device(batch, device)
-                batch = datamodule.on_after_batch_transfer(batch, 0)
-                images, labels = precision.convert_input(batch[0]), batch[1]
-                logits, _, attention = module(images)
-                out["logits"].append(logits.float())
-                out["attention"].append(attention.float())
-                out["labels"].append(labels.long())
-    if not out["labels"]:
-        raise DACLError(f"the {split} split has no images")
-    return {k: torch.cat(v).cpu() for k, v in out.items()}
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        logits, attention = outputs["logits"].float(), outputs["attention"].float()
+        display = viz.to_display(batch[0])
+        self.parts.append((logits.cpu(), attention.cpu(), batch[1].long().cpu(), display.cpu()))
+
+    on_test_batch_end = on_validation_batch_end
 
 
 def _names_of(datamodule, split: str, n: int) -> list[str] | None:
@@ -187,12 +162,10 @@ def write_report(
     and ``report.md`` into ``out``.
 
     Args:
-        module: the model (a :class:`~dacl.module.DACLModule`: ``forward`` returns
-            ``(logits, features, attention)``); moved to the device and put in eval mode.
-        datamodule: gives ``val_dataloader``/``test_dataloader`` (after ``setup``), and
-            optionally ``class_names`` and ``names(split)`` (file names in loader order). Its
-            ``on_before/after_batch_transfer`` hooks run on every batch, with a trainer in the
-            evaluation stage attached, as during ``trainer.test``.
+        module: a :class:`~dacl.module.DACLModule` (its validation/test step returns the
+            batch's logits and attention); evaluated by ``trainer.validate``/``trainer.test``.
+        datamodule: gives ``val_dataloader``/``test_dataloader``, and optionally
+            ``class_names`` and ``names(split)`` (file names in loader order).
         split: ``"val"`` or ``"test"``.
         out: output directory (created).
         ckpt_path: Lightning checkpoint whose ``state_dict`` is loaded into ``module``;
@@ -226,18 +199,23 @@ def write_report(
     if class_names and data_names and class_names != data_names:
         raise DACLError(f"the model's classes {class_names} differ from the data's {data_names}")
     class_names = class_names or data_names
+    gather = _Gather()
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=1,
         precision=precision,
         logger=False,
+        callbacks=[gather],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    data = _evaluate(module, datamodule, split, trainer)
-    logits, attention, labels = data["logits"], data["attention"], data["labels"]
-    display = data["display"]
+    # Lightning's own evaluation loop: the datamodule's transfer hooks, precision and device
+    evaluate = trainer.validate if split == "val" else trainer.test
+    evaluate(module, datamodule=datamodule, verbose=False)
+    if not gather.parts:
+        raise DACLError(f"the {split} split has no images")
+    logits, attention, labels, display = (torch.cat(t) for t in zip(*gather.parts, strict=True))
     class_names = class_names or tuple(str(i) for i in range(logits.shape[1]))
     n = len(labels)
     ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
