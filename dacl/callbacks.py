@@ -8,6 +8,7 @@
   ``samples/val_correct``.
 - :class:`HParamsLogger` — the hyper-parameters with the final metrics (HPARAMS tab), through
   the logger's own ``log_hyperparams``.
+- :class:`PredictionWriter` — ``dacl predict``'s ``predictions.csv`` (a ``BasePredictionWriter``).
 
 The picture callbacks write only on global rank 0 and only through a
 :class:`TensorBoardLogger`; with any other logger (or none) they log one info line and do
@@ -32,6 +33,7 @@ In a LightningCLI config::
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -42,6 +44,7 @@ from typing import Any, ClassVar
 import pytorch_lightning as pl
 import torch
 from jsonargparse.typing import PositiveInt
+from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 from torch.utils.data import BatchSampler, SequentialSampler
@@ -56,6 +59,7 @@ __all__ = [
     "AttentionMapLogger",
     "ConfusionMatrixLogger",
     "HParamsLogger",
+    "PredictionWriter",
     "SampleGridLogger",
     "tensorboard_writer",
 ]
@@ -514,3 +518,40 @@ class HParamsLogger(pl.Callback):
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, "test")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``predictions.csv`` in the run folder after ``predict``: one row per image of the
+    datamodule's predict split, in loader order — file, true label, prediction and the
+    probability of every class."""
+
+    def __init__(self, filename: str = "predictions.csv") -> None:
+        super().__init__(write_interval="epoch")
+        self.filename = filename
+
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Sequence[Any],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        if trainer.world_size > 1:
+            raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
+        data = trainer.datamodule
+        split = data.predict_split
+        names, labels = data.names(split), data.labels(split).tolist()
+        classes = pl_module.class_names
+        out = Path(trainer.log_dir or ".") / self.filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        rows = (
+            row
+            for batch in predictions
+            for row in zip(batch["pred"].tolist(), batch["probs"].tolist(), strict=True)
+        )
+        with out.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])
+            for name, label, (pred, probs) in zip(names, labels, rows, strict=True):
+                writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in probs)])
+        log.info("%d predictions written to %s", len(names), out)

@@ -10,7 +10,6 @@ the newest run of that experiment under the logger's folder.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import re
 import signal
@@ -18,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -122,30 +120,6 @@ class DACLCLI(LightningCLI):
         if subcommand and "ckpt_path" in config:
             config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
         super()._parse_ckpt_path()
-
-    def predict(self, **kwargs) -> None:
-        """Predict, then write ``predictions.csv`` (file, label, prediction, probabilities)
-        into the run folder."""
-        if self.trainer.world_size > 1:
-            raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
-        batches = self.trainer.predict(**kwargs)
-        data = self.datamodule
-        names = data.names(data.predict_split)
-        labels = torch.as_tensor(data.datasets[data.predict_split].labels).tolist()
-        out = Path(self.trainer.log_dir or ".") / "predictions.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        classes = self.model.class_names
-        with out.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])
-            rows = (
-                r
-                for b in batches
-                for r in zip(b["pred"].tolist(), b["probs"].tolist(), strict=True)
-            )
-            for name, label, (pred, probs) in zip(names, labels, rows, strict=True):
-                writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in probs)])
-        print(f"{len(names)} predictions written to {out}")
 
 
 def _with_defaults(args: list[str], run: bool) -> list[str]:

@@ -190,6 +190,11 @@ class FER2013DataModule(pl.LightningDataModule):
             raise DACLError(f"the '{split}' split is not set up; set up: {', '.join(self._names)}")
         return self._names[split]
 
+    def labels(self, split: str) -> Tensor:
+        """Labels of a set-up split in loader order (unshuffled order for ``train``)."""
+        self.names(split)  # the same error for a split that is not set up
+        return torch.as_tensor(self.datasets[split].labels)
+
     # -- Lightning hooks ------------------------------------------------------------------
 
     def prepare_data(self) -> None:
