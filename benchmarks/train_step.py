@@ -1,6 +1,6 @@
 """Images/s of DACLModule's training step vs the same network as a plain PyTorch loop.
 
-Issue 5, point 5. One training step is: forward, L = L_CE + λ·L_SC, backward, SGD step, center
+One training step is: forward, L = L_CE + λ·L_SC, backward, SGD step, center
 update (SPEC §2). Data loading is excluded: each side cycles over a few batches already in
 memory, so only the step itself is timed.
 

@@ -1,4 +1,4 @@
-"""``dacl ablate``: experiment configs × seeds, one run after another, summarised (issue 6).
+"""``dacl ablate``: experiment configs × seeds, one run after another, summarised.
 
     dacl ablate --configs experiments/exp3.yaml experiments/exp3_center.yaml \\
         experiments/exp3_softmax.yaml --seeds 0 1 2 [--out results/ablation] \\

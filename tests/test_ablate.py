@@ -1,4 +1,4 @@
-"""`dacl ablate` (issue 6): configs x seeds, results table, skip finished runs, resume, failures.
+"""`dacl ablate`: configs x seeds, results table, skip finished runs, resume, failures.
 
 The end-to-end tests really train: two tiny configs (dacl vs softmax; 32 px crops, 2 training
 batches, 1 epoch) x two seeds on synthetic faces without a test split (one `dacl fit` subprocess

@@ -1,4 +1,4 @@
-"""The TensorBoard picture callbacks (issue 4) after a short CPU fit on random stand-in data."""
+"""The TensorBoard picture callbacks after a short CPU fit on random stand-in data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fast data path (issue 5): decoded-split cache and batched augmentation.
+"""The fast data path: decoded-split cache and batched augmentation.
 
 Fidelity tolerance (used by every fast-vs-reference comparison below)
 ---------------------------------------------------------------------

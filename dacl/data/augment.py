@@ -15,13 +15,12 @@ half-pixel centres, support widened by the scale when shrinking, weights renorma
 borders), so the result is the reference's *before* Pillow rounds to uint8; for the 48 → 256
 upsampling it is plain bilinear with ``align_corners=False`` and edge clamping.
 
-A whole batch is therefore two batched matrix products of one-channel images against
-per-sample matrices gathered from a small table of the 5 crops (× 2 flips): one crop-and-resize
-of the 48 px originals, with no per-sample Python loop and no host synchronisation.  On the CPU
-this is several times faster than ``F.grid_sample`` (a 64 × 48² → 64 × 200² batch: about 4 ms
-against about 24 ms on one thread here).  The FER2013 normalisation is folded into the row
-table and its shift applied to the small input.  The output has one channel; the network either
-expands it or uses its folded gray stem.
+A whole batch is therefore two batched matrix products of one-channel images against per-sample
+matrices gathered from a small table of the 5 crops (× 2 flips): one crop-and-resize of the 48
+px originals, with no per-sample Python loop and no host synchronisation, and cheaper than
+``F.grid_sample`` on the CPU (``benchmarks/datapipe.py`` measures it). The FER2013
+normalisation is folded into the row table and its shift applied to the small input. The output
+has one channel; the network either expands it or uses its folded gray stem.
 """
 
 from __future__ import annotations

@@ -8,14 +8,13 @@ the file only when it matches; anything else rebuilds it.
 
 The fingerprint (SHA-256) covers: a format version; the sample names and labels, in order (a
 file added, removed, renamed or moved to another class folder changes them); and for every
-source file (each image, or the one CSV) its absolute path, size and ``st_mtime_ns``
-(a file replaced or rewritten in place changes them). That costs one ``stat()`` per file —
-about 0.1 s for FER2013's 28,709 training images — and reads no image, so reusing the cache
-took 0.2–0.4 s in all here (2 busy cores). The one edit it cannot see is new content that
-keeps both the size and the nanosecond mtime (e.g. a same-length overwrite followed by
-``touch -r``, or an in-place change within one file-system clock tick of the fingerprint);
-delete ``cache_dir`` after such surgery, or bump :data:`CACHE_VERSION` when decoding itself
-changes.
+source file (each image, or the one CSV) its absolute path, size and ``st_mtime_ns`` (a file
+replaced or rewritten in place changes them). That costs one ``stat()`` per file and reads no
+image, so reusing the cache is cheap (docs/results.md has the timings). The one edit it cannot
+see is new content that keeps both the size and the nanosecond mtime (e.g. a same-length
+overwrite followed by ``touch -r``, or an in-place change within one file-system clock tick of
+the fingerprint); delete ``cache_dir`` after such surgery, or bump :data:`CACHE_VERSION` when
+decoding itself changes.
 
 The fingerprint is taken *before* decoding, so a file changed while a build runs leaves a stale
 fingerprint behind and the next run rebuilds.
