@@ -349,14 +349,47 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
+    """Welch's two-sample t-test of ``mean(a) − mean(b)`` (unequal variances): the difference,
+    t, the Welch–Satterthwaite degrees of freedom and the two-sided p-value; ``None`` unless
+    both samples have two values or more and some spread."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return None
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return {"diff": diff, "t": t, "df": df, "p": 2 * _t_tail(abs(t), df)}
+
+
+def _t_tail(t: float, df: float, steps: int = 2000) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom: 1/2 minus the density's
+    integral over [0, t] (Simpson's rule on ``steps`` intervals, error far below 1e-6)."""
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def pdf(x: float) -> float:
+        return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
+
+    h = t / steps
+    area = pdf(0) + pdf(t) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, steps))
+    return max(0.0, 0.5 - area * h / 3)
+
+
 def _fmt(mean: float, std: float | None) -> str:
     return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f} ± –"
 
 
 def summarize(records: list[dict], configs: list[str]) -> list[dict]:
-    """Per config (in the order given): runs done, and mean/std of the best-validation metrics
-    (and of the test metrics when every done run has them)."""
-    rows = []
+    """Per config (in the order given): runs done, mean/std of the best-validation metrics
+    (and of the test metrics when every done run has them), and for every config after the
+    first Welch's t-test of its best val balanced accuracy against the first config's."""
+    rows: list[dict[str, Any]] = []
+    selection = {
+        c: [r["best"][METRICS[0]] for r in records if r["config"] == c and r["status"] == "done"]
+        for c in configs
+    }
     for config in configs:
         done = [r for r in records if r["config"] == config and r["status"] == "done"]
         row: dict[str, Any] = {
@@ -372,6 +405,8 @@ def summarize(records: list[dict], configs: list[str]) -> list[dict]:
             if done and all(r.get("test") and m in r["test"] for r in done):
                 mean, std = mean_std([r["test"][m] for r in done])
                 row[f"test_{m}"] = {"mean": mean, "std": std}
+        if config != configs[0]:
+            row["vs_first"] = welch(selection[config], selection[configs[0]])
         rows.append(row)
     return rows
 
@@ -402,12 +437,15 @@ def _markdown(summary: list[dict], records: list[dict]) -> str:
     head = ["config", "runs", *(f"best val {LABELS[m]}" for m in METRICS)]
     if has_test:
         head += [f"test {LABELS[m]}" for m in METRICS]
+    head.append(f"best val {LABELS[METRICS[0]]} − first config (Welch's t-test)")
     lines = [
         "# Ablation",
         "",
         "Mean ± sample standard deviation (n − 1; – for a single run) over seeds of each run's "
         "best-validation epoch (maximal val balanced accuracy)"
-        + (" and of its best checkpoint on the test split." if has_test else "."),
+        + (" and of its best checkpoint on the test split." if has_test else ".")
+        + " The last column compares each config with the first by Welch's two-sample t-test "
+        "(two-sided p; it needs two runs or more of both).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -416,6 +454,12 @@ def _markdown(summary: list[dict], records: list[dict]) -> str:
         cells = [f"`{row['config']}`", str(row["n"])]
         keys = [f"val_{m}" for m in METRICS] + ([f"test_{m}" for m in METRICS] if has_test else [])
         cells += [_fmt(row[k]["mean"], row[k]["std"]) if k in row else "–" for k in keys]
+        test = row.get("vs_first")
+        cells.append(
+            f"{test['diff']:+.4f} (t = {test['t']:.2f}, df = {test['df']:.1f}, p = {test['p']:.3f})"
+            if test
+            else "–"
+        )
         lines.append("| " + " | ".join(cells) + " |")
 
     head = ["run", "config", "seed", "status", "best epoch"]

@@ -207,6 +207,38 @@ def test_one_run_gives_a_dash_for_std(tmp_path):
     assert row[1:5] == ["1", "0.5000 ± –", "0.6000 ± –", "0.4000 ± –"]
 
 
+def test_welch_test_against_hand_computed_values():
+    # Student's t tails at textbook points: df 1 is Cauchy (P(|T| > 1) = 1/2); 2.776 is the
+    # two-sided 5 % critical value at df 4, 2.228 at df 10
+    assert 2 * ablate._t_tail(1.0, 1) == pytest.approx(0.5, abs=1e-6)
+    assert 2 * ablate._t_tail(2.776, 4) == pytest.approx(0.05, abs=2e-4)
+    assert 2 * ablate._t_tail(2.228, 10) == pytest.approx(0.05, abs=2e-4)
+    a, b = [0.60, 0.62, 0.61], [0.58, 0.59, 0.57, 0.60]
+    va, vb = 0.0001 / 3, (0.000166666 + 0.0000) / 4  # sample variances 1e-4 and 1.6667e-4
+    got = ablate.welch(a, b)
+    assert got["diff"] == pytest.approx(0.61 - 0.585)
+    assert got["t"] == pytest.approx(0.025 / (va + vb) ** 0.5, rel=1e-4)
+    assert got["df"] == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 3), rel=1e-4)
+    assert 0.01 < got["p"] < 0.05
+    assert ablate.welch([0.5], b) is None  # one run: no test
+
+
+def test_results_table_compares_each_config_with_the_first(tmp_path):
+    records = []
+    for config, values in (("a.yaml", [0.60, 0.62, 0.61]), ("b.yaml", [0.58, 0.59, 0.57])):
+        for seed, v in enumerate(values):
+            best = {"balanced_acc": v, "acc": v, "f1_macro": v, "epoch": 1}
+            records.append(
+                {"config": config, "seed": seed, "name": f"{config}{seed}", "status": "done",
+                 "best": best}
+            )  # fmt: skip
+    summary = ablate.summarize(records, ["a.yaml", "b.yaml"])
+    assert "vs_first" not in summary[0]
+    assert summary[1]["vs_first"]["diff"] == pytest.approx(-0.03)
+    md = ablate._markdown(summary, records)
+    assert "Welch" in md and _summary_rows(md)["b.yaml"][-1].startswith("-0.0300 (t = -3.67")
+
+
 @pytest.fixture
 def fake_runs(monkeypatch):
     """Replace the subprocess: record each command, fail those whose config is in ``fail``."""
