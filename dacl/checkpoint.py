@@ -5,8 +5,9 @@ Every file a user hands over (checkpoints, pretrained weights, the decoded data 
 would run code is refused with one line saying why. :class:`AtomicCheckpointIO` is the Trainer's
 checkpoint plugin: it writes each checkpoint to a temporary file beside its target, syncs it to
 disk and renames it over the target, so a run killed while saving never leaves a half-written
-``last.ckpt``, and it reads checkpoints through :func:`safe_load`. :class:`CheckpointOnInterrupt`
-saves ``last.ckpt`` when a fit is stopped with Ctrl-C or SIGTERM.
+``last.ckpt``, and it reads checkpoints through :func:`safe_load`. :class:`LastCheckpoint`
+saves ``last.ckpt`` every N steps and M minutes, and when a fit is stopped with Ctrl-C or
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import os
 import pickle
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -101,23 +103,55 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return safe_load(path, map_location=map_location or "cpu")
 
 
-class CheckpointOnInterrupt(pl.Callback):
-    """On Ctrl-C or SIGTERM during ``fit``: write ``last.ckpt`` of the state reached (through
-    the run's ModelCheckpoint folder) and say how to resume. Other exceptions — a non-finite
-    loss among them — write nothing, so the last checkpoint stays the last good state."""
+class LastCheckpoint(pl.Callback):
+    """``last.ckpt`` between the epoch-end saves, so a long epoch is never lost whole: every
+    ``every_n_steps`` training steps, every ``every_minutes`` minutes, and when a fit is stopped
+    with Ctrl-C or SIGTERM (with a line saying how to resume). It writes into the folder of the
+    trainer's ModelCheckpoint, whose own ``last.ckpt`` at each epoch end it complements. Other
+    exceptions — a non-finite loss among them — write nothing, so ``last.ckpt`` stays the last
+    good state.
+    """
+
+    def __init__(self, every_n_steps: int = 2000, every_minutes: float = 10.0) -> None:
+        super().__init__()
+        self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
+        self._last_save = time.monotonic()
+
+    def _path(self, trainer: pl.Trainer) -> Path | None:
+        ckpt = trainer.checkpoint_callback
+        if ckpt is None or ckpt.dirpath is None:
+            return None
+        return Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+
+    def _save(self, trainer: pl.Trainer) -> Path | None:
+        path = self._path(trainer)
+        if path is not None:
+            trainer.save_checkpoint(path)
+            self._last_save = time.monotonic()
+        return path
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
+    ) -> None:
+        step = trainer.global_step
+        due_steps = self.every_n_steps > 0 and step % self.every_n_steps == 0
+        due_time = time.monotonic() - self._last_save >= 60 * self.every_minutes
+        if due_steps or (self.every_minutes > 0 and due_time):
+            self._save(trainer)
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
-        ckpt = trainer.checkpoint_callback
-        if trainer.state.fn != "fit" or trainer.sanity_checking or ckpt is None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking:
             return
-        if ckpt.dirpath is None:
+        path = self._save(trainer)
+        if path is None:
             return
-        path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
         what = "Ctrl-C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM"
         rank_zero_info(
             f"dacl: {what} at epoch {trainer.current_epoch}, step {trainer.global_step}: saved "

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)
     except SIGTERMException:
-        sys.exit(128 + signal.SIGTERM)  # CheckpointOnInterrupt has said how to resume
+        sys.exit(128 + signal.SIGTERM)  # LastCheckpoint has said how to resume
 
 
 if __name__ == "__main__":

@@ -393,18 +393,26 @@ def curves_figure(
     return fig
 
 
+def _order(file: Path) -> tuple[int, int, str]:
+    """Write order of ``events.out.tfevents.<time>.<host>.<pid>.<n>``: by time, then by the
+    writer counter ``n`` as a number (by name, ``.10`` would come before ``.9``)."""
+    parts = file.name.split(".")
+    time, count = parts[3], parts[-1]
+    return (int(time) if time.isdigit() else 0, int(count) if count.isdigit() else 0, file.name)
+
+
 def read_scalars(event_dir: str | Path) -> Scalars:
     """All scalars of the TensorBoard event files in ``event_dir`` (a run's directory, e.g.
     ``lightning_logs/version_0``; not searched recursively) or of one event file, as
-    ``{tag: [(step, value), ...]}`` sorted by step. Files are read in name (= time) order and
-    a later file's value wins for a repeated (tag, step), as after a resumed run."""
+    ``{tag: [(step, value), ...]}`` sorted by step. Files are read in the order they were
+    written and a later file's value wins for a repeated (tag, step), as after a resumed run."""
     from tensorboard.backend.event_processing.event_accumulator import (
         SCALARS,
         EventAccumulator,
     )
 
     path = Path(event_dir)
-    files = [path] if path.is_file() else sorted(path.glob("events.out.tfevents.*"))
+    files = [path] if path.is_file() else sorted(path.glob("events.out.tfevents.*"), key=_order)
     merged: dict[str, dict[int, float]] = {}
     for file in files:
         acc = EventAccumulator(str(file), size_guidance={SCALARS: 0})

@@ -24,7 +24,7 @@ def _dm(root, **kw) -> FER2013DataModule:
 
 def _augmented(dm: FER2013DataModule, batch, training: bool):
     """What Lightning does after moving a batch to the device, outside a Trainer."""
-    dm.trainer = SimpleNamespace(training=training, global_rank=0)
+    dm.trainer = SimpleNamespace(training=training, global_rank=0, current_epoch=0)
     return dm.on_after_batch_transfer(batch, 0)
 
 

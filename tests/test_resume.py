@@ -14,7 +14,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dacl import DACLModule
-from dacl.checkpoint import AtomicCheckpointIO, safe_load
+from dacl.checkpoint import AtomicCheckpointIO, LastCheckpoint, safe_load
 from dacl.data import FER2013DataModule
 from dacl.errors import DACLError, NonFiniteLossError
 
@@ -25,7 +25,7 @@ import os, signal, sys
 import pytorch_lightning as pl, torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from dacl import DACLModule
-from dacl.checkpoint import AtomicCheckpointIO, CheckpointOnInterrupt
+from dacl.checkpoint import AtomicCheckpointIO, LastCheckpoint
 from dacl.data import FER2013DataModule
 
 root, out, mode, at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -39,8 +39,9 @@ pl.seed_everything(0)
 trainer = pl.Trainer(
     accelerator="cpu", max_epochs=3, logger=False, enable_progress_bar=False,
     enable_model_summary=False, default_root_dir=out, plugins=[AtomicCheckpointIO()],
-    callbacks=[Kill(), CheckpointOnInterrupt(),
-               ModelCheckpoint(dirpath=out, every_n_train_steps=4, save_top_k=0, save_last=True)],
+    callbacks=[Kill(), LastCheckpoint(every_n_steps=4, every_minutes=0),
+               ModelCheckpoint(dirpath=out, monitor="val/balanced_acc", mode="max",
+                               save_last=True)],
 )
 module = DACLModule(image_size=32, in_chans=1, lr_schedule="cosine")
 data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, cache_dir=out)
@@ -150,7 +151,8 @@ def test_nan_stops_training_naming_epoch_step_and_term(synthetic_dataset, tmp_pa
         plugins=[AtomicCheckpointIO()],
         callbacks=[
             _NaNAt(7),
-            ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=2, save_top_k=0, save_last=True),
+            LastCheckpoint(every_n_steps=2, every_minutes=0),
+            ModelCheckpoint(dirpath=tmp_path, save_top_k=0, save_last=True),
         ],
     )
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 7: L_CE = nan, L_SC = nan"):

@@ -171,7 +171,7 @@ class FER2013DataModule(pl.LightningDataModule):
         #: (epoch, training batches of that epoch handed to the model so far): saved in
         #: checkpoints, so a resumed run continues the order and the crops exactly.
         self._progress = (0, 0)
-        self._resume_from: tuple[int, int] | None = None
+        self._resume_from: tuple[int, int, bool] | None = None
 
     # -- what the rest of dacl reads ------------------------------------------------------
 
@@ -304,22 +304,28 @@ class FER2013DataModule(pl.LightningDataModule):
         """Start ``sampler`` where a restored checkpoint stopped (see :meth:`load_state_dict`)."""
         if self._resume_from is None:
             return
-        epoch, done = self._resume_from
+        epoch, done, finished = self._resume_from
         self._resume_from = None
-        if done * self.batch_size >= sampler.num_samples:  # saved at the end of its epoch
+        if finished:  # saved at the end of its epoch: the next one starts afresh
             epoch, done = epoch + 1, 0
         sampler.set_epoch(epoch)
         sampler.start = done * self.batch_size
         self._progress = (epoch, done)
 
     def state_dict(self) -> dict[str, int]:
-        """Where training stands in the data: the epoch and its batches already trained on."""
+        """Where training stands in the data: the epoch, its batches already trained on, and
+        whether that was all of them (the trainer's batches per epoch, limits included)."""
         epoch, done = self._progress
-        return {"epoch": epoch, "batches": done}
+        finished = self.trainer is not None and done >= self.trainer.num_training_batches
+        return {"epoch": epoch, "batches": done, "finished": int(finished)}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         """Called by Lightning when a fit resumes from a checkpoint, before the loaders exist."""
-        self._resume_from = (int(state_dict["epoch"]), int(state_dict["batches"]))
+        self._resume_from = (
+            int(state_dict["epoch"]),
+            int(state_dict["batches"]),
+            bool(state_dict["finished"]),
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
