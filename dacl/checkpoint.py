@@ -136,10 +136,12 @@ class LastCheckpoint(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
-        step = trainer.global_step
-        due_steps = self.every_n_steps > 0 and step % self.every_n_steps == 0
-        due_time = time.monotonic() - self._last_save >= 60 * self.every_minutes
-        if due_steps or (self.every_minutes > 0 and due_time):
+        due = self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0
+        if self.every_minutes > 0:
+            elapsed = time.monotonic() - self._last_save >= 60 * self.every_minutes
+            # rank 0's clock decides for all, as ModelCheckpoint does: a save is collective
+            due = due or trainer.strategy.broadcast(elapsed, src=0)
+        if due:
             self._save(trainer)
 
     def on_exception(

@@ -276,3 +276,29 @@ def test_unwritable_output_folder_fails_before_training(synthetic_dataset, tmp_p
     assert code == 2
     assert err.strip().splitlines()[-1].startswith("dacl: error: output folder '")
     assert "is not writable" in err
+
+
+@pytest.mark.parametrize(("steps", "minutes", "saved_at"), [(2, 0, 6), (0, 1e-9, 7), (0, 0, None)])
+def test_last_checkpoint_every_n_steps_or_minutes(
+    synthetic_dataset, tmp_path, steps, minutes, saved_at
+):
+    data = FER2013DataModule(
+        synthetic_dataset("folders"), crop=32, resize=36, batch_size=16, cache_dir=str(tmp_path)
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=7,
+        logger=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        callbacks=[
+            LastCheckpoint(every_n_steps=steps, every_minutes=minutes),
+            ModelCheckpoint(dirpath=tmp_path, save_top_k=0),  # the folder; saves nothing itself
+        ],
+    )
+    trainer.fit(DACLModule(image_size=32, in_chans=1), data)
+    last = tmp_path / "last.ckpt"
+    if saved_at is None:
+        assert not last.exists()
+    else:
+        assert safe_load(last)["global_step"] == saved_at
