@@ -138,10 +138,14 @@ def test_read_scalars_merges_event_files_and_curves_draw_them(tmp_path):
         writer.add_scalar("lr", 0.01, 9)
     scalars = viz.read_scalars(tmp_path)
     # files are read in write order: the writer counter sorts as a number, .9 before .10
-    first, second = sorted(tmp_path.iterdir())
-    first.rename(tmp_path / (first.name.rsplit(".", 1)[0] + ".9"))
-    second.rename(tmp_path / (second.name.rsplit(".", 1)[0] + ".10"))
-    assert viz.read_scalars(tmp_path) == scalars
+    first, second = sorted(
+        tmp_path.iterdir(), key=lambda f: "train/loss" not in viz.read_scalars(f)
+    )
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    first.rename(renamed / "events.out.tfevents.1000.host.7.9")
+    second.rename(renamed / "events.out.tfevents.1000.host.7.10")
+    assert viz.read_scalars(renamed) == scalars
     assert scalars["train/loss"] == [(s, pytest.approx(2.0 - 0.1 * s)) for s in range(5)]
     assert scalars["val/acc"] == [(4, pytest.approx(0.4)), (9, pytest.approx(0.5))]
     fig = viz.curves_figure(scalars, title="run")
