@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The commands `dacl ablate` ran, in order (a resumed run lists each attempt).
+set -e
+cd /work/main
+# cpu_ablation_seed0
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_ablation.yaml --seed_everything 0 --trainer.logger.init_args.save_dir results/cpu_ablation/runs --trainer.logger.init_args.name cpu_ablation_seed0 --trainer.logger.init_args.version 0 --data.root ../shared/fer2013
+# cpu_ablation_center_seed0
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_ablation_center.yaml --seed_everything 0 --trainer.logger.init_args.save_dir results/cpu_ablation/runs --trainer.logger.init_args.name cpu_ablation_center_seed0 --trainer.logger.init_args.version 0 --data.root ../shared/fer2013
+# cpu_ablation_softmax_seed0
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_ablation_softmax.yaml --seed_everything 0 --trainer.logger.init_args.save_dir results/cpu_ablation/runs --trainer.logger.init_args.name cpu_ablation_softmax_seed0 --trainer.logger.init_args.version 0 --data.root ../shared/fer2013
