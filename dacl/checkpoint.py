@@ -117,17 +117,14 @@ class LastCheckpoint(pl.Callback):
         self.every_n_steps, self.every_minutes = every_n_steps, every_minutes
         self._last_save = time.monotonic()
 
-    def _path(self, trainer: pl.Trainer) -> Path | None:
+    def _save(self, trainer: pl.Trainer) -> Path | None:
+        """Write ``last.ckpt`` into the ModelCheckpoint's folder; ``None`` when there is none."""
         ckpt = trainer.checkpoint_callback
         if ckpt is None or ckpt.dirpath is None:
             return None
-        return Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
-
-    def _save(self, trainer: pl.Trainer) -> Path | None:
-        path = self._path(trainer)
-        if path is not None:
-            trainer.save_checkpoint(path)
-            self._last_save = time.monotonic()
+        path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)
+        self._last_save = time.monotonic()
         return path
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
