@@ -2,31 +2,25 @@
 
     dacl ablate --configs experiments/exp3.yaml experiments/exp3_center.yaml \\
         experiments/exp3_softmax.yaml --seeds 0 1 2 [--out results/ablation] \\
-        [--data.root data/fer2013] [any other `dacl fit` override ...]
+        [--data.root data/fer2013] [--trainer.max_epochs 5] [--model.lr 0.1]
 
-Each run is ``dacl fit --config C --seed_everything S`` with its TensorBoard logger pointed at
-``OUT/runs/<config stem>_seed<S>/version_0`` and every unrecognised argument passed through.
-When the data has a test split the run's best checkpoint is then tested (``dacl test
---ckpt_path best``, logged to ``version_0/test``). The metrics are read back from the
-TensorBoard event files:
+Each run is ``dacl fit --config C --seed_everything S`` in its own process, with the
+``--data.*``, ``--model.*`` and ``--trainer.*`` options passed on and its TensorBoard logger at
+``OUT/runs/<config stem>_seed<S>/version_0``; when the data has a test split, the best
+checkpoint is then tested (``dacl test --ckpt_path best``, logged to ``version_0/test``). From
+the event files: ``best`` is the epoch of maximal ``val/balanced_acc`` (model selection, SPEC §5)
+with its ``val/acc`` and ``val/f1_macro``; ``final`` the last validated epoch; ``test`` the test
+metrics. ``OUT`` gets ``results.md`` (mean ± sample std per config, Welch's t-test against the
+first config, every run), ``results.json``, ``ablation.png`` and ``commands.sh`` (the commands
+in the order they ran).
 
-- best: the epoch of maximal ``val/balanced_acc`` (model selection, SPEC §5) and its
-  ``val/acc`` and ``val/f1_macro``;
-- final: the same three at the last validated epoch;
-- test: ``test/*`` of the best checkpoint, when there is a test split.
-
-Written to OUT: ``results.md`` (mean ± sample std per config, then every run), ``results.json``,
-``ablation.png`` and ``commands.sh`` (the exact commands, in the order they ran).
-
-Re-running is cheap and safe: a run whose ``done.json`` marker exists is skipped; a run with a
-``last.ckpt`` but no marker is resumed from it (``--ckpt_path .../last.ckpt``). A failing run is
-reported with its exit code, the others go on, and the command exits non-zero at the end naming
-the failed runs.
+Re-running resumes: a run with ``done.json`` is skipped, a fit with ``fit.json`` is only tested,
+a fit with a ``last.ckpt`` resumes from it. A failing run is reported with its exit code, the
+others go on, and the command exits non-zero at the end naming the failed runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shlex
@@ -36,26 +30,32 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import yaml
+from jsonargparse import ActionConfigFile, ArgumentParser
 
 from dacl import viz
 from dacl.classes import REPORTED_METRICS
-from dacl.defaults import default_config
+from dacl.cli import build_cli
+from dacl.errors import DACLError
 
 #: The selection measure first, then the two reported beside it (SPEC §5).
 METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
 LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
 DONE, FIT_DONE = "done.json", "fit.json"
+#: Options the runner sets for every run itself.
+OWN = ("logger.init_args.save_dir", "logger.init_args.name", "logger.init_args.version")
 
 
 @dataclass
 class Run:
     config: Path
     seed: int
-    name: str
     home: Path  # OUT/runs/<name>: markers, logs, commands
+
+    @property
+    def name(self) -> str:
+        return self.home.name
 
     @property
     def run_dir(self) -> Path:  # the TensorBoard logger's version_0: events and checkpoints
@@ -66,152 +66,137 @@ class Run:
         return self.run_dir / "checkpoints" / "last.ckpt"
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> ArgumentParser:
+    p = ArgumentParser(
         prog="dacl ablate",
         description="Run experiment configs x seeds one after another and summarise them "
-        "(mean ± std of best-validation metrics, a plot, the exact commands). Arguments not "
-        "listed here (e.g. --data.root PATH, --trainer.max_epochs N) are passed to every run.",
-        allow_abbrev=False,
+        "(mean ± std of best-validation metrics, Welch's t-test, a plot, the exact commands).",
     )
-    p.add_argument("--configs", nargs="+", required=True, help="experiment YAML files")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds (default: 0)")
-    p.add_argument("--out", default="results/ablation", help="results folder")
+    p.add_argument("--config", action=ActionConfigFile, help="these options as a YAML file")
+    p.add_argument("--configs", nargs="+", type=str, required=True, help="experiment files")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds")
+    p.add_argument("--out", type=str, default="results/ablation", help="results folder")
     p.add_argument(
-        "--test",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="test the best checkpoint: auto = when the data has a test split (default)",
-    )
-    p.add_argument("--quiet", action="store_true", help="runs' output to their log files only")
+        "--test", type=Literal["auto", "always", "never"], default="auto",
+        help="test the best checkpoint: auto = when the data has a test split",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="runs' output to their logs only")
+    for group in ("data", "model", "trainer"):
+        p.add_argument(f"--{group}", type=dict[str, Any], default={}, help=f"{group} options")
     return p
+
+
+def _flatten(prefix: str, options: dict[str, Any]) -> list[str]:
+    out = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            out += _flatten(f"{prefix}.{key}", value)
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            out.append(f"--{prefix}.{key}={text}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dacl ablate``; raises ``SystemExit`` (non-zero) when a run failed."""
-    args, overrides = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
-    _check_overrides(overrides)
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    owned = [k for k in _flatten("trainer", args.trainer) if k.split("=")[0][10:] in OWN]
+    if owned:
+        raise SystemExit(f"dacl ablate: {owned[0].split('=')[0]} is set by the runner for each run")
+    overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]
     out = Path(args.out)
-    runs = _plan(args.configs, args.seeds, out)
+    for config in args.configs:
+        if not Path(config).is_file():
+            raise SystemExit(f"dacl ablate: config '{config}' not found")
+    stems = [Path(c).stem for c in dict.fromkeys(args.configs)]
+    if len(set(stems)) < len(stems):
+        raise SystemExit(
+            f"dacl ablate: configs share a file name stem, which names the runs: {stems}"
+        )
+    # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
+    runs = [
+        Run(Path(c), s, out / "runs" / f"{Path(c).stem}_seed{s}")
+        for s in dict.fromkeys(args.seeds)
+        for c in dict.fromkeys(args.configs)
+    ]
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     try:
         for k, run in enumerate(runs, 1):
             tag = f"[{k}/{len(runs)}] {run.name}"
-            marker = run.home / DONE
-            if marker.is_file():
-                print(f"{tag}: finished, skipped ({marker})", flush=True)
-                records.append(json.loads(marker.read_text()))
-                continue
-            records.append(_execute(run, overrides, args, tag))
+            if (run.home / DONE).is_file():
+                print(f"{tag}: finished, skipped ({run.home / DONE})", flush=True)
+                records.append(json.loads((run.home / DONE).read_text()))
+            else:
+                records.append(_execute(run, overrides, args, tag))
     except KeyboardInterrupt:
         _write_results(out, records, runs)
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
     _write_results(out, records, runs)
-    failed = [r for r in records if r["status"] != "done"]
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
+    failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
-        names = ", ".join(f"{r['name']} (exit {r['returncode']})" for r in failed)
-        raise SystemExit(f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {names}")
+        raise SystemExit(
+            f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}"
+        )
 
 
-#: Arguments the runner sets itself for every run; passing them through would break the layout.
-_OWN = (
-    "--config",
-    "--seed_everything",
-    "--ckpt_path",
-    "--trainer.logger.init_args.save_dir",
-    "--trainer.logger.init_args.name",
-    "--trainer.logger.init_args.version",
-    "--trainer.logger.init_args.sub_dir",
-)
-
-
-def _check_overrides(overrides: list[str]) -> None:
-    for arg in overrides:
-        if arg.split("=", 1)[0] in _OWN:
-            raise SystemExit(
-                f"dacl ablate: {arg.split('=', 1)[0]} is set by the runner for each run "
-                "(use --configs, --seeds and --out)"
-            )
-    if overrides and not overrides[0].startswith("-"):
-        raise SystemExit(f"dacl ablate: unexpected argument '{overrides[0]}'")
-
-
-def _plan(configs: list[str], seeds: list[int], out: Path) -> list[Run]:
-    runs, seen = [], {}
-    for config in configs:
-        path = Path(config)
-        if not path.is_file():
-            raise SystemExit(f"dacl ablate: config '{config}' not found")
-        if path.stem in seen and seen[path.stem] != path.resolve():
-            raise SystemExit(
-                f"dacl ablate: '{config}' and '{seen[path.stem]}' share the stem '{path.stem}', "
-                "which names the runs; rename one"
-            )
-        seen[path.stem] = path.resolve()
-    # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
-    for seed in dict.fromkeys(seeds):
-        for config in dict.fromkeys(configs):  # a config listed twice runs once
-            name = f"{Path(config).stem}_seed{seed}"
-            runs.append(Run(Path(config), seed, name, out / "runs" / name))
-    return runs
-
-
-def _cli_args(run: Run, subcommand: str, overrides: list[str], sub_dir: str | None) -> list[str]:
-    cmd = [
-        sys.executable, "-m", "dacl.cli", subcommand,
-        "--config", str(run.config),
+def _command(run: Run, subcommand: str, overrides: list[str], sub_dir: str = "") -> list[str]:
+    return [
+        sys.executable, "-m", "dacl.cli", subcommand, "--config", str(run.config),
         "--seed_everything", str(run.seed),
         "--trainer.logger.init_args.save_dir", str(run.home.parent),
         "--trainer.logger.init_args.name", run.name,
         "--trainer.logger.init_args.version", "0",
+        *(["--trainer.logger.init_args.sub_dir", sub_dir] if sub_dir else []),
+        *overrides,
     ]  # fmt: skip
-    if sub_dir:
-        cmd += ["--trainer.logger.init_args.sub_dir", sub_dir]
-    return cmd + list(overrides)
 
 
-def _execute(run: Run, overrides: list[str], args: argparse.Namespace, tag: str) -> dict:
+def _has_test_split(run: Run, overrides: list[str]) -> bool:
+    """Whether the run's data (as ``dacl fit`` would configure it) has a test split."""
+    try:
+        return build_cli(["--config", str(run.config), *overrides]).datamodule.has_split("test")
+    except DACLError:
+        return False  # no data there: the fit has failed already and said why
+
+
+def _execute(run: Run, overrides: list[str], args, tag: str) -> dict[str, Any]:
     """Fit (or resume, or skip a finished fit), test when asked, and write the markers."""
     run.home.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
-        "name": run.name,
-        "config": str(run.config),
-        "seed": run.seed,
-        "run_dir": str(run.run_dir),
-        "status": "failed",
-        "returncode": None,
-    }
-    fit_marker = run.home / FIT_DONE
-    if fit_marker.is_file():
-        record.update(json.loads(fit_marker.read_text()))
+        "name": run.name, "config": str(run.config), "seed": run.seed,
+        "run_dir": str(run.run_dir), "status": "failed", "returncode": None,
+    }  # fmt: skip
+    if (run.home / FIT_DONE).is_file():
+        record.update(json.loads((run.home / FIT_DONE).read_text()))
         print(f"{tag}: fit finished earlier, testing only", flush=True)
     else:
-        cmd = _cli_args(run, "fit", overrides, None)
+        cmd = _command(run, "fit", overrides)
         if run.last_ckpt.is_file():
             cmd += ["--ckpt_path", str(run.last_ckpt)]
-            print(f"{tag}: resuming from {run.last_ckpt}", flush=True)
-        else:
-            print(f"{tag}: fit", flush=True)
+        print(
+            f"{tag}: " + (f"resuming from {run.last_ckpt}" if "--ckpt_path" in cmd else "fit"),
+            flush=True,
+        )
         rc, wall = _call(cmd, run, "fit", args.quiet)
         record["fit_wall_s"] = round(wall, 1)
-        if rc != 0:
-            print(f"{tag}: FAILED, fit exited {rc} (log: {run.home / 'fit.log'})", flush=True)
-            return {**record, "returncode": rc, "failed_step": "fit"}
         try:
+            if rc != 0:
+                raise ValueError(f"fit exited {rc} (log: {run.home / 'fit.log'})")
             metrics = read_fit_metrics(run.run_dir)
         except ValueError as err:
             print(f"{tag}: FAILED, {err}", flush=True)
-            return {**record, "returncode": 0, "failed_step": "metrics"}
+            return {**record, "returncode": rc, "failed_step": "fit"}
         record.update(metrics)
-        fit_marker.write_text(json.dumps({**metrics, "fit_wall_s": record["fit_wall_s"]}))
-
+        (run.home / FIT_DONE).write_text(
+            json.dumps({**metrics, "fit_wall_s": record["fit_wall_s"]})
+        )
     record["test"] = None
-    if _wants_test(args.test, run, overrides):
-        cmd = [*_cli_args(run, "test", overrides, "test"), "--ckpt_path", "best"]
+    if args.test == "always" or (args.test == "auto" and _has_test_split(run, overrides)):
         print(f"{tag}: test (best checkpoint)", flush=True)
+        cmd = [*_command(run, "test", overrides, "test"), "--ckpt_path", "best"]
         rc, _ = _call(cmd, run, "test", args.quiet)
         if rc != 0:
             print(f"{tag}: FAILED, test exited {rc} (log: {run.home / 'test.log'})", flush=True)
@@ -229,15 +214,13 @@ def _execute(run: Run, overrides: list[str], args: argparse.Namespace, tag: str)
 
 
 def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]:
-    """Run ``cmd``, teeing its output to ``<run>/<step>.log`` (and the console unless quiet);
-    the command is appended to ``<run>/commands.sh`` first, so ``commands.sh`` of the results
-    lists every command that ran, resumed attempts included."""
+    """Run ``cmd`` with its output in ``<run>/<step>.log`` (and on the console unless quiet),
+    after appending it to ``<run>/commands.sh``."""
     with open(run.home / "commands.sh", "a") as fh:
         fh.write(shlex.join(cmd) + "\n")
     t0 = time.perf_counter()
     with open(run.home / f"{step}.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        assert proc.stdout is not None
         try:
             for chunk in iter(lambda: proc.stdout.read1(65536), b""):
                 log.write(chunk)
@@ -251,102 +234,42 @@ def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]
     return rc, time.perf_counter() - t0
 
 
-# --- does the data have a test split? ---------------------------------------------------------
-
-
-def _wants_test(mode: str, run: Run, overrides: list[str]) -> bool:
-    if mode != "auto":
-        return mode == "always"
-    data = _data_config(run.config, overrides)
-    if _truthy(data.get("synthetic")):
-        return True  # the synthetic set has every split
-    root = data.get("root")
-    if not root:
-        return False
-    from dacl.data.layouts import find_layout
-    from dacl.errors import DACLError
-
-    try:
-        return "test" in find_layout(root).splits
-    except DACLError:
-        return False
-
-
-def _data_config(config: Path, overrides: list[str]) -> dict[str, Any]:
-    """``data.*`` as ``dacl fit`` would see it: configs/default.yaml, the config, overrides."""
-    data: dict[str, Any] = {}
-    for path in (default_config(), config):
-        if path.is_file():
-            data.update((yaml.safe_load(path.read_text()) or {}).get("data") or {})
-    i = 0
-    while i < len(overrides):
-        arg = overrides[i]
-        if arg.startswith("--data."):
-            key, eq, value = arg[len("--data.") :].partition("=")
-            if not eq and i + 1 < len(overrides):
-                i += 1
-                value = overrides[i]
-            data[key] = yaml.safe_load(value) if value else value
-        elif arg == "--data" and i + 1 < len(overrides):  # --data path/to/data.yaml
-            i += 1
-            if Path(overrides[i]).is_file():
-                data.update(yaml.safe_load(Path(overrides[i]).read_text()) or {})
-        i += 1
-    return data
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or str(value).lower() in ("true", "1", "yes")
-
-
-# --- metrics from the TensorBoard event files -------------------------------------------------
-
-
-def _scalars(log_dir: Path) -> dict[str, dict[int, float]]:
-    """tag → {step: value} of the event files in ``log_dir`` (see :func:`dacl.viz.read_scalars`:
-    not its subfolders; a step logged twice, as after a resume, keeps its last value)."""
-    return {tag: dict(series) for tag, series in viz.read_scalars(log_dir).items()}
-
-
 def read_fit_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
-    """``{"best": ..., "final": ...}`` of a fit run's ``val/*`` scalars (see the module doc)."""
-    s = _scalars(run_dir)
+    """``{"best": ..., "final": ...}``: epoch, step and the ``val/*`` measures of the epoch of
+    maximal ``val/balanced_acc`` (the earliest of equal maxima) and of the last one."""
+    s = {tag: dict(series) for tag, series in viz.read_scalars(run_dir).items()}
     key = "val/balanced_acc"
     if not s.get(key):
         raise ValueError(f"no '{key}' scalars in the event files of {run_dir}")
     steps = sorted(s[key])
-    best_step = max(steps, key=lambda st: (s[key][st], -st))  # the earliest of equal maxima
-    epochs = s.get("epoch", {})
+    best = max(steps, key=lambda st: (s[key][st], -st))
 
     def at(step: int) -> dict[str, float]:
-        epoch = epochs.get(step)
-        row = {"epoch": int(epoch) if epoch is not None else steps.index(step), "step": step}
-        for m in METRICS:
-            row[m] = s.get(f"val/{m}", {}).get(step, math.nan)
-        if "val/loss" in s and step in s["val/loss"]:
-            row["loss"] = s["val/loss"][step]
-        return row
+        epoch = s.get("epoch", {}).get(step, steps.index(step))
+        return {
+            "epoch": int(epoch),
+            "step": step,
+            **{m: s.get(f"val/{m}", {}).get(step, math.nan) for m in METRICS},
+        }
 
-    return {"best": at(best_step), "final": at(steps[-1])}
+    return {"best": at(best), "final": at(steps[-1])}
 
 
 def read_test_metrics(log_dir: Path) -> dict[str, float]:
     """The last value of every ``test/*`` scalar (acc, balanced_acc, f1_macro, recalls, ...)."""
-    s = _scalars(log_dir)
     return {
-        tag.removeprefix("test/"): series[max(series)]
-        for tag, series in s.items()
+        tag.removeprefix("test/"): series[-1][1]
+        for tag, series in viz.read_scalars(log_dir).items()
         if tag.startswith("test/") and series
     }
 
 
-# --- results ----------------------------------------------------------------------------------
-
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
+def mean_std(values: list[float]) -> dict[str, float | None]:
     """Mean and sample standard deviation (n − 1); ``None`` for the std of a single value."""
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+    }
 
 
 def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
@@ -361,10 +284,10 @@ def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
     diff = statistics.fmean(a) - statistics.fmean(b)
     t = diff / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return {"diff": diff, "t": t, "df": df, "p": 2 * _t_tail(abs(t), df)}
+    return {"diff": diff, "t": t, "df": df, "p": 2 * t_tail(abs(t), df)}
 
 
-def _t_tail(t: float, df: float, steps: int = 2000) -> float:
+def t_tail(t: float, df: float, steps: int = 2000) -> float:
     """P(T > t) for Student's t with ``df`` degrees of freedom: 1/2 minus the density's
     integral over [0, t] (Simpson's rule on ``steps`` intervals, error far below 1e-6)."""
     log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
@@ -377,47 +300,31 @@ def _t_tail(t: float, df: float, steps: int = 2000) -> float:
     return max(0.0, 0.5 - area * h / 3)
 
 
-def _fmt(mean: float, std: float | None) -> str:
-    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f} ± –"
-
-
 def summarize(records: list[dict], configs: list[str]) -> list[dict]:
-    """Per config (in the order given): runs done, mean/std of the best-validation metrics
-    (and of the test metrics when every done run has them), and for every config after the
-    first Welch's t-test of its best val balanced accuracy against the first config's."""
-    rows: list[dict[str, Any]] = []
-    selection = {
-        c: [r["best"][METRICS[0]] for r in records if r["config"] == c and r["status"] == "done"]
-        for c in configs
-    }
-    for config in configs:
-        done = [r for r in records if r["config"] == config and r["status"] == "done"]
-        row: dict[str, Any] = {
-            "config": config,
-            "n": len(done),
-            "seeds": [r["seed"] for r in done],
-            "failed": [r["name"] for r in records if r["config"] == config and r not in done],
-        }
+    """Per config (in the order given): runs done, mean/std of the best-validation metrics (and
+    of the test metrics when every done run has them), and for every config after the first
+    Welch's t-test of its best val balanced accuracy against the first config's."""
+    done = {c: [r for r in records if r["config"] == c and r["status"] == "done"] for c in configs}
+    first = [r["best"][METRICS[0]] for r in done[configs[0]]]
+    rows = []
+    for config, runs in done.items():
+        row: dict[str, Any] = {"config": config, "n": len(runs), "seeds": [r["seed"] for r in runs]}
+        row["failed"] = [r["name"] for r in records if r["config"] == config and r not in runs]
         for m in METRICS:
-            if done:
-                mean, std = mean_std([r["best"][m] for r in done])
-                row[f"val_{m}"] = {"mean": mean, "std": std}
-            if done and all(r.get("test") and m in r["test"] for r in done):
-                mean, std = mean_std([r["test"][m] for r in done])
-                row[f"test_{m}"] = {"mean": mean, "std": std}
+            if runs:
+                row[f"val_{m}"] = mean_std([r["best"][m] for r in runs])
+            if runs and all(m in (r.get("test") or {}) for r in runs):
+                row[f"test_{m}"] = mean_std([r["test"][m] for r in runs])
         if config != configs[0]:
-            row["vs_first"] = welch(selection[config], selection[configs[0]])
+            row["vs_first"] = welch([r["best"][METRICS[0]] for r in runs], first)
         rows.append(row)
     return rows
 
 
 def _write_results(out: Path, records: list[dict], runs: list[Run]) -> None:
-    configs = list(dict.fromkeys(str(r.config) for r in runs))
-    summary = summarize(records, configs)
-    (out / "results.json").write_text(
-        json.dumps({"summary": summary, "runs": records}, indent=1, allow_nan=True)
-    )
-    (out / "results.md").write_text(_markdown(summary, records))
+    summary = summarize(records, list(dict.fromkeys(str(r.config) for r in runs)))
+    (out / "results.json").write_text(json.dumps({"summary": summary, "runs": records}, indent=1))
+    (out / "results.md").write_text(markdown(summary, records))
     _plot(out / "ablation.png", summary, records)
     lines = [
         "#!/usr/bin/env bash",
@@ -426,63 +333,83 @@ def _write_results(out: Path, records: list[dict], runs: list[Run]) -> None:
         f"cd {shlex.quote(str(Path.cwd()))}",
     ]
     for run in runs:
-        cmds = run.home / "commands.sh"
-        if cmds.is_file():
-            lines += [f"# {run.name}", *cmds.read_text().splitlines()]
+        if (run.home / "commands.sh").is_file():
+            lines += [f"# {run.name}", *(run.home / "commands.sh").read_text().splitlines()]
     (out / "commands.sh").write_text("\n".join(lines) + "\n")
 
 
-def _markdown(summary: list[dict], records: list[dict]) -> str:
-    has_test = any(any(k.startswith("test_") for k in row) for row in summary)
-    head = ["config", "runs", *(f"best val {LABELS[m]}" for m in METRICS)]
-    if has_test:
-        head += [f"test {LABELS[m]}" for m in METRICS]
-    head.append(f"best val {LABELS[METRICS[0]]} − first config (Welch's t-test)")
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def markdown(summary: list[dict], records: list[dict]) -> str:
+    """``results.md``: the per-config table, then every run."""
+    splits = ["val"] + (["test"] if any("test_balanced_acc" in row for row in summary) else [])
+    keys = [f"{s}_{m}" for s in splits for m in METRICS]
+    label = {
+        k: ("best val " if k[:3] == "val" else "test ") + LABELS[k.split("_", 1)[1]] for k in keys
+    }
+
+    def fmt(cell: dict | None) -> str:
+        return (
+            "–"
+            if cell is None
+            else f"{cell['mean']:.4f} ± " + ("–" if cell["std"] is None else f"{cell['std']:.4f}")
+        )
+
+    def vs(t: dict | None) -> str:
+        return (
+            f"{t['diff']:+.4f} (t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f})"
+            if t
+            else "–"
+        )
+
+    head = [
+        "config",
+        "runs",
+        *(label[k] for k in keys),
+        f"best val {LABELS[METRICS[0]]} − first config (Welch's t-test)",
+    ]
+    rows = [
+        [f"`{r['config']}`", str(r["n"]), *(fmt(r.get(k)) for k in keys), vs(r.get("vs_first"))]
+        for r in summary
+    ]
     lines = [
         "# Ablation",
         "",
         "Mean ± sample standard deviation (n − 1; – for a single run) over seeds of each run's "
         "best-validation epoch (maximal val balanced accuracy)"
-        + (" and of its best checkpoint on the test split." if has_test else ".")
+        + (" and of its best checkpoint on the test split." if "test" in splits else ".")
         + " The last column compares each config with the first by Welch's two-sample t-test "
         "(two-sided p; it needs two runs or more of both).",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
+        *_table(head, rows),
     ]
-    for row in summary:
-        cells = [f"`{row['config']}`", str(row["n"])]
-        keys = [f"val_{m}" for m in METRICS] + ([f"test_{m}" for m in METRICS] if has_test else [])
-        cells += [_fmt(row[k]["mean"], row[k]["std"]) if k in row else "–" for k in keys]
-        test = row.get("vs_first")
-        cells.append(
-            f"{test['diff']:+.4f} (t = {test['t']:.2f}, df = {test['df']:.1f}, p = {test['p']:.3f})"
-            if test
-            else "–"
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-
-    head = ["run", "config", "seed", "status", "best epoch"]
-    head += [f"best val {LABELS[m]}" for m in METRICS]
+    head = ["run", "config", "seed", "status", "best epoch", *(label[f"val_{m}"] for m in METRICS)]
     head += ["final epoch", *(f"final val {LABELS[m]}" for m in METRICS)]
-    if has_test:
-        head += [f"test {LABELS[m]}" for m in METRICS]
-    head.append("fit wall s")
-    lines += ["", "## Runs", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += [label[f"test_{m}"] for m in METRICS if "test" in splits] + ["fit wall s"]
+    rows = []
     for r in records:
-        done = r["status"] == "done"
-        status = "done" if done else f"failed (exit {r['returncode']}, {r.get('failed_step')})"
+        status = (
+            "done"
+            if r["status"] == "done"
+            else f"failed (exit {r['returncode']}, {r.get('failed_step')})"
+        )
         cells = [r["name"], f"`{r['config']}`", str(r["seed"]), status]
         for part in ("best", "final"):
             got = r.get(part)
-            cells.append(str(got["epoch"]) if got else "–")
-            cells += [f"{got[m]:.4f}" if got else "–" for m in METRICS]
-        if has_test:
-            test = r.get("test") or {}
-            cells += [f"{test[m]:.4f}" if m in test else "–" for m in METRICS]
-        cells.append(str(r.get("fit_wall_s", "–")))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            cells += [
+                str(got["epoch"]) if got else "–",
+                *(f"{got[m]:.4f}" if got else "–" for m in METRICS),
+            ]
+        test = r.get("test") or {}
+        cells += [f"{test[m]:.4f}" if m in test else "–" for m in METRICS if "test" in splits]
+        rows.append([*cells, str(r.get("fit_wall_s", "–"))])
+    return "\n".join([*lines, "", "## Runs", "", *_table(head, rows)]) + "\n"
 
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
@@ -490,22 +417,36 @@ def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
     ax = fig.add_subplot()
     width = 0.8 / len(METRICS)
     for j, m in enumerate(METRICS):
-        xs, means, errs = [], [], []
-        for i, row in enumerate(summary):
-            x = i + (j - (len(METRICS) - 1) / 2) * width
-            runs = [r for r in records if r["config"] == row["config"] and r["status"] == "done"]
-            ax.scatter([x] * len(runs), [r["best"][m] for r in runs], s=12, color="k", zorder=3)
-            if f"val_{m}" in row:
-                xs.append(x)
-                means.append(row[f"val_{m}"]["mean"])
-                errs.append(row[f"val_{m}"]["std"] or 0.0)
-        ax.bar(xs, means, width * 0.9, yerr=errs, capsize=3, label=f"best val {LABELS[m]}")
-    ax.set_xticks(range(len(summary)))
-    ax.set_xticklabels([f"{Path(r['config']).stem}\n(n={r['n']})" for r in summary], fontsize=8)
-    ax.set_ylabel("score (mean ± std over seeds; dots: runs)")
-    ax.set_ylim(0, 1)
+        xs = [i + (j - (len(METRICS) - 1) / 2) * width for i in range(len(summary))]
+        for x, row in zip(xs, summary, strict=True):
+            values = [
+                r["best"][m]
+                for r in records
+                if r["config"] == row["config"] and r["status"] == "done"
+            ]
+            ax.scatter([x] * len(values), values, s=12, color="k", zorder=3)
+        have = [
+            (x, row[f"val_{m}"]) for x, row in zip(xs, summary, strict=True) if f"val_{m}" in row
+        ]
+        ax.bar(
+            [x for x, _ in have],
+            [c["mean"] for _, c in have],
+            width * 0.9,
+            yerr=[c["std"] or 0.0 for _, c in have],
+            capsize=3,
+            label=f"best val {LABELS[m]}",
+        )
+    ax.set_xticks(
+        range(len(summary)),
+        [f"{Path(r['config']).stem}\n(n={r['n']})" for r in summary],
+        fontsize=8,
+    )
+    ax.set(
+        ylabel="score (mean ± std over seeds; dots: runs)",
+        ylim=(0, 1),
+        title="Ablation: best-validation metrics per config",
+    )
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("Ablation: best-validation metrics per config")
     viz.save_figure(fig, path, dpi=120)
 
 

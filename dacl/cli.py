@@ -1,15 +1,13 @@
-"""The ``dacl`` command: LightningCLI over DACLModule and FER2013DataModule, plus ``report``
-(pictures and metrics of one checkpoint, :mod:`dacl.report`) and ``ablate`` (configs × seeds,
-:mod:`dacl.ablate`).
+"""The ``dacl`` LightningCLI over DACLModule and FER2013DataModule: ``fit``, ``validate``,
+``test``, ``predict`` and ``report`` (pictures and metrics of one checkpoint, :mod:`dacl.report`).
 
-``dacl fit|validate|test|predict --config experiments/exp3.yaml`` reads ``configs/default.yaml``
-first (trainer, logger, callbacks), then the experiment. ``--ckpt_path best|last`` resolves to
-the newest run of that experiment under the logger's folder.
+``dacl fit --config experiments/exp3.yaml`` reads the shipped ``configs/default.yaml`` first
+(trainer, logger, callbacks), then the experiment. ``--ckpt_path best|last`` resolves to the
+newest run of that experiment under the logger's folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
 import signal
@@ -25,6 +23,7 @@ from dacl.data import FER2013DataModule
 from dacl.defaults import default_config
 from dacl.errors import DACLError
 from dacl.module import DACLModule
+from dacl.report import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -103,71 +102,61 @@ def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
 
 
 class DACLCLI(LightningCLI):
-    """LightningCLI with ``model.image_size`` linked to ``data.crop``."""
+    """LightningCLI with ``model.image_size`` linked to ``data.crop``, ``best``/``last`` as
+    checkpoint paths, and ``report`` beside Lightning's subcommands."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.crop", "model.image_size")
 
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand == "report":  # an evaluation that writes files, not a run to log
+            trainer = self.config.report.trainer
+            trainer.update({"logger": False, "callbacks": [], "enable_checkpointing": False})
+
     def _parse_ckpt_path(self) -> None:
-        # Resolve best/last before Lightning reads the checkpoint's hyper-parameters into the
-        # model config, so `test --ckpt_path best` rebuilds the model that was trained.
+        # best/last are resolved and files checked (one line, not a traceback) before the
+        # checkpoint's hyper-parameters replace the config's model, so `test --ckpt_path best`
+        # rebuilds the model that was trained; tensors are only mapped here, not read.
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         place_outputs(config.trainer)
         root = log_root(config.trainer)
         if subcommand == "fit" and root is not None:
             check_writable(root)
-        if subcommand and "ckpt_path" in config:
-            config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
-        super()._parse_ckpt_path()
+        if not subcommand or "ckpt_path" not in config:
+            return
+        config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
+        if config.ckpt_path is None:
+            return
+        hparams = safe_load(config.ckpt_path, "--ckpt_path file", mmap=True).get("hyper_parameters")
+        if hparams:
+            hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
 
-def _with_defaults(args: list[str], run: bool) -> list[str]:
-    """Put ``--config configs/default.yaml`` first, so that an experiment file can override
-    parts of its logger and callbacks (jsonargparse merges nested ``init_args`` only onto a
-    class given by an earlier --config, not onto ``default_config_files``)."""
+def build_cli(args: list[str], run: bool = False) -> DACLCLI:
+    """The ``dacl`` LightningCLI over ``args``, with the shipped defaults read first (so an
+    experiment file can override parts of their logger and callbacks: jsonargparse merges
+    nested ``init_args`` only onto a class given by an earlier --config). With ``run=False``
+    (no subcommand) it only configures: ``.model``, ``.datamodule``, ``.trainer``."""
     at = 1 if run and args and not args[0].startswith("-") else 0
-    return [*args[:at], "--config", str(default_config()), *args[at:]]
-
-
-def _cli(args: list[str], run: bool = True) -> DACLCLI:
     return DACLCLI(
         DACLModule,
         FER2013DataModule,
-        args=_with_defaults(args, run),
+        trainer_class=Trainer,
+        args=[*args[:at], "--config", str(default_config()), *args[at:]],
         run=run,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "dacl"} if run else {},
     )
 
 
-def _report(argv: list[str]) -> None:
-    from dacl.report import find_log_dir, write_report
-
-    parser = argparse.ArgumentParser(prog="dacl report", add_help=True)
-    parser.add_argument("--ckpt_path", required=True, help="best, last or a checkpoint file")
-    parser.add_argument("--split", choices=("val", "test"), default="val")
-    parser.add_argument("--out", default=None, help="folder for the PNGs, metrics.json, report.md")
-    ours, rest = parser.parse_known_args(argv)
-    cli = _cli(rest, run=False)
-    ckpt = resolve_checkpoint(ours.ckpt_path, log_root(cli.config.trainer))
-    log_dir = find_log_dir(ckpt)
-    out = Path(ours.out) if ours.out else (log_dir or Path(ckpt).parent) / f"report_{ours.split}"
-    # The trained model's architecture from the checkpoint's hyper-parameters (tensor data is
-    # only mapped, not read); write_report loads the weights, once.
-    hparams = safe_load(ckpt, "--ckpt_path file", mmap=True).get("hyper_parameters", {})
-    module = DACLModule(**{k: v for k, v in hparams.items() if not k.startswith("_")})
-    metrics = write_report(
-        module, cli.datamodule, split=ours.split, out=out, ckpt_path=ckpt, log_dir=log_dir
-    )
-    print(f"report written to {out}: acc {metrics['acc']:.4f}, ", end="")
-    print(f"balanced acc {metrics['balanced_acc']:.4f}, macro F1 {metrics['f1_macro']:.4f}")
-
-
 EXTRA_HELP = """
   Also:
-    report              Pictures, metrics.json and report.md of one checkpoint
-                        (dacl report --config C --ckpt_path best|last|FILE [--split val|test]).
     ablate              Configs x seeds one after another, with a mean ± std table
                         (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2)."""
 
@@ -185,19 +174,13 @@ def main(argv: list[str] | None = None) -> None:
         # LightningCLI warns when it gets args and sys.argv both: hand it the arguments once.
         argv, sys.argv = sys.argv[1:], sys.argv[:1]
     try:
-        if argv and argv[0] == "report":
-            _report(argv[1:])
-        elif argv and argv[0] == "ablate":
-            from dacl.ablate import main as ablate
-
-            ablate(argv[1:])
-        elif argv[:1] in ([], ["-h"], ["--help"]):
+        if argv[:1] in ([], ["-h"], ["--help"]):
             try:
-                _cli(argv)
+                build_cli(argv, run=True)
             finally:
                 print(EXTRA_HELP)
         else:
-            _cli(argv)
+            build_cli(argv, run=True)
     except DACLError as err:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)

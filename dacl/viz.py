@@ -21,11 +21,10 @@ from typing import Any
 import matplotlib
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from dacl.classes import FER2013_MEAN, FER2013_STD, REPORTED_METRICS
+from dacl.classes import REPORTED_METRICS
 
 __all__ = [
     "attention_figure",
@@ -39,7 +38,7 @@ __all__ = [
     "read_scalars",
     "sample_grid_figure",
     "save_figure",
-    "to_display",
+    "select_samples",
 ]
 
 Scalars = dict[str, list[tuple[int, float]]]
@@ -78,34 +77,6 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, facecolor="white")
     return path
-
-
-def to_display(
-    images: Any,
-    mean: float = FER2013_MEAN,
-    std: float = FER2013_STD,
-    max_side: int = 64,
-) -> torch.Tensor:
-    """Turn a batch into gray ``uint8`` pictures ``(n, H, W)`` on the batch's device.
-
-    ``uint8`` input (e.g. the fast pipeline's raw 48 px faces) is shown as it is; floating
-    input is taken as normalised with ``mean``/``std`` and un-normalised. Only the first
-    channel is kept (FER2013 is gray, replicated to 3 channels). Pictures larger than
-    ``max_side`` are downsampled (area) so that keeping thousands of them stays cheap.
-    """
-    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    if x.ndim == 4:
-        x = x[:, 0]
-    if x.ndim != 3:
-        raise ValueError(f"expected images (n, C, H, W) or (n, H, W), got {tuple(x.shape)}")
-    raw = x.dtype == torch.uint8
-    x = x.float() if raw else (x.float() * std + mean).clamp_(0.0, 1.0) * 255.0
-    side = max(x.shape[-2:]) if x.numel() else 0
-    if side > max_side:
-        scale = max_side / side
-        size = (max(1, round(x.shape[-2] * scale)), max(1, round(x.shape[-1] * scale)))
-        x = F.interpolate(x[:, None], size=size, mode="area")[:, 0]
-    return x.round_().clamp_(0, 255).to(torch.uint8)
 
 
 # --------------------------------------------------------------------------- confusion matrix
@@ -189,7 +160,7 @@ def attention_figure(
 
     Args:
         row_labels: one caption per row (e.g. file name and prediction); default ``#i``.
-        images: optional display-ready pictures ``(n, H, W)`` (see :func:`to_display`) drawn
+        images: optional display-ready pictures ``(n, H, W)`` drawn
             as thumbnails left of their rows.
 
     The colour range is fixed to (0, 1) so maps compare across classes and epochs.
@@ -289,6 +260,23 @@ def mean_attention_figure(
 # --------------------------------------------------------------------------- sample grids
 
 
+def select_samples(
+    labels: torch.Tensor, pred: torch.Tensor, conf: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of up to ``n`` mistakes, most confident first, and of up to ``n`` correct
+    predictions taken class by class in turn, each class's most confident first."""
+    is_wrong = pred != labels
+    wrong = torch.nonzero(is_wrong).flatten()
+    wrong = wrong[torch.argsort(conf[wrong], descending=True, stable=True)][:n]
+    right = torch.nonzero(~is_wrong).flatten()
+    right = right[torch.argsort(conf[right], descending=True, stable=True)]
+    by_class = [right[labels[right] == c] for c in torch.unique(labels[right]).tolist()]
+    rounds = max((len(g) for g in by_class), default=0)
+    order = [g[r] for r in range(rounds) for g in by_class if r < len(g)]
+    correct = torch.stack(order[:n]) if order else right[:0]
+    return wrong, correct
+
+
 def sample_grid_figure(
     images: Any,
     true: Any,
@@ -300,7 +288,7 @@ def sample_grid_figure(
 ) -> Figure:
     """Faces in gray with ``true / pred (confidence)`` captions, green when right, red when
     wrong (report Fig. 4.13–4.14). ``images``: ``(n, H, W)`` or ``(n, C, H, W)``, ``uint8``
-    or floats in [0, 1] (see :func:`to_display`)."""
+    or floats in [0, 1]."""
     imgs = _np(images)
     if imgs.ndim == 4:
         imgs = imgs[:, 0]

@@ -20,7 +20,6 @@ from dacl.callbacks import (
     ConfusionMatrixLogger,
     HParamsLogger,
     SampleGridLogger,
-    select_samples,
 )
 
 PER_CLASS = 3
@@ -49,6 +48,12 @@ class StandInData(pl.LightningDataModule):
     def labels(self, split):
         return self.sets[split].tensors[1]
 
+    def inputs(self, split, indices):
+        return self.sets[split].tensors[0][indices]
+
+    def faces(self, split, indices):  # the first channel, shown as 8-bit gray
+        return (self.inputs(split, indices)[:, 0].sigmoid() * 255).to(torch.uint8)
+
     def _loader(self, split, shuffle=False):
         return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle)
 
@@ -72,7 +77,7 @@ class SpyAttention(AttentionMapLogger):
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
         if not trainer.sanity_checking:
-            self.history.append((self.chosen_positions.clone(), self.attention.clone()))
+            self.history.append((self.indices.clone(), self.attention.clone()))
 
 
 def _trainer(root, **kwargs) -> pl.Trainer:
@@ -191,13 +196,13 @@ def test_attention_rows_are_the_attention_of_a_fixed_set_of_images(fitted_run):
     assert len(cb.history) == 2
     (first, _), (second, attention) = cb.history
     assert torch.equal(first, second)  # the same images every epoch
-    positions, labels = cb.chosen_positions, cb.chosen_labels
+    positions, labels = cb.indices, cb.labels
     assert torch.equal(torch.bincount(labels, minlength=7), torch.full((7,), PER_CLASS))
     assert len(set(positions.tolist())) == len(positions)
     # they are the validation images at those loader positions, with their labels
     images, truth = data.sets["val"].tensors
     assert torch.equal(labels, truth[positions])
-    assert torch.equal(cb.chosen_images, images[positions])
+    assert torch.equal(cb.inputs, images[positions])
     # and the first PER_CLASS of each class in loader order
     for c in range(7):
         assert (
@@ -208,9 +213,8 @@ def test_attention_rows_are_the_attention_of_a_fixed_set_of_images(fitted_run):
     assert attention.shape == (7 * PER_CLASS, 512) and attention.dtype == torch.float32
     assert bool((attention > 0).all() and (attention < 1).all())
     with torch.no_grad():
-        _, _, expected = fitted_run.module(cb.chosen_images)
+        _, _, expected = fitted_run.module(cb.inputs)
     torch.testing.assert_close(attention, expected, rtol=1e-4, atol=1e-5)
-    assert cb.display.shape == (7 * PER_CLASS, 32, 32) and cb.display.dtype == torch.uint8
 
 
 def test_sample_grids_show_mistakes_most_confident_first(fitted_run):
@@ -224,24 +228,24 @@ def test_sample_grids_show_mistakes_most_confident_first(fitted_run):
     wrong, correct = cb.last["wrong"], cb.last["correct"]
     mistakes = [int(p) for p in cb.candidates if pred[p] != truth[p]]
     expected = sorted(mistakes, key=lambda p: -float(conf[p]))[:6]
-    assert wrong["positions"].tolist() == expected
+    assert wrong["indices"].tolist() == expected
     assert bool((wrong["pred"] != wrong["labels"]).all())
     assert bool((correct["pred"] == correct["labels"]).all())
     assert torch.all(wrong["conf"][:-1] >= wrong["conf"][1:])
     for sel in (wrong, correct):
-        assert torch.equal(sel["labels"], truth[sel["positions"]])
-        assert torch.equal(sel["pred"], pred[sel["positions"]])
-        torch.testing.assert_close(sel["conf"], conf[sel["positions"]], rtol=1e-4, atol=1e-5)
+        assert torch.equal(sel["labels"], truth[sel["indices"]])
+        assert torch.equal(sel["pred"], pred[sel["indices"]])
+        torch.testing.assert_close(sel["conf"], conf[sel["indices"]], rtol=1e-4, atol=1e-5)
 
 
 def test_select_samples_orders_mistakes_and_interleaves_classes():
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 0])
     pred = torch.tensor([0, 0, 1, 2, 1, 2, 2])
     conf = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.95, 0.5, 0.4])
-    wrong, correct = select_samples(labels, pred, conf, n=3)
+    wrong, correct = viz.select_samples(labels, pred, conf, n=3)
     assert wrong.tolist() == [4, 3, 6]
     assert correct.tolist() == [0, 2, 5]  # one per class first, most confident of each
-    assert select_samples(labels, pred, conf, n=10)[1].tolist() == [0, 2, 5, 1]
+    assert viz.select_samples(labels, pred, conf, n=10)[1].tolist() == [0, 2, 5, 1]
 
 
 def test_confusion_matrices_sum_to_the_class_counts(fitted_run):
@@ -287,13 +291,15 @@ def test_fast_pipeline_attention_shows_the_original_48px_faces(tmp_path, synthet
     module = DACLModule(image_size=32)
     trainer.validate(module, data, verbose=False)
     # model inputs went through the datamodule's eval transform: normalised floats at 32 px
-    assert attention.chosen_images.shape[0] == 7
-    assert attention.chosen_images.shape[-2:] == (32, 32)
-    assert attention.chosen_images.dtype == torch.float32
+    assert attention.inputs.shape == (7, 1, 32, 32) and attention.inputs.dtype == torch.float32
+    loader_batch = next(iter(data.val_dataloader()))
+    transformed, _ = data.on_after_batch_transfer(loader_batch, 0)
+    first = attention.indices[attention.indices < len(loader_batch[1])]
+    torch.testing.assert_close(attention.inputs[: len(first)], transformed[first])
     assert attention.attention.shape == (7, 512)
     # the pictures beside the rows are the raw uint8 48 px faces of the chosen images
-    raw = data.datasets["val"].images[attention.chosen_positions, 0]
-    assert torch.equal(attention.display, raw)
+    raw = data.datasets["val"].images[attention.indices, 0]
+    assert torch.equal(data.faces("val", attention.indices), raw)
     assert {"attention/mean", "samples/val_wrong"} <= set(_image_tags(trainer))
 
 

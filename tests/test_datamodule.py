@@ -70,6 +70,25 @@ def test_fast_and_reference_eval_batches_agree(synthetic_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("pipeline", ["fast", "reference"])
+def test_faces_and_inputs_of_samples_are_what_the_eval_loader_gives(
+    synthetic_dataset, tmp_path, pipeline
+):
+    dm = _dm(synthetic_dataset("folders"), pipeline=pipeline, cache_dir=str(tmp_path))
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    images, labels = _augmented(dm, batch, training=False) if pipeline == "fast" else batch
+    at = torch.tensor([5, 0, 3])
+    torch.testing.assert_close(dm.inputs("val", at), images[at])
+    faces = dm.faces("val", at)
+    assert faces.shape == (3, 48, 48) and faces.dtype == torch.uint8
+    if pipeline == "fast":  # the decoded faces are the loader's raw batch
+        assert torch.equal(faces, batch[0][at, 0])
+    assert dm.has_split("test") and dm.has_split("val")
+    with pytest.raises(DACLError, match="'train' split is not set up"):
+        dm.faces("train", at)
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "reference"])
 def test_train_order_is_seeded_and_reshuffled_each_epoch(synthetic_dataset, tmp_path, pipeline):
     def epochs(seed: int) -> list[list[int]]:
         root = synthetic_dataset("folders")

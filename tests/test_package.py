@@ -28,8 +28,9 @@ LAYERS = {
     "dacl.viz": 2,
     "dacl.callbacks": 3,
     "dacl.report": 3,
-    "dacl.ablate": 3,
     "dacl.cli": 4,
+    "dacl.ablate": 5,
+    "dacl.__main__": 6,
 }
 
 

@@ -166,6 +166,7 @@ class FER2013DataModule(pl.LightningDataModule):
         self.layout: Layout | None = None
         self.datasets: dict[str, Dataset] = {}
         self._names: dict[str, list[str]] = {}
+        self._faces: dict[str, Tensor] = {}
         self._stats: dict[str, SplitStats] = {}
         self._aug_generator: torch.Generator | None = None
         #: (epoch, training batches of that epoch handed to the model so far): saved in
@@ -194,6 +195,25 @@ class FER2013DataModule(pl.LightningDataModule):
         """Labels of a set-up split in loader order (unshuffled order for ``train``)."""
         self.names(split)  # the same error for a split that is not set up
         return torch.as_tensor(self.datasets[split].labels)
+
+    def has_split(self, split: str) -> bool:
+        """Whether the data holds ``split`` (the synthetic set holds all three)."""
+        return self.synthetic or split in find_layout(self.root).splits
+
+    def faces(self, split: str, indices: Tensor) -> Tensor:
+        """The decoded faces ``uint8 (n, 48, 48)`` of a set-up split's samples at ``indices``
+        (positions in loader order): what the pictures show beside captions."""
+        self.names(split)
+        return self._faces[split][indices]
+
+    def inputs(self, split: str, indices: Tensor) -> Tensor:
+        """The model inputs of a set-up split's samples at ``indices`` as evaluation sees
+        them: the eval transform of either pipeline, on the CPU."""
+        self.names(split)
+        if self.pipeline == "fast":
+            return eval_augment(self._faces[split][indices, None], self.crop, self.resize)
+        dataset = self.datasets[split]
+        return torch.stack([dataset[int(i)][0] for i in indices])
 
     # -- Lightning hooks ------------------------------------------------------------------
 
@@ -252,6 +272,7 @@ class FER2013DataModule(pl.LightningDataModule):
         # both pipelines exclude them, with the warning, instead of failing inside a worker.
         images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
         self._names[split] = list(names)
+        self._faces[split] = images
         self._stats[split] = split_stats(images)
         if self.pipeline == "fast":
             return _Batches(images, labels)
