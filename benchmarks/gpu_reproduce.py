@@ -23,7 +23,7 @@ SPEC_EPOCHS, SPEC_LR_STEP = 30, 20
 
 def run_one(name: str, args: argparse.Namespace) -> dict:
     """Fit one experiment through the CLI's parser, then validate its best checkpoint."""
-    from dacl.cli import _cli
+    from dacl.cli import build_cli
 
     epochs = args.epochs
     # A shortened recipe keeps the SPEC's shape: the lr drop at 2/3 of training.
@@ -67,7 +67,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
             "--trainer.limit_val_batches",
             "2",
         ]
-    cli = _cli(overrides, run=False)
+    cli = build_cli(overrides, run=False)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_s = time.perf_counter() - start

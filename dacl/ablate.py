@@ -93,16 +93,16 @@ def _flatten(prefix: str, options: dict[str, Any]) -> list[str]:
             out += _flatten(f"{prefix}.{key}", value)
         else:
             text = value if isinstance(value, str) else json.dumps(value)
-            out.append(f"--{prefix}.{key}={text}")
+            out += [f"--{prefix}.{key}", text]
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dacl ablate``; raises ``SystemExit`` (non-zero) when a run failed."""
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    owned = [k for k in _flatten("trainer", args.trainer) if k.split("=")[0][10:] in OWN]
+    owned = [k for k in _flatten("trainer", args.trainer)[::2] if k[len("--trainer.") :] in OWN]
     if owned:
-        raise SystemExit(f"dacl ablate: {owned[0].split('=')[0]} is set by the runner for each run")
+        raise SystemExit(f"dacl ablate: {owned[0]} is set by the runner for each run")
     overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]
     out = Path(args.out)
     for config in args.configs:

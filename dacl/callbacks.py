@@ -40,14 +40,6 @@ from dacl.errors import DACLError
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AttentionMapLogger",
-    "ConfusionMatrixLogger",
-    "HParamsLogger",
-    "PredictionWriter",
-    "SampleGridLogger",
-]
-
 
 class _PictureLogger(pl.Callback):
     """Finds the run's ``SummaryWriter`` on rank 0; says once when there is none."""

@@ -115,7 +115,7 @@ class DACLCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand == "report":  # an evaluation that writes files, not a run to log
             trainer = self.config.report.trainer
-            trainer.update({"logger": False, "callbacks": [], "enable_checkpointing": False})
+            trainer.logger, trainer.callbacks, trainer.enable_checkpointing = False, [], False
 
     def _parse_ckpt_path(self) -> None:
         # best/last are resolved and files checked (one line, not a traceback) before the

@@ -30,8 +30,6 @@ from dacl.checkpoint import safe_load
 from dacl.errors import DACLError
 from dacl.module import eval_metrics
 
-__all__ = ["SPLITS", "Trainer", "compute_metrics", "find_log_dir", "write_report"]
-
 SPLITS = ("val", "test")
 
 
@@ -247,108 +245,88 @@ def write_report(
     return result
 
 
-def _markdown(
-    result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, per_class: int
-) -> str:
-    names, files, n, cm = (
-        result["class_names"],
-        result["files"],
-        result["n_images"],
-        result["confusion_matrix"],
+def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, k: int) -> str:
+    names, files, cm = result["class_names"], result["files"], result["confusion_matrix"]
+    model = ", ".join(f"{a} {hp[a]}" for a in ("variant", "lam", "alpha", "image_size", "in_chans"))
+    ckpt = result["checkpoint"] or "current weights (no checkpoint)"
+    per_class = "\n".join(
+        f"| {c} | {result['counts'][c]} | {result['predicted_counts'][c]} "
+        f"| {result['recall'][c]:.4f} | {result['precision'][c]:.4f} |"
+        for c in names
     )
-    model = ", ".join(
-        f"{k} {hp[k]}" for k in ("variant", "lam", "alpha", "image_size", "in_chans") if k in hp
+    pairs = [(cm[i][j], i, j) for i in range(len(names)) for j in range(len(names)) if i != j]
+    confusions = "\n".join(
+        f"- {names[i]} → {names[j]}: {c} images ({c / sum(cm[i]):.0%} of {names[i]})"
+        for c, i, j in sorted(pairs, reverse=True)[:3]
+        if c
     )
-    lines = [
-        f"# DACL report — {result['split']} split",
-        "",
-        f"- checkpoint: `{result['checkpoint'] or 'current weights (no checkpoint)'}`",
-        f"- images: {n}",
-        f"- model: {model}",
-        "",
-        "## Results",
-        "",
-        "| measure | value |",
-        "|---|---|",
-        f"| accuracy | {result['acc']:.4f} |",
-        f"| balanced accuracy (mean per-class recall) | {result['balanced_acc']:.4f} |",
-        f"| macro F1 | {result['f1_macro']:.4f} |",
-        "",
-        "| class | images | predicted as | recall | precision |",
-        "|---|---:|---:|---:|---:|",
-        *(
-            f"| {c} | {result['counts'][c]} | {result['predicted_counts'][c]} "
-            f"| {result['recall'][c]:.4f} | {result['precision'][c]:.4f} |"
-            for c in names
-        ),
-    ]
-    pairs = sorted(
-        (
-            (cm[i][j], i, j)
-            for i in range(len(names))
-            for j in range(len(names))
-            if i != j and cm[i][j]
-        ),
-        reverse=True,
-    )
-    if pairs:
-        lines += ["", "Most frequent confusions (true → predicted):", ""]
-        lines += [
-            f"- {names[i]} → {names[j]}: {c} images ({c / sum(cm[i]):.0%} of {names[i]})"
-            for c, i, j in pairs[:3]
-        ]
-    lines += ["", "## Training curves", ""]
     if "curves" in files:
-        lines += [
-            f"Accuracy and losses as logged during training (events in `{log_dir}`).",
-            "",
-            f"![training curves]({files['curves']})",
-        ]
+        curves = f"Accuracy and losses as logged in `{log_dir}`.\n\n![training curves](curves.png)"
     else:
         where = f"in `{log_dir}`" if log_dir is not None else "next to the checkpoint"
-        lines.append(f"_No TensorBoard scalars found {where}; pass the run's log directory._")
-    lines += [
-        "",
-        "## Confusion matrix",
-        "",
-        "Counts (left) and row-normalised (right): row = true class, column = predicted class; "
-        "the right diagonal is each class's recall, their mean the balanced accuracy.",
-        "",
-        f"![confusion matrix]({files['confusion']})",
-        "",
-        "## Attention weights",
-        "",
-    ]
+        curves = f"_No TensorBoard scalars found {where}; pass the run's log directory._"
     if "attention" in files:
-        lines += [
-            f"The 512 attention weights of the first {per_class} images of each class (loader "
-            "order) as rows of a heat map, captioned with file, prediction and confidence: "
-            "columns bright or dark across a class's rows are its pattern.",
-            "",
-            *(
-                f"### {c}\n\n![{c} attention weights]({png})\n"
-                for c, png in files["attention"].items()
-            ),
-            f"### Per-class mean\n\nMean attention of each class over all {n} images (top) and its "
-            "difference from the mean over all classes (bottom).",
-            "",
-            f"![per-class mean attention]({files['attention_mean']})",
-        ]
+        maps = "\n\n".join(
+            f"### {c}\n\n![{c} attention weights]({f})" for c, f in files["attention"].items()
+        )
+        attention = (
+            f"The 512 attention weights of the first {k} images of each class (loader order) as "
+            "rows of a heat map, captioned with file, prediction and confidence: columns bright "
+            f"or dark across a class's rows are its pattern.\n\n{maps}\n\n### Per-class mean\n\n"
+            f"Each class's mean attention over all {result['n_images']} images (top) and its "
+            "difference from the mean over all classes (bottom).\n\n"
+            "![per-class mean attention](attention_mean.png)"
+        )
     else:
-        lines.append("_This model has no attention branch (variant `center` or `softmax`)._")
-    lines += [
-        "",
-        "## Classified faces",
-        "",
-        "Captions read `true / predicted (confidence)`; green frames are right, red wrong.",
-        "",
-        "### Wrongly classified, most confident first",
-        "",
-        f"![wrongly classified faces]({files['samples_wrong']})",
-        "",
-        f"### Correctly classified\n\n![correctly classified faces]({files['samples_correct']})",
-        "",
-        f"Numbers: [`{files['metrics']}`]({files['metrics']}).",
-        "",
-    ]
-    return "\n".join(lines)
+        attention = "_This model has no attention branch (variant `center` or `softmax`)._"
+    return f"""# DACL report — {result["split"]} split
+
+- checkpoint: `{ckpt}`
+- images: {result["n_images"]}
+- model: {model}
+
+## Results
+
+| measure | value |
+|---|---|
+| accuracy | {result["acc"]:.4f} |
+| balanced accuracy (mean per-class recall) | {result["balanced_acc"]:.4f} |
+| macro F1 | {result["f1_macro"]:.4f} |
+
+| class | images | predicted as | recall | precision |
+|---|---:|---:|---:|---:|
+{per_class}
+
+Most frequent confusions (true → predicted):
+
+{confusions or "- none"}
+
+## Training curves
+
+{curves}
+
+## Confusion matrix
+
+Counts (left) and row-normalised (right): row = true class, column = predicted class; the right
+diagonal is each class's recall, their mean the balanced accuracy.
+
+![confusion matrix](confusion.png)
+
+## Attention weights
+
+{attention}
+
+## Classified faces
+
+Captions read `true / predicted (confidence)`; green frames are right, red wrong.
+
+### Wrongly classified, most confident first
+
+![wrongly classified faces](samples_wrong.png)
+
+### Correctly classified
+
+![correctly classified faces](samples_correct.png)
+
+Numbers: [`metrics.json`](metrics.json).
+"""

@@ -1,15 +1,7 @@
-"""The pictures of SPEC §5 as matplotlib figures, drawn from plain arrays (report §4.3–4.6).
-
-Every function takes numpy arrays or torch tensors and returns a
-:class:`matplotlib.figure.Figure`; nothing here knows about Lightning. Figures are built with
-the object API on their own Agg canvas, never through ``pyplot``: drawing needs no display or
-GUI backend whatever the global backend is, the user's backend is left untouched, and no
-figure is held by pyplot's figure manager, so nothing accumulates epoch after epoch.
-:func:`save_figure` writes a PNG and :func:`figure_to_array` renders one for TensorBoard.
-
-Captions use class names, never ids; every heat map has a colour bar; titles carry whatever
-the caller passes (split, checkpoint, number of images).
-"""
+"""The pictures of SPEC §5 as matplotlib figures, drawn from arrays or tensors (report
+§4.3–4.6); nothing here knows about Lightning. Figures live on their own Agg canvas, never in
+``pyplot``: no display is needed, the user's backend is untouched and nothing accumulates epoch
+after epoch. Captions use class names; every heat map has a colour bar."""
 
 from __future__ import annotations
 
@@ -25,21 +17,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from dacl.classes import REPORTED_METRICS
-
-__all__ = [
-    "attention_figure",
-    "balanced_accuracy",
-    "class_attention_figures",
-    "confusion_figure",
-    "curve_panel",
-    "curves_figure",
-    "figure_to_array",
-    "mean_attention_figure",
-    "read_scalars",
-    "sample_grid_figure",
-    "save_figure",
-    "select_samples",
-]
 
 Scalars = dict[str, list[tuple[int, float]]]
 

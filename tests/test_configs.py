@@ -22,9 +22,9 @@ RECIPES = {
 
 def print_config(config: Path) -> dict:
     """What ``dacl fit --config CONFIG --print_config`` prints, parsed in-process."""
-    from dacl.cli import _cli
+    from dacl.cli import build_cli
 
-    cli = _cli(["--config", str(config)], run=False)
+    cli = build_cli(["--config", str(config)], run=False)
     return yaml.safe_load(cli.parser.dump(cli.config, skip_none=False, skip_check=True))
 
 
@@ -54,9 +54,9 @@ def test_experiment_resolves_to_spec_recipe(name):
 
 @pytest.mark.parametrize(("name", "crop"), [("exp0", 224), ("exp3", 200)])
 def test_model_image_size_follows_data_crop(name, crop):
-    from dacl.cli import _cli
+    from dacl.cli import build_cli
 
-    cli = _cli(["--config", str(REPO / "experiments" / f"{name}.yaml")], run=False)
+    cli = build_cli(["--config", str(REPO / "experiments" / f"{name}.yaml")], run=False)
     assert cli.model.hparams.image_size == cli.datamodule.hparams.crop == crop
     assert cli.model.net.encoder[0].in_features == 512 * 7 * 7
 
