@@ -1,10 +1,12 @@
 """The `dacl` command end to end: fit → checkpoint → test/report, and one-line errors."""
 
 import json
+import logging
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -32,48 +34,101 @@ def tiny_config(tmp_path: Path, root: Path, **data) -> Path:
 
 
 def dacl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """The installed ``dacl`` command as a process: exit codes and stderr as users see them."""
     return subprocess.run([DACL, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("layout", ["folders", "train_test", "csv"])
-def test_fit_then_test_best_checkpoint_in_every_layout(synthetic_dataset, tmp_path, layout):
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """``run(*args)``: ``dacl`` in this process (``dacl.cli.main``), with its exit status and
+    output as a process would give them."""
+    from dacl.cli import main
+
+    monkeypatch.chdir(REPO)
+
+    def call(*args: str) -> SimpleNamespace:
+        for handler in logging.getLogger("dacl").handlers:  # main() made it for an earlier test
+            handler.stream = sys.stderr
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
+
+    return call
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_dataset, tmp_path_factory) -> Path:
+    """One `dacl fit` of the tiny config on the folders layout; its config file."""
+    from dacl.cli import main
+
+    config = tiny_config(tmp_path_factory.mktemp("fitted"), synthetic_dataset("folders"))
+    main(["fit", "--config", str(config)])
+    return config
+
+
+@pytest.mark.parametrize("layout", ["train_test", "csv"])
+def test_fit_then_test_best_checkpoint_in_every_layout(synthetic_dataset, tmp_path, layout, run):
     config = tiny_config(tmp_path, synthetic_dataset(layout))
-    fit = dacl("fit", "--config", str(config))
+    fit = run("fit", "--config", str(config))
     assert fit.returncode == 0, fit.stderr[-3000:]
     checkpoints = list((tmp_path / "logs" / "tiny" / "version_0" / "checkpoints").glob("*.ckpt"))
     assert {p.name for p in checkpoints} >= {"last.ckpt", "best-epoch=00.ckpt"}
-    test = dacl("test", "--config", str(config), "--ckpt_path", "best")
+    test = run("test", "--config", str(config), "--ckpt_path", "best")
     assert test.returncode == 0, test.stderr[-3000:]
     for metric in ("test/acc", "test/balanced_acc", "test/f1_macro", "test/recall_disgust"):
         assert metric in test.stdout, metric
     assert "best-epoch=00.ckpt" in test.stderr + test.stdout
 
 
-def test_report_writes_pictures_and_metrics(synthetic_dataset, tmp_path):
-    config = tiny_config(tmp_path, synthetic_dataset("folders"))
-    assert dacl("fit", "--config", str(config)).returncode == 0
-    out = tmp_path / "report"
-    report = dacl("report", "--config", str(config), "--ckpt_path", "last", "--out", str(out))
+def test_the_fitted_run_has_its_checkpoints_and_tests_with_best(fitted, run):
+    logs = fitted.parent / "logs" / "tiny" / "version_0"
+    assert {p.name for p in (logs / "checkpoints").glob("*.ckpt")} >= {
+        "last.ckpt",
+        "best-epoch=00.ckpt",
+    }
+    test = run("test", "--config", str(fitted), "--ckpt_path", "best")
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "test/balanced_acc" in test.stdout and "best-epoch=00.ckpt" in test.stderr
+
+
+def test_report_writes_pictures_and_metrics(fitted, run):
+    out = fitted.parent / "report"
+    versions = sorted((fitted.parent / "logs" / "tiny").iterdir())
+    report = run("report", "--config", str(fitted), "--ckpt_path", "last", "--out", str(out))
     assert report.returncode == 0, report.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert sum(map(sum, metrics["confusion_matrix"])) == 21  # every val image, once
     assert {"confusion.png", "report.md", "samples_wrong.png"} <= {p.name for p in out.iterdir()}
+    assert "report written to" in report.stdout
+    # an evaluation, not a run: no new logger version
+    assert sorted((fitted.parent / "logs" / "tiny").iterdir()) == versions
 
 
-def test_predict_writes_one_row_per_test_image(synthetic_dataset, tmp_path):
-    config = tiny_config(tmp_path, synthetic_dataset("folders"))
-    assert dacl("fit", "--config", str(config)).returncode == 0
-    result = dacl("predict", "--config", str(config), "--ckpt_path", "last")
+def test_report_has_help_and_print_config_like_every_subcommand(fitted, run):
+    shown = run("report", "--config", str(fitted), "--split", "test", "--print_config")
+    assert shown.returncode == 0
+    config = yaml.safe_load(shown.stdout)
+    assert config["split"] == "test" and config["data"]["crop"] == 32
+    assert config["trainer"]["precision"] == "32-true"
+    assert "--per_class" in run("report", "--help").stdout
+
+
+def test_predict_writes_one_row_per_test_image(fitted, run):
+    result = run("predict", "--config", str(fitted), "--ckpt_path", "last")
     assert result.returncode == 0, result.stderr[-3000:]
-    (csv,) = (tmp_path / "logs" / "tiny").glob("version_*/predictions.csv")
+    (csv,) = (fitted.parent / "logs" / "tiny").glob("version_*/predictions.csv")
     rows = csv.read_text().splitlines()
     assert rows[0].startswith("file,label,prediction,p_angry")
     assert len(rows) == 1 + 21 and all("PrivateTest_" in r for r in rows[1:])
 
 
-def test_best_without_a_run_is_a_clear_error(synthetic_dataset, tmp_path):
+def test_best_without_a_run_is_a_clear_error(synthetic_dataset, tmp_path, run):
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
-    result = dacl("test", "--config", str(config), "--ckpt_path", "best")
+    result = run("test", "--config", str(config), "--ckpt_path", "best")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("dacl: error: --ckpt_path best")
 
@@ -105,7 +160,9 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize(("case", "layout", "command", "needle"), BAD_INPUTS)
-def test_bad_input_is_one_line_and_exit_2(fresh_dataset, tmp_path, case, layout, command, needle):
+def test_bad_input_is_one_line_and_exit_2(
+    fresh_dataset, tmp_path, case, layout, command, needle, run
+):
     if layout is None:
         root = tmp_path / "nowhere"
     elif layout == "empty":
@@ -120,16 +177,16 @@ def test_bad_input_is_one_line_and_exit_2(fresh_dataset, tmp_path, case, layout,
         ](root)
     args = [command, "--config", str(tiny_config(tmp_path, root))]
 
-    result = dacl(*args)
+    result = run(*args)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("dacl: error: ") and needle in last, last
 
 
-def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path):
+def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path, run):
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
-    result = dacl(
+    result = run(
         "fit", "--config", "experiments/exp4.yaml", "--config", str(config),
         "--trainer.fast_dev_run", "1",
     )  # fmt: skip
@@ -139,15 +196,16 @@ def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path):
     assert "--model.pretrained" in last
 
 
-def test_broken_checkpoint_file_is_one_line(synthetic_dataset, tmp_path):
+def test_broken_checkpoint_file_is_one_line(synthetic_dataset, tmp_path, run):
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
     (tmp_path / "cut.ckpt").write_bytes(b"PK\x03\x04 truncated")
-    result = dacl("test", "--config", str(config), "--ckpt_path", str(tmp_path / "cut.ckpt"))
+    result = run("test", "--config", str(config), "--ckpt_path", str(tmp_path / "cut.ckpt"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cut.ckpt' is unreadable, truncated?" in result.stderr.strip().splitlines()[-1]
 
 
-def test_missing_checkpoint_file_is_one_line(synthetic_dataset, tmp_path):
+def test_missing_checkpoint_file_is_one_line_from_the_command(synthetic_dataset, tmp_path):
+    """The installed command, as a process: exit status 2 and one line, no traceback."""
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
     for command in ("test", "report"):
         result = dacl(command, "--config", str(config), "--ckpt_path", "nope.ckpt")
@@ -158,11 +216,13 @@ def test_missing_checkpoint_file_is_one_line(synthetic_dataset, tmp_path):
         )
 
 
-def test_best_checkpoint_rebuilds_the_trained_model_not_the_config(synthetic_dataset, tmp_path):
+def test_best_checkpoint_rebuilds_the_trained_model_not_the_config(
+    synthetic_dataset, tmp_path, run
+):
     """Trained with --model.variant center (no CE-Unit), tested with the config alone."""
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
-    fit = dacl("fit", "--config", str(config), "--model.variant", "center")
+    fit = run("fit", "--config", str(config), "--model.variant", "center")
     assert fit.returncode == 0, fit.stderr[-2000:]
-    test = dacl("test", "--config", str(config), "--ckpt_path", "best")
+    test = run("test", "--config", str(config), "--ckpt_path", "best")
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/balanced_acc" in test.stdout
