@@ -1,16 +1,23 @@
 """Shared fixtures: small synthetic FER2013 sets (dacl.data.synthetic) in every SPEC §3 layout.
 
-Tests never need the real FER2013. Read-only sets are written once per session; tests that
-damage their data get a fresh copy under their own ``tmp_path``.
+Tests never need the real FER2013. Read-only sets are written once per session (as is the short
+fit the callback and report tests share); tests that damage their data get a fresh copy under
+their own ``tmp_path``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from standin import PER_CLASS, SpyAttention, StandInData, trainer_for
 
+from dacl import DACLModule
+from dacl.callbacks import ConfusionMatrixLogger, HParamsLogger, SampleGridLogger
 from dacl.data.synthetic import write_dataset
 
 #: Split sizes of the shared sets: every class present in each split (5% floor, n >= 7).
@@ -48,3 +55,42 @@ def fresh_dataset(tmp_path) -> Callable[..., Path]:
         return write_dataset(tmp_path / f"data_{layout}", layout, **{**SIZES, **kwargs})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def fitted_run(tmp_path_factory):
+    """2 epochs × 2 training batches, validation on 35 images, then a test run; TensorBoard
+    logger and all four callbacks on. Shared with test_report.py. Treat as read-only."""
+    root = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32)
+    data = StandInData()
+    callbacks = SimpleNamespace(
+        confusion=ConfusionMatrixLogger(),
+        attention=SpyAttention(per_class=PER_CLASS),
+        samples=SampleGridLogger(n=6, max_batches=2),
+        hparams=HParamsLogger(),
+    )
+    logger = TensorBoardLogger(root, name="run", version=0)
+    trainer = trainer_for(
+        root,
+        max_epochs=2,
+        limit_train_batches=2,
+        num_sanity_val_steps=1,
+        log_every_n_steps=1,
+        logger=logger,
+        callbacks=list(vars(callbacks).values()),
+        enable_checkpointing=False,
+    )
+    trainer.fit(module, data)
+    ckpt = Path(logger.log_dir) / "checkpoints" / "last.ckpt"  # Lightning's run layout
+    trainer.save_checkpoint(ckpt)
+    trainer.test(module, data, verbose=False)
+    return SimpleNamespace(
+        trainer=trainer,
+        module=module.eval(),
+        data=data,
+        cb=callbacks,
+        log_dir=Path(logger.log_dir),
+        ckpt=ckpt,
+    )

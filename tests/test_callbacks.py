@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
+from standin import PER_CLASS, StandInData, trainer_for
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
-from torch.utils.data import DataLoader, TensorDataset
 
 from dacl import FER2013_CLASSES, DACLModule, viz
 from dacl.callbacks import (
@@ -21,112 +18,6 @@ from dacl.callbacks import (
     HParamsLogger,
     SampleGridLogger,
 )
-
-PER_CLASS = 3
-
-
-class StandInData(pl.LightningDataModule):
-    """Random normalised 'faces' (B, 3, 32, 32), labels 0..6 in a fixed shuffled order — the
-    reference pipeline's batch format, without depending on the real datamodule."""
-
-    class_names = FER2013_CLASSES
-
-    def __init__(self, n_train=16, n_val=35, n_test=21, batch_size=8, seed=0) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-
-        def make(n):
-            labels = (torch.arange(n) % 7)[torch.randperm(n, generator=g)]
-            return TensorDataset(torch.randn(n, 3, 32, 32, generator=g), labels)
-
-        self.sets = {"train": make(n_train), "val": make(n_val), "test": make(n_test)}
-        self.batch_size = batch_size
-
-    def names(self, split):
-        return [f"{split}_{i:03d}.png" for i in range(len(self.sets[split]))]
-
-    def labels(self, split):
-        return self.sets[split].tensors[1]
-
-    def inputs(self, split, indices):
-        return self.sets[split].tensors[0][indices]
-
-    def faces(self, split, indices):  # the first channel, shown as 8-bit gray
-        return (self.inputs(split, indices)[:, 0].sigmoid() * 255).to(torch.uint8)
-
-    def _loader(self, split, shuffle=False):
-        return DataLoader(self.sets[split], batch_size=self.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val")
-
-    def test_dataloader(self):
-        return self._loader("test")
-
-
-class SpyAttention(AttentionMapLogger):
-    """Records the chosen positions and the attention drawn after every validation."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not trainer.sanity_checking:
-            self.history.append((self.indices.clone(), self.attention.clone()))
-
-
-def _trainer(root, **kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        default_root_dir=root,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        **kwargs,
-    )
-
-
-@pytest.fixture(scope="session")
-def fitted_run(tmp_path_factory):
-    """2 epochs × 2 training batches, validation on 35 images, then a test run; TensorBoard
-    logger and all four callbacks on. Shared with test_report.py. Treat as read-only."""
-    root = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    module = DACLModule(image_size=32)
-    data = StandInData()
-    callbacks = SimpleNamespace(
-        confusion=ConfusionMatrixLogger(),
-        attention=SpyAttention(per_class=PER_CLASS),
-        samples=SampleGridLogger(n=6, max_batches=2),
-        hparams=HParamsLogger(),
-    )
-    logger = TensorBoardLogger(root, name="run", version=0)
-    trainer = _trainer(
-        root,
-        max_epochs=2,
-        limit_train_batches=2,
-        num_sanity_val_steps=1,
-        log_every_n_steps=1,
-        logger=logger,
-        callbacks=list(vars(callbacks).values()),
-        enable_checkpointing=False,
-    )
-    trainer.fit(module, data)
-    ckpt = Path(logger.log_dir) / "checkpoints" / "last.ckpt"  # Lightning's run layout
-    trainer.save_checkpoint(ckpt)
-    trainer.test(module, data, verbose=False)
-    return SimpleNamespace(
-        trainer=trainer,
-        module=module.eval(),
-        data=data,
-        cb=callbacks,
-        log_dir=Path(logger.log_dir),
-        ckpt=ckpt,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -264,7 +155,7 @@ def test_callbacks_skip_quietly_without_tensorboard(tmp_path, caplog):
         SampleGridLogger(n=4, max_batches=1),
         HParamsLogger(),
     ]
-    trainer = _trainer(tmp_path, limit_val_batches=2, logger=False, callbacks=callbacks)
+    trainer = trainer_for(tmp_path, limit_val_batches=2, logger=False, callbacks=callbacks)
     with caplog.at_level(logging.INFO, logger="dacl.callbacks"):
         trainer.validate(DACLModule(image_size=32), StandInData(n_val=16), verbose=False)
         trainer.validate(DACLModule(image_size=32), StandInData(n_val=16), verbose=False)
@@ -282,7 +173,7 @@ def test_fast_pipeline_attention_shows_the_original_48px_faces(tmp_path, synthet
     )
     attention = AttentionMapLogger(per_class=1)
     samples = SampleGridLogger(n=4, max_batches=1)
-    trainer = _trainer(
+    trainer = trainer_for(
         tmp_path,
         logger=TensorBoardLogger(tmp_path, name="fast", version=0),
         callbacks=[attention, samples],

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-
-# The short fit and the stand-in data are shared with the callback tests (session fixture).
-from test_callbacks import StandInData, fitted_run  # noqa: F401
+from standin import StandInData
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_confusion_matrix,
@@ -26,7 +24,7 @@ PER_CLASS = 2
 
 
 @pytest.fixture(scope="module")
-def val_report(fitted_run, tmp_path_factory):  # noqa: F811
+def val_report(fitted_run, tmp_path_factory):
     """The report of the fitted run's checkpoint on the validation split, into a fresh module."""
     out = tmp_path_factory.mktemp("report")
     module = DACLModule(image_size=32)
@@ -53,7 +51,7 @@ def _predict(module, loader):
     return torch.cat(logits), torch.cat(labels)
 
 
-def test_report_writes_every_file(val_report, fitted_run):  # noqa: F811
+def test_report_writes_every_file(val_report, fitted_run):
     result, out, module = val_report
     pngs = {"confusion.png", "attention_mean.png", "samples_wrong.png", "samples_correct.png"}
     pngs |= {f"attention_{c}.png" for c in FER2013_CLASSES}
@@ -76,7 +74,7 @@ def test_report_writes_every_file(val_report, fitted_run):  # noqa: F811
         assert torch.equal(ours.cpu(), theirs), name
 
 
-def test_metrics_json_equals_torchmetrics_on_the_same_predictions(val_report, fitted_run):  # noqa: F811
+def test_metrics_json_equals_torchmetrics_on_the_same_predictions(val_report, fitted_run):
     result = json.loads((val_report[1] / "metrics.json").read_text())
     logits, labels = _predict(fitted_run.module, fitted_run.data.val_dataloader())
     args = (logits, labels, 7)
@@ -91,7 +89,7 @@ def test_metrics_json_equals_torchmetrics_on_the_same_predictions(val_report, fi
     assert result["confusion_matrix"] == multiclass_confusion_matrix(*args).tolist()
 
 
-def test_confusion_matrix_rows_sum_to_the_class_counts(val_report, fitted_run):  # noqa: F811
+def test_confusion_matrix_rows_sum_to_the_class_counts(val_report, fitted_run):
     result = val_report[0]
     counts = torch.bincount(fitted_run.data.labels("val"), minlength=7).tolist()
     assert [sum(row) for row in result["confusion_matrix"]] == counts
@@ -99,7 +97,7 @@ def test_confusion_matrix_rows_sum_to_the_class_counts(val_report, fitted_run): 
     assert sum(result["predicted_counts"].values()) == result["n_images"] == sum(counts)
 
 
-def test_attention_maps_show_the_first_images_of_each_class(val_report, fitted_run):  # noqa: F811
+def test_attention_maps_show_the_first_images_of_each_class(val_report, fitted_run):
     rows = val_report[0]["attention_rows"]
     names, labels = fitted_run.data.names("val"), fitted_run.data.labels("val")
     for c, cls in enumerate(FER2013_CLASSES):
@@ -125,7 +123,7 @@ def test_test_split_of_a_model_without_attention_and_without_logs(tmp_path):
     assert result["attention_rows"] == {}
 
 
-def test_report_errors_name_the_problem(tmp_path, fitted_run):  # noqa: F811
+def test_report_errors_name_the_problem(tmp_path, fitted_run):
     data = fitted_run.data
     with pytest.raises(DACLError, match="split must be one of val, test"):
         write_report(DACLModule(image_size=32), data, split="train", out=tmp_path)
