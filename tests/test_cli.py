@@ -45,6 +45,7 @@ def run(capsys, monkeypatch):
     from dacl.cli import main
 
     monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sys, "argv", ["dacl"])  # LightningCLI reads args, not pytest's argv
 
     def call(*args: str) -> SimpleNamespace:
         for handler in logging.getLogger("dacl").handlers:  # main() made it for an earlier test
