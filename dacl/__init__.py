@@ -6,6 +6,7 @@ from dacl.errors import DACLError
 from dacl.loss import SparseCenterLoss
 from dacl.model import AttentionHeads, ContextEncoder, DACLNet
 from dacl.module import DACLModule
+from dacl.predictor import Predictor
 
 __all__ = [
     "FER2013_CLASSES",
@@ -15,6 +16,7 @@ __all__ = [
     "DACLModule",
     "DACLNet",
     "FER2013DataModule",
+    "Predictor",
     "SparseCenterLoss",
 ]
 __version__ = "0.1.0"

@@ -158,7 +158,9 @@ def build_cli(args: list[str], run: bool = False) -> DACLCLI:
 EXTRA_HELP = """
   Also:
     ablate              Configs x seeds one after another, with a mean ± std table
-                        (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2)."""
+                        (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2).
+    export              A checkpoint's network as ONNX or TorchScript, checked
+                        (dacl export --ckpt_path F --format onnx|torchscript)."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,8 @@ LAYERS = {
     "dacl.viz": 2,
     "dacl.callbacks": 3,
     "dacl.report": 3,
+    "dacl.predictor": 3,
+    "dacl.export": 3,
     "dacl.cli": 4,
     "dacl.ablate": 5,
     "dacl.__main__": 6,

@@ -295,6 +295,14 @@ def _first_few(names: list[str]) -> str:
     return ", ".join(names[:_SHOW]) + (", ..." if len(names) > _SHOW else "")
 
 
+def face_array(im: Image.Image) -> np.ndarray:
+    """A face picture as FER2013 stores it: gray, 48x48 (bilinear when another size), uint8."""
+    im = im.convert("L")
+    if im.size != (FER2013_SIDE, FER2013_SIDE):
+        im = im.resize((FER2013_SIDE, FER2013_SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(im)
+
+
 def decode_split(
     index: SplitIndex, strict: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -325,9 +333,7 @@ def decode_split(
                 ) from None
             bad.append(str(index.sources[i]))
             continue
-        if im.size != (FER2013_SIDE, FER2013_SIDE):
-            im = im.resize((FER2013_SIDE, FER2013_SIDE), Image.Resampling.BILINEAR)
-        images[len(keep)] = np.asarray(im)
+        images[len(keep)] = face_array(im)
         keep.append(i)
     if bad:
         log.warning(

@@ -1,0 +1,128 @@
+"""``dacl export``: a checkpoint's network as ONNX or TorchScript, checked against PyTorch.
+
+    dacl export --ckpt_path best.ckpt --format onnx --out dacl.onnx
+
+The file takes normalised faces ``(batch, 1, crop, crop)`` (any batch size; see
+:meth:`dacl.predictor.Predictor.inputs` for the transform) and returns ``logits`` ``(batch, K)``
+and ``attention`` ``(batch, 512)``, plus ``features`` ``(batch, 512)`` with ``--features``. Class
+names and the input transform (crop, resize, mean, std) travel in the file's metadata
+(``metadata_props`` for ONNX, the ``dacl.json`` extra file for TorchScript). Before success is
+reported, the exported model is run on batches of 8 and 1 and compared with the eager model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from dacl.errors import DACLError
+from dacl.predictor import Predictor
+
+#: Largest |exported − eager| accepted on the check batches.
+TOLERANCE = 1e-4
+
+
+class _Exported(nn.Module):
+    """The network with the outputs the file gives: logits, attention (and features)."""
+
+    def __init__(self, net: nn.Module, features: bool) -> None:
+        super().__init__()
+        self.net, self.features = net, features
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        logits, features, attention = self.net(images)
+        return (logits, attention, features) if self.features else (logits, attention)
+
+
+def _runner(path: Path, kind: str):
+    """A function running the saved file on a batch, returning its outputs as tensors."""
+    if kind == "torchscript":
+        loaded = torch.jit.load(str(path))
+        return lambda x: [t for t in loaded(x)]
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DACLError(
+            "checking an ONNX export needs onnxruntime: pip install 'dacl[export]'"
+        ) from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: [torch.from_numpy(o) for o in session.run(None, {"images": x.numpy()})]
+
+
+def export(
+    predictor: Predictor,
+    out: str | Path,
+    kind: Literal["onnx", "torchscript"],
+    features: bool = False,
+) -> dict[str, Any]:
+    """Write ``predictor``'s network to ``out`` and check it; returns what was written and the
+    largest difference from the eager model on the check batches."""
+    if kind not in ("onnx", "torchscript"):
+        raise DACLError(f"--format must be onnx or torchscript, got '{kind}'")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = _Exported(predictor.module.net, features).eval().cpu()
+    names = ["logits", "attention", "features"][: 3 if features else 2]
+    meta = {**predictor.describe(), "outputs": names}
+    gen = torch.Generator().manual_seed(0)
+    faces = {
+        n: torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=gen) for n in (8, 1)
+    }
+    checks = {n: predictor.inputs(f).cpu().contiguous() for n, f in faces.items()}
+    with torch.no_grad():
+        if kind == "torchscript":
+            traced = torch.jit.trace(model, checks[8])
+            torch.jit.save(traced, str(out), _extra_files={"dacl.json": json.dumps(meta)})
+        else:
+            import onnx
+
+            axes = {name: {0: "batch"} for name in ["images", *names]}
+            torch.onnx.export(
+                model, (checks[8],), str(out), input_names=["images"], output_names=names,
+                dynamic_axes=axes, dynamo=False,
+            )  # fmt: skip
+            proto = onnx.load(str(out))
+            for key, value in meta.items():
+                proto.metadata_props.add(key=key, value=json.dumps(value))
+            onnx.save(proto, str(out))
+        run = _runner(out, kind)
+        diff = 0.0
+        for x in checks.values():
+            for got, want in zip(run(x), model(x), strict=True):
+                diff = max(diff, float((got - want).abs().max()))
+    if diff > TOLERANCE:
+        raise DACLError(
+            f"the {kind} export of '{out}' differs from PyTorch by {diff:.2e} (> {TOLERANCE})"
+        )
+    return {"out": str(out), "format": kind, "max_abs_diff": diff, **meta}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``dacl export``: parsed by jsonargparse (``--help``, ``--print_config``, ``--config``)."""
+    from jsonargparse import CLI
+
+    def command(
+        *,
+        ckpt_path: str, format: Literal["onnx", "torchscript"] = "onnx", out: str | None = None,
+        features: bool = False,
+    ) -> None:  # fmt: skip
+        """Export a checkpoint's network as ONNX or TorchScript, checked against PyTorch.
+
+        Args:
+            ckpt_path: the checkpoint (a ``dacl fit`` .ckpt file).
+            format: onnx or torchscript.
+            out: the file to write; default: the checkpoint's name with .onnx or .pt.
+            features: also return the 512 features.
+        """
+        target = out or str(Path(ckpt_path).with_suffix(".onnx" if format == "onnx" else ".pt"))
+        result = export(Predictor.from_checkpoint(ckpt_path), target, format, features)
+        print(
+            f"{format} model written to {result['out']}: outputs {', '.join(result['outputs'])}, "
+            f"max |difference| from PyTorch {result['max_abs_diff']:.1e} on batches of 8 and 1"
+        )
+
+    CLI(command, args=argv, prog="dacl export")

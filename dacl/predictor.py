@@ -1,0 +1,149 @@
+"""A trained model on face pictures, in Python: :class:`Predictor`.
+
+    from dacl.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint("lightning_logs/cpu/version_0/checkpoints/last.ckpt")
+    out = predictor(["face.jpg", pil_image, uint8_array])
+    out.labels, out.confidence, out.probs   # names, (n,), (n, 7)
+
+Each picture is treated as FER2013 treats its faces (EXIF rotation applied, gray, 48x48), then
+goes through the evaluation transform of the run that trained the model (resize, center crop,
+normalise), in eval mode without autograd, in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from dacl.checkpoint import safe_load
+from dacl.classes import FER2013_MEAN, FER2013_SIDE, FER2013_STD
+from dacl.data.augment import eval_augment
+from dacl.data.layouts import face_array
+from dacl.errors import DACLError
+from dacl.module import DACLModule
+
+#: What a picture may be: a file path, a PIL image, or an (H, W) / (H, W, 3) uint8 array.
+Picture = str | Path | Image.Image | np.ndarray
+
+
+@dataclass
+class Predictions:
+    """The model's answer for ``n`` pictures, row ``i`` for picture ``i``."""
+
+    class_names: tuple[str, ...]
+    probs: Tensor  #: (n, K) softmax probabilities
+    attention: Tensor  #: (n, 512) attention weights (all ones for the center/softmax variants)
+
+    @property
+    def confidence(self) -> Tensor:
+        """(n,) the probability of the predicted class."""
+        return self.probs.max(-1).values
+
+    @property
+    def labels(self) -> list[str]:
+        """The predicted class names."""
+        return [self.class_names[i] for i in self.probs.argmax(-1).tolist()]
+
+
+def load_picture(picture: Picture) -> Image.Image:
+    """A picture as a PIL image, EXIF orientation applied; one-line :class:`DACLError` for a file
+    that is missing or not an image."""
+    if isinstance(picture, np.ndarray):
+        return Image.fromarray(np.ascontiguousarray(picture))
+    if isinstance(picture, Image.Image):
+        return ImageOps.exif_transpose(picture)
+    try:
+        with Image.open(picture) as im:
+            return ImageOps.exif_transpose(im).convert("RGB")  # convert() decodes it all
+    except FileNotFoundError:
+        raise DACLError(f"'{picture}': no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DACLError(f"'{picture}': not a readable image ({err})") from None
+
+
+class Predictor:
+    """A trained :class:`~dacl.module.DACLModule` with the eval transform it was trained for.
+
+    Args:
+        module: the model; put in eval mode on ``device``.
+        crop, resize: the run's ``data.crop`` and ``data.resize``.
+        device: ``"cpu"`` (default) or e.g. ``"cuda"``.
+        batch_size: pictures per forward pass.
+    """
+
+    def __init__(
+        self,
+        module: DACLModule,
+        crop: int,
+        resize: int,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+    ) -> None:
+        self.module = module.eval().to(device)
+        self.crop, self.resize, self.batch_size = crop, resize, batch_size
+        self.device = torch.device(device)
+        self.class_names = tuple(module.class_names)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64
+    ) -> Predictor:
+        """The model of a ``dacl fit`` checkpoint (read with ``weights_only=True``), with the
+        crop and resize of the datamodule saved beside it."""
+        ckpt = safe_load(path)
+        if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+            raise DACLError(f"'{path}' is not a dacl checkpoint (no model hyper-parameters)")
+        hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
+        # pretrained weights are only read by fit: the checkpoint holds the trained ones
+        module = DACLModule(**{**hparams, "pretrained": None, "compile": False})
+        module.load_state_dict(ckpt["state_dict"])
+        data = ckpt.get("datamodule_hyper_parameters") or {}
+        crop = int(data.get("crop", module.hparams.image_size))
+        return cls(module, crop, int(data.get("resize", crop)), device, batch_size)
+
+    def faces(self, pictures: Iterable[Picture]) -> Tensor:
+        """The pictures as FER2013 faces: ``uint8 (n, 48, 48)``."""
+        return torch.from_numpy(np.stack([face_array(load_picture(p)) for p in pictures]))
+
+    def inputs(self, faces: Tensor) -> Tensor:
+        """Faces ``uint8 (n, 48, 48)`` → the model's normalised inputs, as evaluation made them."""
+        return eval_augment(faces[:, None].to(self.device), self.crop, self.resize)
+
+    @torch.no_grad()
+    def predict_faces(self, faces: Tensor) -> Predictions:
+        """Predictions for faces ``uint8 (n, 48, 48)``, in batches."""
+        probs, attention = [], []
+        for part in faces.split(self.batch_size):
+            logits, _, att = self.module(self.inputs(part))
+            probs.append(logits.float().softmax(-1).cpu())
+            attention.append(att.float().cpu())
+        if not probs:
+            raise DACLError("no pictures to predict")
+        return Predictions(self.class_names, torch.cat(probs), torch.cat(attention))
+
+    def __call__(self, pictures: Sequence[Picture] | Picture) -> Predictions:
+        """Predictions for one picture or a sequence of them (paths, PIL images, arrays)."""
+        if isinstance(pictures, (str, Path, Image.Image, np.ndarray)):
+            pictures = [pictures]
+        return self.predict_faces(self.faces(pictures))
+
+    def describe(self) -> dict[str, Any]:
+        """What a consumer of an exported model needs besides the weights."""
+        return {
+            "class_names": list(self.class_names),
+            "input": f"gray faces resized to {FER2013_SIDE}x{FER2013_SIDE}, then resize "
+            f"{self.resize}, center crop {self.crop}, (x/255 - mean)/std",
+            "crop": self.crop,
+            "resize": self.resize,
+            "mean": FER2013_MEAN,
+            "std": FER2013_STD,
+            "variant": self.module.hparams.variant,
+        }

@@ -1,0 +1,118 @@
+"""Predictor (pictures → expressions) and `dacl export` (ONNX, TorchScript) of a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, Predictor
+from dacl import export as export_module
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_dataset, tmp_path_factory):
+    """Two training steps of a gray-stem model at 32 px crops of 36 px, saved as `dacl fit` does."""
+    root = synthetic_dataset("folders")
+    data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, seed=0)
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32, in_chans=1)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, data)
+    ckpt = tmp_path_factory.mktemp("trained") / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    data.setup("validate")
+    return ckpt, module.eval(), data, root
+
+
+def test_predictions_equal_the_module_on_the_evaluation_inputs(trained):
+    ckpt, module, data, root = trained
+    predictor = Predictor.from_checkpoint(ckpt)
+    assert (predictor.crop, predictor.resize) == (32, 36)
+    files = [root / name for name in data.names("val")[:10]]
+    out = predictor(files)
+    with torch.no_grad():
+        logits, _, attention = module(data.inputs("val", torch.arange(10)))
+    torch.testing.assert_close(out.probs, logits.softmax(-1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.attention, attention)
+    torch.testing.assert_close(out.probs.sum(-1), torch.ones(10))
+    assert set(out.labels) <= set(FER2013_CLASSES) and out.confidence.shape == (10,)
+    assert out.labels == [FER2013_CLASSES[i] for i in logits.argmax(-1).tolist()]
+
+
+def test_any_picture_becomes_a_fer2013_face(trained, tmp_path):
+    predictor = Predictor.from_checkpoint(trained[0])
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    gray = np.asarray(Image.fromarray(rgb).convert("L").resize((48, 48), Image.Resampling.BILINEAR))
+    upside_down = tmp_path / "rotated.png"  # stored rotated, with EXIF saying so
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation: rotate 180
+    Image.fromarray(rgb).rotate(180).save(upside_down, exif=exif)
+    faces = predictor.faces([rgb, Image.fromarray(rgb), upside_down])
+    assert faces.shape == (3, 48, 48) and faces.dtype == torch.uint8
+    for face in faces:
+        assert torch.equal(face, torch.from_numpy(gray))
+    assert predictor(rgb).probs.shape == (1, 7)
+
+
+def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
+    predictor = Predictor.from_checkpoint(trained[0])
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DACLError, match=r"broken\.jpg': not a readable image"):
+        predictor([tmp_path / "broken.jpg"])
+    with pytest.raises(DACLError, match=r"missing\.png': no such file"):
+        predictor(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+def test_export_matches_pytorch_on_batches_of_8_and_1(trained, tmp_path, kind):
+    predictor = Predictor.from_checkpoint(trained[0])
+    out = tmp_path / f"model.{kind}"
+    result = export_module.export(predictor, out, kind, features=True)
+    assert result["max_abs_diff"] <= export_module.TOLERANCE
+    assert result["outputs"] == ["logits", "attention", "features"]
+    if kind == "onnx":
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        meta = {p.key: json.loads(p.value) for p in onnx.load(str(out)).metadata_props}
+
+        def run(x):
+            return [torch.from_numpy(o) for o in session.run(None, {"images": x.numpy()})]
+    else:
+        files = {"dacl.json": ""}
+        loaded = torch.jit.load(str(out), _extra_files=files)
+        meta = json.loads(files["dacl.json"])
+
+        def run(x):
+            return list(loaded(x))
+
+    assert meta["class_names"] == list(FER2013_CLASSES)
+    assert (meta["crop"], meta["resize"]) == (32, 36) and meta["mean"] == pytest.approx(0.5077)
+    faces = torch.randint(0, 256, (11, 48, 48), dtype=torch.uint8)
+    for batch in (faces[:8], faces[8:9]):
+        x = predictor.inputs(batch)
+        with torch.no_grad():
+            logits, features, attention = predictor.module.net(x)
+        for got, want in zip(run(x), (logits, attention, features), strict=True):
+            torch.testing.assert_close(got, want, rtol=0, atol=1e-4)
+
+
+def test_dacl_export_command(trained, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    export_module.main(
+        ["--ckpt_path", str(trained[0]), "--format", "torchscript", "--out", str(out)]
+    )
+    assert out.is_file() and "torchscript model written to" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        export_module.main(["--ckpt_path", str(trained[0]), "--format", "tflite"])
+    with pytest.raises(DACLError, match=r"none\.ckpt' not found"):
+        export_module.main(["--ckpt_path", str(tmp_path / "none.ckpt")])
