@@ -13,10 +13,14 @@ normalise), in eval mode without autograd, in batches.
 
 from __future__ import annotations
 
+import csv
+import glob
+import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -147,3 +151,109 @@ class Predictor:
             "std": FER2013_STD,
             "variant": self.module.hparams.variant,
         }
+
+
+#: File suffixes a folder is searched for.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def expand(paths: Iterable[str]) -> list[Path]:
+    """Files, folders (their images, recursively, sorted) and glob patterns → file paths; a
+    path that is none of these is kept, so that it gets its error row."""
+    files: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not path.exists() and glob.has_magic(text):
+            files += [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+        else:
+            files.append(path)
+    return files
+
+
+def predict_files(
+    predictor: Predictor, files: Sequence[Path], attention: bool = False
+) -> Iterable[dict[str, Any]]:
+    """One row per file, in order: the whole picture as the face (``crop`` mode), its box, the
+    prediction, its confidence and every class's probability — or an ``error`` for a file that
+    could not be read; the others go on. Pictures are predicted in batches."""
+    batch: list[tuple[Path, np.ndarray, tuple[int, int]]] = []
+
+    def flush() -> Iterable[dict[str, Any]]:
+        out = predictor.predict_faces(torch.from_numpy(np.stack([f for _, f, _ in batch])))
+        for (path, _, (w, h)), probs, att in zip(batch, out.probs, out.attention, strict=True):
+            row = {"file": str(path), "frame": "", "x": 0, "y": 0, "width": w, "height": h}
+            row |= {"prediction": predictor.class_names[int(probs.argmax())]}
+            row |= {"confidence": round(float(probs.max()), 4), "error": ""}
+            row |= {
+                f"p_{c}": round(float(p), 4)
+                for c, p in zip(predictor.class_names, probs, strict=True)
+            }
+            if attention:
+                row["attention"] = [round(float(a), 4) for a in att]
+            yield row
+        batch.clear()
+
+    for path in files:
+        try:
+            picture = load_picture(path)
+        except DACLError as err:
+            if batch:  # rows stay in the order of the files
+                yield from flush()
+            yield {"file": str(path), "error": str(err)}
+            continue
+        batch.append((path, face_array(picture), picture.size))
+        if len(batch) == predictor.batch_size:
+            yield from flush()
+    if batch:
+        yield from flush()
+
+
+def main(argv: list[str]) -> None:
+    """``dacl predict --ckpt_path FILE PATH...``: a row per picture, as CSV or JSON lines, on
+    stdout or into ``--out``. Exit status 1 when a picture could not be read (its row says
+    why; the others are predicted), 2 for a usage error."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(
+        prog="dacl predict",
+        description="Expressions of face pictures (files, folders, glob patterns), one row "
+        "each. `dacl predict --config C --ckpt_path X` (no pictures) predicts a dataset split.",
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="these options as a file")
+    parser.add_argument("paths", nargs="+", help="pictures, folders or glob patterns")
+    parser.add_argument("--ckpt_path", type=str, required=True, help="a dacl fit checkpoint")
+    parser.add_argument("--out", type=str | None, default=None, help="file; default: stdout")
+    parser.add_argument("--format", type=Literal["csv", "jsonl"], default="csv")
+    parser.add_argument("--attention", type=bool, default=False, help="add the 512 weights")
+    parser.add_argument("--batch_size", type=int, default=64, help="pictures per forward pass")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
+    args = parser.parse_args(argv)
+    predictor = Predictor.from_checkpoint(args.ckpt_path, args.device, args.batch_size)
+    files = expand(args.paths)
+    if not files:
+        raise DACLError(f"no pictures found in {', '.join(args.paths)}")
+    columns = ["file", "frame", "x", "y", "width", "height", "prediction", "confidence"]
+    columns += [f"p_{c}" for c in predictor.class_names] + ["error"]
+    columns += ["attention"] if args.attention else []
+    stream = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+    failed = 0
+    try:
+        writer = csv.DictWriter(stream, columns, restval="") if args.format == "csv" else None
+        if writer:
+            writer.writeheader()
+        for row in predict_files(predictor, files, args.attention):
+            failed += bool(row["error"])
+            if writer is None:
+                stream.write(json.dumps(row) + "\n")
+            else:
+                if args.attention:
+                    row["attention"] = " ".join(map(str, row.get("attention", [])))
+                writer.writerow(row)
+    finally:
+        if args.out:
+            stream.close()
+    if failed:
+        print(f"dacl predict: {failed} of {len(files)} pictures could not be read", file=sys.stderr)
+        sys.exit(1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -116,3 +118,42 @@ def test_dacl_export_command(trained, tmp_path, capsys):
         export_module.main(["--ckpt_path", str(trained[0]), "--format", "tflite"])
     with pytest.raises(DACLError, match=r"none\.ckpt' not found"):
         export_module.main(["--ckpt_path", str(tmp_path / "none.ckpt")])
+
+
+def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys):
+    from dacl import predictor as predictor_module
+    from dacl.__main__ import _names_pictures
+
+    ckpt, module, data, root = trained
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    picked = [root / name for name in data.names("val")[:5]]
+    for i, path in enumerate(picked):
+        (folder / f"{i}.png").write_bytes(path.read_bytes())
+    (folder / "2_corrupt.jpg").write_bytes(b"\xff\xd8 cut short")
+    out = tmp_path / "rows.csv"
+    argv = ["--ckpt_path", str(ckpt), str(folder), "--out", str(out), "--batch_size", "2"]
+    assert _names_pictures(argv) and not _names_pictures(["--config", "c.yaml", "--ckpt_path", "x"])
+    with pytest.raises(SystemExit) as exit:
+        predictor_module.main(argv)
+    assert exit.value.code == 1  # one picture unreadable: its row says so, the others are there
+    assert "1 of 6 pictures could not be read" in capsys.readouterr().err
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["file"]).name for r in rows] == [
+        *("0.png", "1.png", "2.png", "2_corrupt.jpg", "3.png", "4.png"),
+    ]
+    bad = rows.pop(3)  # in its place among the others
+    assert "not a readable image" in bad["error"] and bad["prediction"] == ""
+    probs = torch.tensor([[float(r[f"p_{c}"]) for c in FER2013_CLASSES] for r in rows[:5]])
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5), atol=5e-4, rtol=0)
+    with torch.no_grad():
+        expected = module(data.inputs("val", torch.arange(5)))[0].softmax(-1)
+    torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)  # the CSV's 4 decimals
+    assert [r["prediction"] for r in rows[:5]] == [FER2013_CLASSES[i] for i in expected.argmax(-1)]
+    assert all(r["width"] == "48" and r["height"] == "48" for r in rows[:5])
+    # JSON lines with the attention weights, on stdout
+    predictor_module.main(["--ckpt_path", str(ckpt), str(folder / "0.png"), "--format", "jsonl",
+                           "--attention", "true"])  # fmt: skip
+    (line,) = capsys.readouterr().out.splitlines()
+    row = json.loads(line)
+    assert row["prediction"] == rows[0]["prediction"] and len(row["attention"]) == 512
