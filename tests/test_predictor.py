@@ -137,7 +137,7 @@ def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys)
     with pytest.raises(SystemExit) as exit:
         predictor_module.main(argv)
     assert exit.value.code == 1  # one picture unreadable: its row says so, the others are there
-    assert "1 of 6 pictures could not be read" in capsys.readouterr().err
+    assert "1 of 6 files could not be read" in capsys.readouterr().err
     rows = list(csv.DictReader(out.open()))
     assert [Path(r["file"]).name for r in rows] == [
         *("0.png", "1.png", "2.png", "2_corrupt.jpg", "3.png", "4.png"),
@@ -157,3 +157,37 @@ def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys)
     (line,) = capsys.readouterr().out.splitlines()
     row = json.loads(line)
     assert row["prediction"] == rows[0]["prediction"] and len(row["attention"]) == 512
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+def test_detect_finds_each_face_of_a_photo(trained, tmp_path):
+    from dacl.data.synthetic import make_faces
+    from dacl.predictor import predict_files
+
+    predictor = Predictor.from_checkpoint(trained[0])
+    faces, _ = make_faces(8, seed=0)
+    photo = np.full((224, 448), 200, np.uint8)  # two faces, 3x FER2013's size, on a background
+    pasted = {1: (40, 40, 144, 144), 7: (264, 40, 144, 144)}
+    for i, (x, y, w, h) in pasted.items():
+        face = Image.fromarray(faces[i]).resize((w, h), Image.Resampling.BILINEAR)
+        photo[y : y + h, x : x + w] = np.asarray(face)
+    Image.fromarray(photo).save(tmp_path / "two.png")
+    Image.fromarray(np.full((200, 200), 128, np.uint8)).save(tmp_path / "wall.png")
+    rows = list(predict_files(predictor, [tmp_path / "two.png", tmp_path / "wall.png"], "detect"))
+    assert len(rows) == 3
+    boxes = [tuple(r[k] for k in ("x", "y", "width", "height")) for r in rows[:2]]
+    for box, square in zip(sorted(boxes), pasted.values(), strict=True):
+        assert _iou(box, square) > 0.5, (box, square)
+    crops = [photo[y : y + h, x : x + w] for x, y, w, h in boxes]
+    expected = predictor.predict_faces(torch.from_numpy(np.stack([
+        np.asarray(Image.fromarray(c).resize((48, 48), Image.Resampling.BILINEAR)) for c in crops
+    ])))  # fmt: skip
+    assert [r["prediction"] for r in rows[:2]] == expected.labels
+    assert rows[2]["error"].endswith("wall.png': no face found")
