@@ -153,8 +153,9 @@ class Predictor:
         }
 
 
-#: File suffixes a folder is searched for.
+#: File suffixes a folder is searched for: pictures, and videos (read frame by frame).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def expand(paths: Iterable[str]) -> list[Path]:
@@ -164,7 +165,8 @@ def expand(paths: Iterable[str]) -> list[Path]:
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes)
         elif not path.exists() and glob.has_magic(text):
             files += [Path(p) for p in sorted(glob.glob(text, recursive=True))]
         else:
@@ -179,13 +181,43 @@ CASCADE, MARGIN, MIN_FACE = "haarcascade_frontalface_default.xml", 0.1, 24
 BOX = ("x", "y", "width", "height")
 
 
-def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
-    """Boxes ``(x, y, width, height)`` of the faces in a picture, top to bottom, left to right,
-    each widened by :data:`MARGIN` (within the picture)."""
+def _cv2():
     try:
         import cv2
     except ImportError:
-        raise DACLError("--faces detect needs OpenCV: pip install 'dacl[detect]'") from None
+        raise DACLError(
+            "videos and --faces detect need OpenCV: pip install 'dacl[detect]'"
+        ) from None
+    return cv2
+
+
+def pictures_of(path: Path, every: int = 1) -> Iterable[tuple[int | str, Image.Image]]:
+    """``(frame, picture)`` of a file: ``("", picture)`` for a picture, every ``every``-th frame
+    (numbered from 0) of a video. :class:`DACLError` for a file that cannot be read."""
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        yield "", load_picture(path)
+        return
+    if not path.is_file():
+        raise DACLError(f"'{path}': no such file")
+    video = _cv2().VideoCapture(str(path))
+    try:
+        ok, frame = video.read()
+        if not ok:
+            raise DACLError(f"'{path}': not a readable video")
+        index = 0
+        while ok:
+            if index % every == 0:
+                yield index, Image.fromarray(frame[..., ::-1].copy())  # BGR → RGB
+            ok, frame = video.read()
+            index += 1
+    finally:
+        video.release()
+
+
+def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
+    """Boxes ``(x, y, width, height)`` of the faces in a picture, top to bottom, left to right,
+    each widened by :data:`MARGIN` (within the picture)."""
+    cv2 = _cv2()
     gray = np.asarray(picture.convert("L"))
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
     found = cascade.detectMultiScale(gray, 1.1, 5, minSize=(MIN_FACE, MIN_FACE))
@@ -198,47 +230,78 @@ def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Image:
+    """The picture with each row's face box and ``prediction confidence`` drawn on it."""
+    from PIL import ImageDraw
+
+    drawn = picture.convert("RGB")
+    draw = ImageDraw.Draw(drawn)
+    width = max(1, round(max(drawn.size) / 200))
+    for row in rows:
+        x, y, w, h = (row[k] for k in BOX)
+        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=(255, 200, 0), width=width)
+        label = f"{row['prediction']} {row['confidence']:.2f}"
+        left, top, right, bottom = draw.textbbox((x, y), label)
+        draw.rectangle((left, top - (bottom - top) - 2, right + 2, top), fill=(255, 200, 0))
+        draw.text((x + 1, top - (bottom - top) - 2), label, fill=(0, 0, 0))
+    return drawn
+
+
 def predict_files(
     predictor: Predictor,
     files: Sequence[Path],
     faces: Literal["crop", "detect"] = "crop",
     attention: bool = False,
+    every: int = 1,
+    annotate_to: Path | None = None,
 ) -> Iterable[dict[str, Any]]:
-    """Rows in the order of ``files``: one per face — the whole picture (``crop``: the picture
-    is the face, as in FER2013) or each face found (``detect``) — with its box, the prediction,
-    its confidence and every class's probability. A file that cannot be read, or in which no
-    face is found, gets one row saying so in ``error``; the others go on. Faces are predicted
-    in batches."""
-    batch: list[tuple[Path, np.ndarray, tuple[int, int, int, int]]] = []
+    """Rows in the order of ``files`` (and of a video's frames, every ``every``-th): one per
+    face — the whole picture (``crop``: the picture is the face, as in FER2013) or each face
+    found (``detect``) — with its box, the prediction, its confidence and every class's
+    probability. A file that cannot be read, or a picture without a face, gets one row saying
+    so in ``error``; the others go on. Faces are predicted in batches. With ``annotate_to``,
+    each picture is written there with its boxes and labels drawn."""
+    batch: list[tuple[tuple[Path, int | str], np.ndarray, tuple[int, int, int, int]]] = []
+    held: dict[tuple[Path, int | str], Image.Image] = {}  # the batch's pictures, to annotate
 
     def flush() -> Iterable[dict[str, Any]]:
         out = predictor.predict_faces(torch.from_numpy(np.stack([f for _, f, _ in batch])))
-        for (path, _, box), probs, att in zip(batch, out.probs, out.attention, strict=True):
-            row = {"file": str(path), "frame": "", **dict(zip(BOX, box, strict=True))}
+        rows: dict[tuple[Path, int | str], list[dict[str, Any]]] = {}
+        for (unit, _, box), probs, att in zip(batch, out.probs, out.attention, strict=True):
+            row = {"file": str(unit[0]), "frame": unit[1], **dict(zip(BOX, box, strict=True))}
             row |= {"prediction": predictor.class_names[int(probs.argmax())]}
             row |= {"confidence": round(float(probs.max()), 4), "error": ""}
             names = predictor.class_names
             row |= {f"p_{c}": round(float(p), 4) for c, p in zip(names, probs, strict=True)}
             if attention:
                 row["attention"] = [round(float(a), 4) for a in att]
+            rows.setdefault(unit, []).append(row)
             yield row
+        for (path, frame), picture in held.items():
+            name = f"{path.stem}{f'_frame{frame}' if frame != '' else ''}.png"
+            annotate(picture, rows[(path, frame)]).save(annotate_to / name)
         batch.clear()
+        held.clear()
 
     for path in files:
         try:
-            picture = load_picture(path)
-            boxes = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
-            if not boxes:
-                raise DACLError(f"'{path}': no face found")
+            for frame, picture in pictures_of(path, every):
+                boxes = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
+                if not boxes:
+                    yield from flush() if batch else ()  # rows stay in the order of the files
+                    yield {"file": str(path), "frame": frame, "error": f"'{path}': no face found"}
+                    continue
+                for x, y, w, h in boxes:
+                    face = face_array(picture.crop((x, y, x + w, y + h)))
+                    batch.append(((path, frame), face, (x, y, w, h)))
+                if annotate_to is not None:
+                    held[(path, frame)] = picture
+                if len(batch) >= predictor.batch_size:
+                    yield from flush()
         except DACLError as err:
             if batch:  # rows stay in the order of the files
                 yield from flush()
             yield {"file": str(path), "error": str(err)}
-            continue
-        for x, y, w, h in boxes:
-            batch.append((path, face_array(picture.crop((x, y, x + w, y + h))), (x, y, w, h)))
-        if len(batch) >= predictor.batch_size:
-            yield from flush()
     if batch:
         yield from flush()
 
@@ -264,9 +327,13 @@ def main(argv: list[str]) -> None:
         help="crop: each picture is one face (as in FER2013); detect: find the faces in photos",
     )  # fmt: skip
     parser.add_argument("--attention", type=bool, default=False, help="add the 512 weights")
+    parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
+    parser.add_argument("--annotate", type=str | None, default=None, help="folder for pictures")
     parser.add_argument("--batch_size", type=int, default=64, help="pictures per forward pass")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
+    if args.every < 1 or args.batch_size < 1:
+        raise DACLError("--every and --batch_size must be at least 1")
     predictor = Predictor.from_checkpoint(args.ckpt_path, args.device, args.batch_size)
     files = expand(args.paths)
     if not files:
@@ -280,7 +347,11 @@ def main(argv: list[str]) -> None:
         writer = csv.DictWriter(stream, columns, restval="") if args.format == "csv" else None
         if writer:
             writer.writeheader()
-        for row in predict_files(predictor, files, args.faces, args.attention):
+        annotate_to = Path(args.annotate) if args.annotate else None
+        if annotate_to is not None:
+            annotate_to.mkdir(parents=True, exist_ok=True)
+        rows = predict_files(predictor, files, args.faces, args.attention, args.every, annotate_to)
+        for row in rows:
             failed += bool(row["error"]) and not row["error"].endswith("no face found")
             if writer is None:
                 stream.write(json.dumps(row) + "\n")

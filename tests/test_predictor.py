@@ -191,3 +191,33 @@ def test_detect_finds_each_face_of_a_photo(trained, tmp_path):
     ])))  # fmt: skip
     assert [r["prediction"] for r in rows[:2]] == expected.labels
     assert rows[2]["error"].endswith("wall.png': no face found")
+
+
+def test_video_frames_and_annotated_pictures(trained, tmp_path):
+    import cv2
+
+    from dacl.data.synthetic import make_faces
+    from dacl.predictor import predict_files
+
+    predictor = Predictor.from_checkpoint(trained[0])
+    faces, _ = make_faces(6, seed=1)
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 96))
+    for face in faces:
+        big = np.asarray(Image.fromarray(face).resize((96, 96), Image.Resampling.BILINEAR))
+        writer.write(np.repeat(big[..., None], 3, axis=2))
+    writer.release()
+    (tmp_path / "not_a_video.mp4").write_bytes(b"\x00" * 100)
+    out = tmp_path / "annotated"
+    out.mkdir()
+    files = [video, tmp_path / "not_a_video.mp4"]
+    rows = list(predict_files(predictor, files, "crop", every=2, annotate_to=out))
+    assert [r["frame"] for r in rows[:3]] == [0, 2, 4]
+    assert all(r["file"] == str(video) and r["width"] == 96 and not r["error"] for r in rows[:3])
+    assert rows[3]["error"].endswith("not_a_video.mp4': not a readable video")
+    drawn = sorted(p.name for p in out.iterdir())
+    assert drawn == ["clip_frame0.png", "clip_frame2.png", "clip_frame4.png"]
+    with Image.open(out / "clip_frame2.png") as im:
+        assert im.size == (96, 96) and im.mode == "RGB"
+        corner = np.asarray(im)[0, 0]  # the box is drawn along the picture's edge
+        assert tuple(corner) == (255, 200, 0)
