@@ -177,8 +177,9 @@ def expand(paths: Iterable[str]) -> list[Path]:
 #: Face detection: OpenCV's frontal-face Haar cascade (shipped in its wheel), and the margin
 #: added around each box on every side, as a fraction of its size (FER2013 faces are loose).
 CASCADE, MARGIN, MIN_FACE = "haarcascade_frontalface_default.xml", 0.1, 24
-#: The face box columns of a row.
+#: The face box columns of a row, and the colour boxes and labels are drawn in.
 BOX = ("x", "y", "width", "height")
+LABEL_COLOR = (255, 200, 0)
 
 
 def _cv2():
@@ -232,18 +233,20 @@ def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
 
 def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Image:
     """The picture with each row's face box and ``prediction confidence`` drawn on it."""
-    from PIL import ImageDraw
+    from PIL import ImageDraw, ImageFont
 
     drawn = picture.convert("RGB")
     draw = ImageDraw.Draw(drawn)
-    width = max(1, round(max(drawn.size) / 200))
+    side = max(drawn.size)
+    width, font = max(1, round(side / 200)), ImageFont.load_default(size=max(10, side // 45))
     for row in rows:
         x, y, w, h = (row[k] for k in BOX)
-        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=(255, 200, 0), width=width)
+        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=LABEL_COLOR, width=width)
         label = f"{row['prediction']} {row['confidence']:.2f}"
-        left, top, right, bottom = draw.textbbox((x, y), label)
-        draw.rectangle((left, top - (bottom - top) - 2, right + 2, top), fill=(255, 200, 0))
-        draw.text((x + 1, top - (bottom - top) - 2), label, fill=(0, 0, 0))
+        _, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        ty = y - (bottom - top) - 2 if y >= bottom - top + 2 else y + width  # above, or inside
+        draw.rectangle((x, ty, x + right + 3, ty + bottom + 1), fill=LABEL_COLOR)
+        draw.text((x + 2, ty), label, fill=(0, 0, 0), font=font)
     return drawn
 
 
