@@ -160,7 +160,9 @@ EXTRA_HELP = """
     ablate              Configs x seeds one after another, with a mean ± std table
                         (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2).
     export              A checkpoint's network as ONNX or TorchScript, checked
-                        (dacl export --ckpt_path F --format onnx|torchscript)."""
+                        (dacl export --ckpt_path F --format onnx|torchscript).
+    predict PICTURE...  Expressions of pictures, folders, globs and videos, a row per
+                        face (dacl predict --ckpt_path F PICTURE... --help)."""
 
 
 def main(argv: list[str] | None = None) -> None:

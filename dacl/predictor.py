@@ -317,11 +317,11 @@ def main(argv: list[str]) -> None:
 
     parser = ArgumentParser(
         prog="dacl predict",
-        description="Expressions of face pictures (files, folders, glob patterns), one row "
-        "each. `dacl predict --config C --ckpt_path X` (no pictures) predicts a dataset split.",
+        description="Expressions of the faces in pictures and videos (files, folders, glob "
+        "patterns), one row per face. `dacl predict --config C --ckpt_path X` (no pictures) predicts a dataset split.",
     )
     parser.add_argument("--config", action=ActionConfigFile, help="these options as a file")
-    parser.add_argument("paths", nargs="+", help="pictures, folders or glob patterns")
+    parser.add_argument("paths", nargs="+", help="pictures, videos, folders or globs")
     parser.add_argument("--ckpt_path", type=str, required=True, help="a dacl fit checkpoint")
     parser.add_argument("--out", type=str | None, default=None, help="file; default: stdout")
     parser.add_argument("--format", type=Literal["csv", "jsonl"], default="csv")
