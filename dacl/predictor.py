@@ -318,7 +318,8 @@ def main(argv: list[str]) -> None:
     parser = ArgumentParser(
         prog="dacl predict",
         description="Expressions of the faces in pictures and videos (files, folders, glob "
-        "patterns), one row per face. `dacl predict --config C --ckpt_path X` (no pictures) predicts a dataset split.",
+        "patterns), one row per face. `dacl predict --config C --ckpt_path X` (no pictures) "
+        "predicts a dataset split.",
     )
     parser.add_argument("--config", action=ActionConfigFile, help="these options as a file")
     parser.add_argument("paths", nargs="+", help="pictures, videos, folders or globs")
