@@ -84,43 +84,6 @@ class _Gather(pl.Callback):
     on_test_batch_end = on_validation_batch_end
 
 
-class Trainer(pl.Trainer):
-    """Lightning's Trainer with one more entry point, ``report``, for the CLI."""
-
-    def report(
-        self,
-        model: pl.LightningModule,
-        datamodule: pl.LightningDataModule,
-        ckpt_path: str | None = None,
-        split: Literal["val", "test"] = "val",
-        out: str | None = None,
-        per_class: int = 6,
-        grid_size: int = 24,
-    ) -> dict[str, Any]:
-        """Pictures, metrics.json and report.md of a checkpoint on one split.
-
-        Args:
-            ckpt_path: best, last or a checkpoint file.
-            split: the split to evaluate.
-            out: folder for the files; default ``<run>/report_<split>``.
-            per_class: images per class in the per-class attention maps.
-            grid_size: faces per sample grid.
-        """
-        log_dir = find_log_dir(ckpt_path)
-        if out is None:
-            base = log_dir or (Path(ckpt_path).parent if ckpt_path else Path("."))
-            out = str(base / f"report_{split}")
-        result = write_report(
-            model, datamodule, trainer=self, split=split, out=out, ckpt_path=ckpt_path,
-            log_dir=log_dir, per_class=per_class, grid_size=grid_size,
-        )  # fmt: skip
-        print(
-            f"report written to {out}: acc {result['acc']:.4f}, balanced acc "
-            f"{result['balanced_acc']:.4f}, macro F1 {result['f1_macro']:.4f}"
-        )
-        return result
-
-
 def _load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> None:
     state = safe_load(ckpt_path).get("state_dict")
     if state is None:
@@ -134,115 +97,136 @@ def _load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> None:
         ) from err
 
 
+class Trainer(pl.Trainer):
+    """Lightning's Trainer with one more entry point, ``report`` (``dacl report``)."""
+
+    def report(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None,
+        split: Literal["val", "test"] = "val",
+        out: str | None = None,
+        per_class: int = 6,
+        grid_size: int = 24,
+    ) -> dict[str, Any]:
+        """Pictures, metrics.json and report.md of a checkpoint on one split.
+
+        Evaluates a :class:`~dacl.module.DACLModule` once on a split of a
+        :class:`~dacl.data.FER2013DataModule` through Lightning's own loop and returns the
+        contents of ``metrics.json``: ``split``, ``checkpoint``, ``n_images``, ``class_names``,
+        the measures of :func:`compute_metrics`, ``attention_rows`` (per class, the files of
+        its attention map's rows) and ``files``. :class:`DACLError` for an unknown split, a
+        missing or unfitting checkpoint or an empty split.
+
+        Args:
+            ckpt_path: best, last or a checkpoint file, loaded into the model; none: the
+                model's current weights.
+            split: the split to evaluate.
+            out: folder for the files; default ``<run>/report_<split>``.
+            per_class: images per class in the per-class attention maps.
+            grid_size: faces per sample grid.
+        """
+        if split not in SPLITS:
+            raise DACLError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+        if ckpt_path is not None:
+            _load_weights(model, ckpt_path)
+        gather = _Gather()
+        self.callbacks.append(gather)
+        try:
+            evaluate = self.validate if split == "val" else self.test
+            evaluate(model, datamodule=datamodule, verbose=False)
+        finally:
+            self.callbacks.remove(gather)
+        if not gather.parts:
+            raise DACLError(f"the {split} split has no images")
+        logits, attention, labels = (torch.cat(t) for t in zip(*gather.parts, strict=True))
+        names, n = tuple(model.class_names), len(labels)
+        faces = datamodule.faces(split, torch.arange(n))
+        files = [Path(f).name for f in datamodule.names(split)]
+        ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
+        title, where = f"{split} · {ckpt_label}", f"{split} · {ckpt_label} · {n} images"
+        log_dir = find_log_dir(ckpt_path)
+        out = Path(out) if out else (log_dir or Path(ckpt_path or ".").parent) / f"report_{split}"
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = compute_metrics(logits, labels, names)
+        written: dict[str, Any] = {}
+
+        def save(key: str, fig, name: str) -> None:
+            written[key] = viz.save_figure(fig, out / name).name
+
+        save(
+            "confusion",
+            viz.confusion_figure(metrics["confusion_matrix"], names, title),
+            "confusion.png",
+        )
+        conf, pred = logits.softmax(-1).max(-1)
+        attention_rows: dict[str, list[str]] = {}
+        if not bool((attention == 1).all()):
+            chosen = torch.cat(
+                [torch.nonzero(labels == c)[:per_class, 0] for c in range(len(names))]
+            )
+            rows = [f"{files[i]} → {names[pred[i]]} {conf[i]:.2f}" for i in chosen.tolist()]
+            attention_rows = {
+                c: [files[i] for i in chosen.tolist() if labels[i] == k]
+                for k, c in enumerate(names)
+            }
+            figures = viz.class_attention_figures(
+                attention[chosen], labels[chosen], names, title, rows, faces[chosen]
+            )
+            written["attention"] = {
+                c: viz.save_figure(f, out / f"attention_{c}.png").name for c, f in figures.items()
+            }
+            save(
+                "attention_mean",
+                viz.mean_attention_figure(attention, labels, names, where),
+                "attention_mean.png",
+            )
+        wrong, correct = viz.select_samples(labels, pred, conf, grid_size)
+        for kind, idx, note in (
+            ("wrong", wrong, f"{len(wrong)} most confident mistakes"),
+            ("correct", correct, f"{len(correct)} correct, class by class"),
+        ):
+            fig = viz.sample_grid_figure(
+                faces[idx], labels[idx], pred[idx], conf[idx], names, f"{where} · {note}"
+            )
+            save(f"samples_{kind}", fig, f"samples_{kind}.png")
+        scalars = viz.read_scalars(log_dir) if log_dir is not None and log_dir.exists() else {}
+        if any(viz.curve_panel(tag) for tag in scalars):
+            save("curves", viz.curves_figure(scalars, f"training curves · {log_dir}"), "curves.png")
+        written |= {"metrics": "metrics.json", "report": "report.md"}
+        result = {
+            "split": split,
+            "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
+            "n_images": n,
+            "class_names": list(names),
+            **metrics,
+            "attention_rows": attention_rows,
+            "files": written,
+        }
+        (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "report.md").write_text(_markdown(result, dict(model.hparams), log_dir, per_class))
+        print(
+            f"report written to {out}: acc {result['acc']:.4f}, balanced acc "
+            f"{result['balanced_acc']:.4f}, macro F1 {result['f1_macro']:.4f}"
+        )
+        return result
+
+
 def write_report(
     module: pl.LightningModule,
     datamodule: pl.LightningDataModule,
     *,
-    trainer: pl.Trainer | None = None,
-    split: str = "test",
-    out: str | Path = "report",
-    ckpt_path: str | Path | None = None,
-    log_dir: str | Path | None = None,
     accelerator: str = "auto",
     precision: str | int | None = None,
-    per_class: int = 6,
-    grid_size: int = 24,
+    **kwargs: Any,
 ) -> dict[str, Any]:
-    """Evaluate a :class:`~dacl.module.DACLModule` once on ``split`` of a
-    :class:`~dacl.data.FER2013DataModule` and write the report into ``out``.
-
-    ``ckpt_path``'s weights are loaded into ``module`` (``None``: its current weights);
-    ``trainer`` evaluates (default: a quiet one-device Trainer with ``accelerator`` and
-    ``precision``); ``log_dir`` is the run's TensorBoard folder for the curves (default: next
-    to the checkpoint). Returns the contents of ``metrics.json``: ``split``, ``checkpoint``,
-    ``n_images``, ``class_names``, the measures of :func:`compute_metrics`,
-    ``attention_rows`` (per class, the files of its attention map's rows) and ``files``.
-    Raises :class:`DACLError` for an unknown split, a missing or unfitting checkpoint or an
-    empty split.
-    """
-    if split not in SPLITS:
-        raise DACLError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
-    if ckpt_path is not None:
-        _load_weights(module, ckpt_path)
-    if trainer is None:
-        trainer = pl.Trainer(
-            accelerator=accelerator, devices=1, precision=precision, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        )  # fmt: skip
-    gather = _Gather()
-    trainer.callbacks.append(gather)
-    try:
-        evaluate = trainer.validate if split == "val" else trainer.test
-        evaluate(module, datamodule=datamodule, verbose=False)
-    finally:
-        trainer.callbacks.remove(gather)
-    if not gather.parts:
-        raise DACLError(f"the {split} split has no images")
-    logits, attention, labels = (torch.cat(t) for t in zip(*gather.parts, strict=True))
-    names, n = tuple(module.class_names), len(labels)
-    every = torch.arange(n)
-    faces, files = datamodule.faces(split, every), [Path(f).name for f in datamodule.names(split)]
-    ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
-    title, where = f"{split} · {ckpt_label}", f"{split} · {ckpt_label} · {n} images"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = compute_metrics(logits, labels, names)
-    written: dict[str, Any] = {}
-
-    def save(key: str, fig, name: str) -> str:
-        written[key] = viz.save_figure(fig, out / name).name
-        return written[key]
-
-    save(
-        "confusion",
-        viz.confusion_figure(metrics["confusion_matrix"], names, title),
-        "confusion.png",
-    )
-    conf, pred = logits.softmax(-1).max(-1)
-    attention_rows: dict[str, list[str]] = {}
-    if not bool((attention == 1).all()):
-        chosen = torch.cat([torch.nonzero(labels == c)[:per_class, 0] for c in range(len(names))])
-        rows = [f"{files[i]} → {names[pred[i]]} {conf[i]:.2f}" for i in chosen.tolist()]
-        attention_rows = {
-            c: [files[i] for i in chosen.tolist() if labels[i] == k] for k, c in enumerate(names)
-        }
-        figures = viz.class_attention_figures(
-            attention[chosen], labels[chosen], names, title, rows, faces[chosen]
-        )
-        written["attention"] = {
-            c: viz.save_figure(f, out / f"attention_{c}.png").name for c, f in figures.items()
-        }
-        save(
-            "attention_mean",
-            viz.mean_attention_figure(attention, labels, names, where),
-            "attention_mean.png",
-        )
-    wrong, correct = viz.select_samples(labels, pred, conf, grid_size)
-    for kind, idx, note in (
-        ("wrong", wrong, f"{len(wrong)} most confident mistakes"),
-        ("correct", correct, f"{len(correct)} correct, class by class"),
-    ):
-        fig = viz.sample_grid_figure(
-            faces[idx], labels[idx], pred[idx], conf[idx], names, f"{where} · {note}"
-        )
-        save(f"samples_{kind}", fig, f"samples_{kind}.png")
-    log_dir = Path(log_dir) if log_dir is not None else find_log_dir(ckpt_path)
-    scalars = viz.read_scalars(log_dir) if log_dir is not None and log_dir.exists() else {}
-    if any(viz.curve_panel(tag) for tag in scalars):
-        save("curves", viz.curves_figure(scalars, f"training curves · {log_dir}"), "curves.png")
-    written |= {"metrics": "metrics.json", "report": "report.md"}
-    result = {
-        "split": split,
-        "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
-        "n_images": n,
-        "class_names": list(names),
-        **metrics,
-        "attention_rows": attention_rows,
-        "files": written,
-    }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "report.md").write_text(_markdown(result, dict(module.hparams), log_dir, per_class))
-    return result
+    """:meth:`Trainer.report` on a quiet one-device Trainer (``accelerator``, ``precision``)."""
+    trainer = Trainer(
+        accelerator=accelerator, devices=1, precision=precision, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    return trainer.report(module, datamodule, **kwargs)
 
 
 def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, k: int) -> str:
