@@ -221,3 +221,26 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
         assert im.size == (96, 96) and im.mode == "RGB"
         corner = np.asarray(im)[0, 0]  # the box is drawn along the picture's edge
         assert tuple(corner) == (255, 200, 0)
+
+
+def test_dacl_predict_exit_status(trained, tmp_path, capsys):
+    """0 when every file was read, 1 (as a process) when one was not, 2 for a usage error."""
+    import subprocess
+    import sys
+
+    from dacl import predictor as predictor_module
+
+    ckpt, _, data, root = trained
+    good = str(root / data.names("val")[0])
+    predictor_module.main(["--ckpt_path", str(ckpt), good])  # returns: exit status 0
+    assert capsys.readouterr().out.startswith("file,frame,x,y,width,height,prediction")
+    with pytest.raises(SystemExit) as usage:
+        predictor_module.main(["--ckpt_path", str(ckpt), good, "--faces", "guess"])
+    assert usage.value.code == 2
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    command = [sys.executable, "-m", "dacl", "predict", "--ckpt_path", str(ckpt), good]
+    process = subprocess.run(
+        [*command, str(tmp_path / "bad.png")], capture_output=True, text=True, timeout=300
+    )
+    assert process.returncode == 1 and "Traceback" not in process.stderr
+    assert process.stdout.count("\n") == 3  # the header and a row for each file
