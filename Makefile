@@ -3,7 +3,7 @@ PY := .venv/bin/python
 # This machine's PyTorch lies on its disk; pyproject.toml states the honest range (torch>=2.4).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test test-slow lint demo clean
 
 setup: .venv/.installed
 
@@ -18,8 +18,12 @@ lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
+# The quick suite; the slow, whole-process tests run with `make test-slow` (CI runs both).
 test: lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
 
 demo: setup
 	.venv/bin/dacl fit --config experiments/demo.yaml

@@ -73,6 +73,7 @@ def _parse(cell: str) -> tuple[float, float | None]:
     return float(m.group(1)), None if m.group(2) == "–" else float(m.group(2))
 
 
+@pytest.mark.slow
 def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
     # No test split: `--test auto` (the default) tests nothing, and each run is one subprocess.
     data = write_dataset(tmp_path / "data", "folders", n_train=70, n_val=21, n_test=0, seed=0)
@@ -146,6 +147,7 @@ def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
     assert cmds.count(" -m dacl.cli fit ") == 3 and cmds.count("--ckpt_path ") == 1
 
 
+@pytest.mark.slow
 def test_test_split_is_tested_with_the_best_checkpoint(tmp_path):
     data = write_dataset(tmp_path / "data", "folders", n_train=70, n_val=21, n_test=21, seed=0)
     out = tmp_path / "ablation"

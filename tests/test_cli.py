@@ -205,6 +205,7 @@ def test_broken_checkpoint_file_is_one_line(synthetic_dataset, tmp_path, run):
     assert "cut.ckpt' is unreadable, truncated?" in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_missing_checkpoint_file_is_one_line_from_the_command(synthetic_dataset, tmp_path):
     """The installed command, as a process: exit status 2 and one line, no traceback."""
     config = tiny_config(tmp_path, synthetic_dataset("folders"))

@@ -41,6 +41,7 @@ def _rank_worker(rank, port, out_dir):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_centers_equal_one_process_over_concatenated_batches(tmp_path):
     mp.spawn(_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     torch.manual_seed(0)
@@ -64,6 +65,7 @@ class _SaveCenters(pl.Callback):
         torch.save(module.center_loss.centers.clone(), path)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
 def test_lightning_ddp_ranks_end_with_identical_centers(tmp_path):
     g = torch.Generator().manual_seed(0)

@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_reproduce_smoke_prints_one_json_with_every_run(tmp_path):
     result = subprocess.run(
         ["bash", "benchmarks/gpu_reproduce.sh", "--smoke", "--epochs", "1",

@@ -92,6 +92,7 @@ def _gray_loader(size=64, n=48):
     return DataLoader(data, batch_size=16)
 
 
+@pytest.mark.slow
 def test_gray_stem_trains_exactly_like_the_rgb_stem(tmp_path):
     """SPEC §1: 3 SGD steps through each module's own configure_optimizers, in float64."""
     torch.manual_seed(0)

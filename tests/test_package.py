@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import dacl
 
 PACKAGE = Path(dacl.__file__).parent
@@ -102,6 +104,7 @@ def test_imports_run_one_way_without_cycles_or_private_names():
             visit(node, [])
 
 
+@pytest.mark.slow
 def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tmp_path):
     site, work, src = tmp_path / "site", tmp_path / "empty", tmp_path / "src"
     work.mkdir()

@@ -223,6 +223,7 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
         assert tuple(corner) == (255, 200, 0)
 
 
+@pytest.mark.slow
 def test_dacl_predict_exit_status(trained, tmp_path, capsys):
     """0 when every file was read, 1 (as a process) when one was not, 2 for a usage error."""
     import subprocess

@@ -68,6 +68,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(synthetic_dataset, tmp_path):
     root = synthetic_dataset("folders")
     full = _run(tmp_path, root, tmp_path / "full", "full")
@@ -84,6 +85,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(synthetic_dat
     )
 
 
+@pytest.mark.slow
 def test_sigterm_saves_the_step_reached_and_resuming_finishes(synthetic_dataset, tmp_path):
     root, out = synthetic_dataset("folders"), tmp_path / "run"
     stopped = _run(tmp_path, root, out, "term", at=7)
