@@ -17,6 +17,9 @@ FER2013_CLASSES: tuple[str, ...] = (
     "neutral",
 )
 
+#: FER+ relabels FER2013's faces into these 8 classes: FER2013's 7 (same ids) and contempt as 7.
+FERPLUS_CLASSES: tuple[str, ...] = (*FER2013_CLASSES, "contempt")
+
 #: FER2013's image side: 48x48 gray faces.
 FER2013_SIDE = 48
 
