@@ -20,6 +20,17 @@ FER2013_CLASSES: tuple[str, ...] = (
 #: FER+ relabels FER2013's faces into these 8 classes: FER2013's 7 (same ids) and contempt as 7.
 FERPLUS_CLASSES: tuple[str, ...] = (*FER2013_CLASSES, "contempt")
 
+#: Other datasets' own label ids, as each distributes them, by canonical class name: RAF-DB's
+#: basic set (``list_patition_label.txt``: 1–7) and AffectNet's folders (0–7; contempt is 7).
+DATASET_IDS: dict[str, dict[int, str]] = {
+    "rafdb": dict(
+        enumerate(("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"), 1)
+    ),
+    "affectnet": dict(
+        enumerate(("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry", "contempt"))
+    ),
+}
+
 #: FER2013's image side: 48x48 gray faces.
 FER2013_SIDE = 48
 
@@ -45,6 +56,15 @@ _SYNONYMS: dict[str, str] = {
     "calm": "neutral",
     "neutrality": "neutral",
 }
+
+
+def dataset_label(dataset: str, raw: int) -> int:
+    """A dataset's own label id (:data:`DATASET_IDS`) → its id in :data:`FERPLUS_CLASSES` (the
+    7 FER2013 ids, contempt 7); :class:`DACLError` naming the valid ids otherwise."""
+    ids = DATASET_IDS[dataset]
+    if raw not in ids:
+        raise DACLError(f"{dataset} label {raw} is not one of its ids {min(ids)}..{max(ids)}")
+    return FERPLUS_CLASSES.index(ids[raw])
 
 
 def class_index(name: str) -> int:

@@ -1,4 +1,5 @@
-"""FER+ labels: the votes file and the published majority rule, on the real label file."""
+"""FER+ labels (the votes file, the published majority rule, on the real label file) and the
+other datasets' label ids."""
 
 from __future__ import annotations
 
@@ -75,3 +76,22 @@ def test_real_label_file_gives_the_counts_the_rule_implies():
         )
         assert got == expected, split
         assert got["contempt"] > 0 and got[None] > 0
+
+
+def test_other_datasets_ids_map_onto_the_canonical_classes_by_name():
+    from dacl.classes import FER2013_CLASSES, dataset_label
+
+    # RAF-DB's list_patition_label.txt: 1 surprise, 2 fear, 3 disgust, 4 happiness, 5 sadness,
+    # 6 anger, 7 neutral
+    raf = {1: "surprise", 2: "fear", 3: "disgust", 4: "happy", 5: "sad", 6: "angry", 7: "neutral"}
+    for raw, name in raf.items():
+        assert FER2013_CLASSES[dataset_label("rafdb", raw)] == name
+    # AffectNet's folders: 0 neutral, 1 happy, 2 sad, 3 surprise, 4 fear, 5 disgust, 6 anger,
+    # 7 contempt
+    assert [FERPLUS_CLASSES[dataset_label("affectnet", i)] for i in range(8)] == [
+        "neutral", "happy", "sad", "surprise", "fear", "disgust", "angry", "contempt",
+    ]  # fmt: skip
+    with pytest.raises(DACLError, match=r"rafdb label 0 is not one of its ids 1\.\.7"):
+        dataset_label("rafdb", 0)
+    with pytest.raises(DACLError, match="affectnet label 8"):
+        dataset_label("affectnet", 8)
