@@ -14,6 +14,7 @@ normalise), in eval mode without autograd, in batches.
 from __future__ import annotations
 
 import csv
+import functools
 import glob
 import json
 import sys
@@ -215,13 +216,17 @@ def pictures_of(path: Path, every: int = 1) -> Iterable[tuple[int | str, Image.I
         video.release()
 
 
+@functools.cache
+def _cascade():
+    cv2 = _cv2()
+    return cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
+
+
 def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
     """Boxes ``(x, y, width, height)`` of the faces in a picture, top to bottom, left to right,
     each widened by :data:`MARGIN` (within the picture)."""
-    cv2 = _cv2()
     gray = np.asarray(picture.convert("L"))
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + CASCADE)
-    found = cascade.detectMultiScale(gray, 1.1, 5, minSize=(MIN_FACE, MIN_FACE))
+    found = _cascade().detectMultiScale(gray, 1.1, 5, minSize=(MIN_FACE, MIN_FACE))
     boxes = []
     for x, y, w, h in sorted((tuple(map(int, b)) for b in found), key=lambda b: (b[1], b[0])):
         dx, dy = round(w * MARGIN), round(h * MARGIN)
