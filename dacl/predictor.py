@@ -19,7 +19,7 @@ import glob
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,11 +41,15 @@ Picture = str | Path | Image.Image | np.ndarray
 
 @dataclass
 class Predictions:
-    """The model's answer for ``n`` pictures, row ``i`` for picture ``i``."""
+    """The model's answer for ``n`` faces, row ``i`` for face ``i``."""
 
     class_names: tuple[str, ...]
     probs: Tensor  #: (n, K) softmax probabilities
     attention: Tensor  #: (n, 512) attention weights (all ones for the center/softmax variants)
+    #: each face's box ``(x, y, width, height)`` in its picture, and that picture's position in
+    #: the input (one face per picture, the whole picture, unless faces were detected)
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    pictures: list[int] = field(default_factory=list)
 
     @property
     def confidence(self) -> Tensor:
@@ -125,20 +129,32 @@ class Predictor:
     @torch.no_grad()
     def predict_faces(self, faces: Tensor) -> Predictions:
         """Predictions for faces ``uint8 (n, 48, 48)``, in batches."""
-        probs, attention = [], []
+        k, d = len(self.class_names), self.module.net.classifier.in_features
+        probs, attention = [torch.empty(0, k)], [torch.empty(0, d)]
         for part in faces.split(self.batch_size):
             logits, _, att = self.module(self.inputs(part))
             probs.append(logits.float().softmax(-1).cpu())
             attention.append(att.float().cpu())
-        if not probs:
-            raise DACLError("no pictures to predict")
         return Predictions(self.class_names, torch.cat(probs), torch.cat(attention))
 
-    def __call__(self, pictures: Sequence[Picture] | Picture) -> Predictions:
-        """Predictions for one picture or a sequence of them (paths, PIL images, arrays)."""
+    def __call__(
+        self, pictures: Sequence[Picture] | Picture, faces: Literal["crop", "detect"] = "crop"
+    ) -> Predictions:
+        """Predictions for one picture or a sequence of them (paths, PIL images, arrays): one
+        row per picture (``crop``: each picture is a face) or per face found (``detect``)."""
         if isinstance(pictures, (str, Path, Image.Image, np.ndarray)):
             pictures = [pictures]
-        return self.predict_faces(self.faces(pictures))
+        boxes, sources, crops = [], [], []
+        for i, picture in enumerate(map(load_picture, pictures)):
+            found = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
+            for x, y, w, h in found:
+                crops.append(face_array(picture.crop((x, y, x + w, y + h))))
+                boxes.append((x, y, w, h))
+                sources.append(i)
+        stacked = np.stack(crops) if crops else np.empty((0, FER2013_SIDE, FER2013_SIDE), np.uint8)
+        out = self.predict_faces(torch.from_numpy(stacked))
+        out.boxes, out.pictures = boxes, sources
+        return out
 
     def describe(self) -> dict[str, Any]:
         """What a consumer of an exported model needs besides the weights."""

@@ -64,7 +64,8 @@ def test_any_picture_becomes_a_fer2013_face(trained, tmp_path):
     assert faces.shape == (3, 48, 48) and faces.dtype == torch.uint8
     for face in faces:
         assert torch.equal(face, torch.from_numpy(gray))
-    assert predictor(rgb).probs.shape == (1, 7)
+    out = predictor(rgb)
+    assert out.probs.shape == (1, 7) and out.boxes == [(0, 0, 90, 120)] and out.pictures == [0]
 
 
 def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
@@ -191,6 +192,10 @@ def test_detect_finds_each_face_of_a_photo(trained, tmp_path):
     ])))  # fmt: skip
     assert [r["prediction"] for r in rows[:2]] == expected.labels
     assert rows[2]["error"].endswith("wall.png': no face found")
+    # the same from Python: a row per face, with its box and its picture
+    out = predictor([tmp_path / "two.png", tmp_path / "wall.png"], faces="detect")
+    assert out.boxes == boxes and out.pictures == [0, 0] and out.labels == expected.labels
+    assert predictor(tmp_path / "wall.png", faces="detect").probs.shape == (0, 7)
 
 
 def test_video_frames_and_annotated_pictures(trained, tmp_path):
