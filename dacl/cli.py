@@ -116,6 +116,7 @@ class DACLCLI(LightningCLI):
         if self.subcommand == "report":  # an evaluation that writes files, not a run to log
             trainer = self.config.report.trainer
             trainer.logger, trainer.callbacks, trainer.enable_checkpointing = False, [], False
+            self.save_config_callback = None  # without a logger it would write to the cwd
 
     def _parse_ckpt_path(self) -> None:
         # best/last are resolved and files checked (one line, not a traceback) before the

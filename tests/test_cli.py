@@ -39,12 +39,12 @@ def dacl(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def run(capsys, monkeypatch):
+def run(capsys, monkeypatch, tmp_path):
     """``run(*args)``: ``dacl`` in this process (``dacl.cli.main``), with its exit status and
     output as a process would give them."""
     from dacl.cli import main
 
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(tmp_path)  # whatever a command writes to its folder stays out of the repo
     monkeypatch.setattr(sys, "argv", ["dacl"])  # LightningCLI reads args, not pytest's argv
 
     def call(*args: str) -> SimpleNamespace:
@@ -105,8 +105,9 @@ def test_report_writes_pictures_and_metrics(fitted, run):
     assert sum(map(sum, metrics["confusion_matrix"])) == 21  # every val image, once
     assert {"confusion.png", "report.md", "samples_wrong.png"} <= {p.name for p in out.iterdir()}
     assert "report written to" in report.stdout
-    # an evaluation, not a run: no new logger version
+    # an evaluation, not a run: no new logger version, no config.yaml in the working folder
     assert sorted((fitted.parent / "logs" / "tiny").iterdir()) == versions
+    assert not Path("config.yaml").exists()
 
 
 def test_report_has_help_and_print_config_like_every_subcommand(fitted, run):
@@ -188,7 +189,7 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path, run):
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
     result = run(
-        "fit", "--config", "experiments/exp4.yaml", "--config", str(config),
+        "fit", "--config", str(REPO / "experiments" / "exp4.yaml"), "--config", str(config),
         "--trainer.fast_dev_run", "1",
     )  # fmt: skip
     assert result.returncode == 2

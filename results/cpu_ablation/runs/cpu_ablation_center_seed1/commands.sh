@@ -1,0 +1,1 @@
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_ablation_center.yaml --seed_everything 1 --trainer.logger.init_args.save_dir results/cpu_ablation/runs --trainer.logger.init_args.name cpu_ablation_center_seed1 --trainer.logger.init_args.version 0 --data.root ../shared/fer2013

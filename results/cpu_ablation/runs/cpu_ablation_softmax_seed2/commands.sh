@@ -1,0 +1,1 @@
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_ablation_softmax.yaml --seed_everything 2 --trainer.logger.init_args.save_dir results/cpu_ablation/runs --trainer.logger.init_args.name cpu_ablation_softmax_seed2 --trainer.logger.init_args.version 0 --data.root ../shared/fer2013
