@@ -71,6 +71,7 @@ def fitted(synthetic_dataset, tmp_path_factory) -> Path:
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["train_test", "csv"])
 def test_fit_then_test_best_checkpoint_in_every_layout(synthetic_dataset, tmp_path, layout, run):
     config = tiny_config(tmp_path, synthetic_dataset(layout))

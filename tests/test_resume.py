@@ -249,6 +249,7 @@ def test_crafted_files_are_refused_by_every_loader(fresh_dataset, tmp_path, craf
     assert len(data.names("val")) > 0 and not marker.exists()
 
 
+@pytest.mark.slow
 def test_default_root_dir_receives_the_run_and_last_finds_it(
     synthetic_dataset, tmp_path, capsys, monkeypatch
 ):
