@@ -1,6 +1,6 @@
-"""FER2013's constants, in one place: the canonical class order and the folder-name synonyms
-users meet, the image side and the train-split statistics (SPEC §3), and the measures every
-evaluation reports (SPEC §5)."""
+"""The class and dataset constants, in one place: the canonical class order, other datasets'
+label ids and the folder-name synonyms users meet, FER2013's image side and train-split
+statistics (SPEC §3), ImageNet's, and the measures every evaluation reports (SPEC §5)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ FER2013_SIDE = 48
 FER2013_MEAN = 0.5077
 FER2013_STD = 0.2546
 
+#: ImageNet's RGB statistics: the normalisation of the RGB datasets and pretrained trunks.
+IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+
 #: The measures reported beside each other everywhere (selection measure: balanced accuracy).
 REPORTED_METRICS: tuple[str, ...] = ("acc", "balanced_acc", "f1_macro")
 
@@ -55,6 +59,7 @@ _SYNONYMS: dict[str, str] = {
     "suprise": "surprise",
     "calm": "neutral",
     "neutrality": "neutral",
+    "contemptuous": "contempt",
 }
 
 
@@ -67,15 +72,14 @@ def dataset_label(dataset: str, raw: int) -> int:
     return FERPLUS_CLASSES.index(ids[raw])
 
 
-def class_index(name: str) -> int:
-    """Map a folder name such as ``Happy`` or ``sadness`` onto its canonical label id.
+def class_index(name: str, classes: tuple[str, ...] = FER2013_CLASSES) -> int:
+    """Map a folder name such as ``Happy`` or ``sadness`` onto its id in ``classes``.
 
-    Raises :class:`DACLError` naming the expected classes when ``name`` is not an expression.
+    Raises :class:`DACLError` naming the expected classes when ``name`` is not one of them.
     """
     key = name.strip().lower()
     key = _SYNONYMS.get(key, key)
-    if key not in FER2013_CLASSES:
-        raise DACLError(
-            f"'{name}' is not a FER2013 expression; expected one of {', '.join(FER2013_CLASSES)}"
-        )
-    return FER2013_CLASSES.index(key)
+    if key not in classes:
+        which = "a FER2013 expression" if classes == FER2013_CLASSES else "an expression"
+        raise DACLError(f"'{name}' is not {which}; expected one of {', '.join(classes)}")
+    return classes.index(key)

@@ -20,6 +20,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dacl.checkpoint import safe_load
 from dacl.data import FER2013DataModule
+from dacl.data.datasets import FORMATS, declared_classes, resolve
 from dacl.defaults import default_config
 from dacl.errors import DACLError
 from dacl.module import DACLModule
@@ -117,6 +118,8 @@ class DACLCLI(LightningCLI):
             trainer = self.config.report.trainer
             trainer.logger, trainer.callbacks, trainer.enable_checkpointing = False, [], False
             self.save_config_callback = None  # without a logger it would write to the cwd
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        match_data(config, getattr(self, "_trained_data", None))
 
     def _parse_ckpt_path(self) -> None:
         # best/last are resolved and files checked (one line, not a traceback) before the
@@ -133,10 +136,36 @@ class DACLCLI(LightningCLI):
         config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
         if config.ckpt_path is None:
             return
-        hparams = safe_load(config.ckpt_path, "--ckpt_path file", mmap=True).get("hyper_parameters")
+        checkpoint = safe_load(config.ckpt_path, "--ckpt_path file", mmap=True)
+        hparams = checkpoint.get("hyper_parameters")
+        if subcommand != "fit":
+            self._trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
         if hparams:
             hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+
+def match_data(config, trained_data: dict | None) -> None:
+    """Outputs and labels that agree by name, and a stem that fits the faces. A new model gets
+    the data's classes (``data.classes`` when given, else the dataset's own); a checkpoint's
+    model keeps its own, and the data's labels are mapped onto them (``data.classes``).
+    Evaluated on other data, faces are decoded and normalised as the checkpoint's data was
+    (``trained_data``: its saved datamodule hyper-parameters)."""
+    data, model = config.data, config.model
+    dataset = resolve(data.dataset, data.root, data.synthetic)
+    if trained_data is None and not config.get("ckpt_path"):
+        classes = declared_classes(dataset, data.root, data.num_classes, data.class_map)
+        model.class_names = list(data.classes or classes)
+    else:
+        data.classes = list(model.class_names)
+        for key in ("channels", "mean", "std"):
+            if data.get(key) is None and (trained_data or {}).get(key) is not None:
+                data[key] = trained_data[key]
+    if model.in_chans == 1 and (data.channels or FORMATS[dataset].channels) == 3:
+        raise DACLError(
+            f"model.in_chans 1 (the gray stem) takes gray faces, but {dataset} is RGB: "
+            "set model.in_chans: 3 (or data.channels: 1 to read it gray)"
+        )
 
 
 def build_cli(args: list[str], run: bool = False) -> DACLCLI:

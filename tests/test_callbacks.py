@@ -189,7 +189,7 @@ def test_fast_pipeline_attention_shows_the_original_48px_faces(tmp_path, synthet
     torch.testing.assert_close(attention.inputs[: len(first)], transformed[first])
     assert attention.attention.shape == (7, 512)
     # the pictures beside the rows are the raw uint8 48 px faces of the chosen images
-    raw = data.datasets["val"].images[attention.indices, 0]
+    raw = data.datasets["val"].images[attention.indices]
     assert torch.equal(data.faces("val", attention.indices), raw)
     assert {"attention/mean", "samples/val_wrong"} <= set(_image_tags(trainer))
 

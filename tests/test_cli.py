@@ -9,7 +9,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
+
+from dacl.classes import FER2013_CLASSES
+from dacl.data.synthetic import split_faces, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DACL = shutil.which("dacl", path=str(Path(sys.executable).parent)) or "dacl"
@@ -230,3 +234,62 @@ def test_best_checkpoint_rebuilds_the_trained_model_not_the_config(
     test = run("test", "--config", str(config), "--ckpt_path", "best")
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/balanced_acc" in test.stdout
+
+
+def test_fer2013_checkpoint_tested_on_rafdb_reports_the_shared_classes(fitted, tmp_path, run):
+    raf = write_dataset(tmp_path / "raf", "rafdb", 28, 0, 21)
+    test = run(
+        "test", "--config", str(fitted), "--ckpt_path", "best",
+        "--data.dataset", "rafdb", "--data.root", str(raf),
+    )  # fmt: skip
+    assert test.returncode == 0, test.stderr[-3000:]
+    for name in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"):
+        assert f"test/recall_{name}" in test.stdout, name
+    # faces decoded as the checkpoint was trained: gray, FER2013's statistics
+    assert "rafdb at" in test.stderr and "labels mapped" not in test.stderr
+
+
+@pytest.mark.slow
+def test_rafdb_ids_reach_the_outputs_by_name_through_fit_and_predict(tmp_path, run):
+    """A RAF-DB fixture (ids 1-7 in its label file) fitted, tested and predicted: every row of
+    predictions.csv names the class the face was drawn as."""
+    raf = write_dataset(tmp_path / "raf", "rafdb", 42, 0, 21)
+    config = tiny_config(tmp_path, raf, dataset="rafdb")
+    fit = run("fit", "--config", str(config), "--model.in_chans", "3", "--trainer.max_steps", "2")
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "images carved from train" in fit.stderr
+    test = run("test", "--config", str(config), "--ckpt_path", "last")
+    assert test.returncode == 0 and "test/recall_surprise" in test.stdout
+    assert run("predict", "--config", str(config), "--ckpt_path", "last").returncode == 0
+    (csv,) = (tmp_path / "logs" / "tiny").glob("version_*/predictions.csv")
+    rows = [r.split(",") for r in csv.read_text().splitlines()[1:]]
+    drawn = split_faces(21, 0, "test")[1]
+    assert [r[0] for r in rows] == [f"aligned/test_{i:05d}_aligned.jpg" for i in range(1, 22)]
+    assert [r[1] for r in rows] == [FER2013_CLASSES[y] for y in drawn]
+
+
+@pytest.mark.slow
+def test_rafdb_recipe_runs_two_steps_on_cpu(tmp_path, run):
+    raf = write_dataset(tmp_path / "raf", "rafdb", 42, 0, 14)
+    fit = run(
+        "fit", "--config", str(REPO / "experiments" / "rafdb.yaml"), "--data.root", str(raf),
+        "--model.pretrained", "null", "--trainer.accelerator", "cpu",
+        "--trainer.precision", "32-true", "--trainer.max_steps", "2", "--data.batch_size", "4",
+        "--trainer.limit_val_batches", "1", "--trainer.logger.init_args.save_dir", str(tmp_path),
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    (ckpt,) = (tmp_path / "rafdb").glob("version_0/checkpoints/last.ckpt")
+    hparams = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert hparams["global_step"] == 2
+    assert hparams["hyper_parameters"]["class_names"] == list(FER2013_CLASSES)
+    assert hparams["datamodule_hyper_parameters"]["channels"] == 3
+
+
+def test_rgb_data_with_the_gray_stem_is_one_line(tmp_path, run):
+    raf = write_dataset(tmp_path / "raf", "rafdb", 14, 0, 0)
+    result = run("fit", "--config", str(tiny_config(tmp_path, raf, dataset="rafdb")))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "dacl: error: model.in_chans 1 (the gray stem) takes gray faces, but rafdb is RGB: "
+        "set model.in_chans: 3 (or data.channels: 1 to read it gray)"
+    )

@@ -89,3 +89,18 @@ def test_cpu_recipes_differ_from_each_other_only_where_stated(name, variant, epo
     # the method stays DACL's: SPEC §2 and §4 constants, the paper's trunk
     assert (model["lam"], model["alpha"], model["momentum"]) == (0.01, 0.5, 0.9)
     assert model["weight_decay"] == 5e-4 and model["small_input"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "dataset", "crop", "batch", "in_chans"),
+    [("rafdb", "rafdb", 224, 128, 3), ("affectnet7", "affectnet", 224, 128, 3),
+     ("ferplus", "ferplus", 200, 64, 1)],
+)  # fmt: skip
+def test_dataset_recipes_resolve(name, dataset, crop, batch, in_chans):
+    cfg = print_config(REPO / "experiments" / f"{name}.yaml")
+    model, data = cfg["model"], cfg["data"]
+    assert data["dataset"] == dataset and (data["crop"], data["batch_size"]) == (crop, batch)
+    assert model["in_chans"] == in_chans and model["variant"] == "dacl"
+    assert (model["lr"], model["lam"], model["alpha"]) == (0.01, 0.01, 0.5)
+    msceleb = "data/weights/resnet18_msceleb.pth"
+    assert model["pretrained"] == (msceleb if dataset != "ferplus" else None)

@@ -80,9 +80,9 @@ def test_faces_and_inputs_of_samples_are_what_the_eval_loader_gives(
     at = torch.tensor([5, 0, 3])
     torch.testing.assert_close(dm.inputs("val", at), images[at])
     faces = dm.faces("val", at)
-    assert faces.shape == (3, 48, 48) and faces.dtype == torch.uint8
+    assert faces.shape == (3, 1, 48, 48) and faces.dtype == torch.uint8
     if pipeline == "fast":  # the decoded faces are the loader's raw batch
-        assert torch.equal(faces, batch[0][at, 0])
+        assert torch.equal(faces, batch[0][at])
     assert dm.has_split("test") and dm.has_split("val")
     with pytest.raises(DACLError, match="'train' split is not set up"):
         dm.faces("train", at)
@@ -121,7 +121,7 @@ def test_layout_and_counts_logged_once(synthetic_dataset, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="dacl.data"):
         dm.setup("fit")
         dm.setup("test")
-    tables = [r.getMessage() for r in caplog.records if "FER2013 layout" in r.getMessage()]
+    tables = [r.getMessage() for r in caplog.records if "fer2013 layout" in r.getMessage()]
     assert len(tables) == 1
     assert "'train_test'" in tables[0] and "PublicTest_" in tables[0]
     lines = tables[0].splitlines()

@@ -257,8 +257,11 @@ def test_float_input_and_autocast_keep_float32():
 
 
 def test_bad_shapes_raise():
-    with pytest.raises(ValueError, match="one channel"):
-        eval_augment(torch.zeros(2, 3, 48, 48, dtype=torch.uint8), 40, 48)
+    rgb_stats = ((0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    with pytest.raises(ValueError, match="3 channel"):  # statistics for other channels
+        eval_augment(torch.zeros(2, 2, 48, 48, dtype=torch.uint8), 40, 48, rgb_stats)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        eval_augment(torch.zeros(2, 1, 1, 48, 48, dtype=torch.uint8), 40, 48)
     with pytest.raises(ValueError, match="crop"):
         eval_augment(torch.zeros(2, 48, 48, dtype=torch.uint8), 300)
 
@@ -306,10 +309,10 @@ def _build(root, cache_dir, caplog, split="train", strict=False):
 def test_cache_decodes_the_split(folder, tmp_path, caplog):
     (x, y, names), built = _build(folder, tmp_path / "cache", caplog)
     assert built
-    assert x.dtype == torch.uint8 and x.shape == (6, 48, 48)
+    assert x.dtype == torch.uint8 and x.shape == (6, 1, 48, 48)
     assert y.dtype == torch.int64 and y.tolist() == [3, 3, 3, 4, 4, 4]  # happy=3, sad=4
     assert names[0] == "train/happy/img1.png"
-    assert torch.equal(x[0], torch.from_numpy(noise_image(1)))
+    assert torch.equal(x[0, 0], torch.from_numpy(noise_image(1)))
 
 
 def test_unchanged_source_reuses_the_cache(folder, tmp_path, caplog):
@@ -352,7 +355,7 @@ def test_modified_file_invalidates_the_cache(folder, tmp_path, caplog):
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
     (x, _, names), built = _build(folder, cache_dir, caplog)
     assert built
-    assert torch.equal(x[names.index("train/happy/img1.png")], torch.from_numpy(noise_image(99)))
+    assert torch.equal(x[names.index("train/happy/img1.png"), 0], torch.from_numpy(noise_image(99)))
 
 
 def test_same_size_replacement_with_new_mtime_invalidates(folder, tmp_path, caplog):
@@ -392,7 +395,7 @@ def test_splits_get_their_own_cache_files(tmp_path, caplog):
     assert len(paths) == 3
     for s, seed in (("val", 2), ("test", 3)):
         (x, _, _), built = _build(root, cache_dir, caplog, split=s)
-        assert built and torch.equal(x[0], torch.from_numpy(noise_image(seed)))
+        assert built and torch.equal(x[0, 0], torch.from_numpy(noise_image(seed)))
     for s in ("val", "test"):
         assert _build(root, cache_dir, caplog, split=s)[1] is False
 
@@ -406,7 +409,7 @@ def test_csv_layout_is_cached(tmp_path, caplog):
     (root / "fer2013.csv").write_text("\n".join(rows) + "\n")
     cache_dir = tmp_path / "cache"
     (x, y, _), built = _build(root, cache_dir, caplog)
-    assert built and x.shape == (2, 48, 48) and y.tolist() == [0, 1]
+    assert built and x.shape == (2, 1, 48, 48) and y.tolist() == [0, 1]
     assert _build(root, cache_dir, caplog)[1] is False
     assert _build(root, cache_dir, caplog, split="val")[1] is True  # its own file
 

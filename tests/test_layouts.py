@@ -39,7 +39,7 @@ def test_every_layout_loads_with_its_split_sizes(synthetic_dataset, kind, split_
             class_counts(split_sizes[split])
         )
         images, labels, names = decode_split(index)
-        assert images.dtype == torch.uint8 and images.shape[1:] == (48, 48)
+        assert images.dtype == torch.uint8 and images.shape[1:] == (1, 48, 48)
         assert labels.tolist() == index.labels and names == index.names
         assert index.load(0).mode == "L" and index.load(0).size == (48, 48)
 
@@ -249,7 +249,7 @@ def test_images_not_48px_are_resized(fresh_dataset, split_sizes):
     big.convert("RGB").save(path.with_suffix(".JPG"))  # other size, mode and extension case
     path.unlink()
     images, _, names = decode_split(find_layout(root).split("val"))
-    assert images.shape == (split_sizes["val"], 48, 48)
+    assert images.shape == (split_sizes["val"], 1, 48, 48)
     assert f"val/sad/{path.stem}.JPG" in names
 
 

@@ -1,4 +1,5 @@
-"""Batched SPEC §3 augmentation of decoded 48 px images, on the batch's own device.
+"""Batched SPEC §3 augmentation of decoded images (gray or RGB, any size), on the batch's
+own device.
 
 The reference pipeline (``transforms.train_transform``) works per PIL image:
 ``Resize(resize)`` → one of ``FiveCrop(crop)`` → ``RandomHorizontalFlip`` → ``ToTensor`` →
@@ -15,12 +16,13 @@ half-pixel centres, support widened by the scale when shrinking, weights renorma
 borders), so the result is the reference's *before* Pillow rounds to uint8; for the 48 → 256
 upsampling it is plain bilinear with ``align_corners=False`` and edge clamping.
 
-A whole batch is therefore two batched matrix products of one-channel images against per-sample
-matrices gathered from a small table of the 5 crops (× 2 flips): one crop-and-resize of the 48
-px originals, with no per-sample Python loop and no host synchronisation, and cheaper than
-``F.grid_sample`` on the CPU (``benchmarks/datapipe.py`` measures it). The FER2013
-normalisation is folded into the row table and its shift applied to the small input. The output
-has one channel; the network either expands it or uses its folded gray stem.
+A whole batch is therefore two batched matrix products of its images (every channel) against
+per-sample matrices gathered from a small table of the 5 crops (× 2 flips): one crop-and-resize
+of the decoded originals, with no per-sample Python loop and no host synchronisation, and
+cheaper than ``F.grid_sample`` on the CPU (``benchmarks/datapipe.py`` measures it). The
+normalisation (per channel) is folded into the row table and its shift applied to the small
+input. A gray batch stays one channel; the network either expands it or uses its folded gray
+stem.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dacl.classes import FER2013_MEAN, FER2013_STD
-from dacl.data.transforms import FIVE_CROPS
+from dacl.data.transforms import FER2013_STATS, FIVE_CROPS, Stats
 
 __all__ = [
     "crop_offsets",
@@ -83,15 +84,17 @@ def crop_offsets(size: int, crop: int) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=32)
 def _tables(
-    h: int, w: int, crop: int, resize: int, device: torch.device
-) -> tuple[Tensor, Tensor, float]:
-    """Per-crop row matrices (5, crop, h) and per-(crop, flip) column matrices (10, crop, w).
+    h: int, w: int, crop: int, resize: int, device: torch.device, stats: Stats
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-crop row matrices (5, C, crop, h), per-(crop, flip) column matrices (10, 1, crop, w)
+    and the per-channel shift (1, C, 1, 1), for ``stats`` = (means, stds) of C channels.
 
-    The row table is pre-scaled by ``1 / (255 * std)``; the returned float is ``255 * mean``,
+    Channel ``c``'s rows are pre-scaled by ``1 / (255 * std_c)``; the shift is ``255 * mean_c``,
     to be subtracted from the input: every row of both tables sums to a constant (the weights
     are renormalised), so ``Wy @ (x - 255 mean) @ Wx.T == Wy @ x @ Wx.T - mean / std`` — the
-    normalisation's shift done on the 48 × 48 input instead of the crop × crop output.
+    normalisation's shift done on the small input instead of the crop × crop output.
     """
+    mean, std = (np.asarray(v, dtype=np.float64) for v in stats)
     rh, rw = resized_size(h, w, resize)
     ry, rx = resize_matrix(h, rh), resize_matrix(w, rw)
     t_near, t_far, t_mid = crop_offsets(rh, crop)
@@ -99,52 +102,59 @@ def _tables(
     # FiveCrop order: tl, tr, bl, br, center.
     tops = (t_near, t_near, t_far, t_far, t_mid)
     lefts = (l_near, l_far, l_near, l_far, l_mid)
-    rows = np.stack([ry[t : t + crop] for t in tops]) / (255.0 * FER2013_STD)
+    rows = np.stack([ry[t : t + crop] for t in tops])[:, None] / (255.0 * std[:, None, None])
     cols = []
     for left in lefts:
         window = rx[left : left + crop]
         cols += [window, window[::-1]]  # index 2 * crop_index + flip
     as_t = functools.partial(torch.tensor, dtype=torch.float32, device=device)
-    return as_t(rows), as_t(np.stack(cols)), 255.0 * FER2013_MEAN
+    return as_t(rows), as_t(np.stack(cols)[:, None]), as_t(255.0 * mean).view(1, -1, 1, 1)
 
 
-def _as_batch(x: Tensor) -> Tensor:
-    if x.dim() == 4:
-        if x.shape[1] != 1:
-            raise ValueError(f"expected one channel, got shape {tuple(x.shape)}")
-        x = x[:, 0]
-    if x.dim() != 3:
-        raise ValueError(f"expected (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
+def _as_batch(x: Tensor, stats: Stats) -> Tensor:
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or len(stats[0]) not in (1, x.shape[1]) or len(stats[0]) != len(stats[1]):
+        raise ValueError(
+            f"expected (B, C, H, W) or (B, H, W) images with {len(stats[0])} channel(s) of "
+            f"statistics, got shape {tuple(x.shape)}"
+        )
     return x
 
 
 def crop_resize(
-    x: Tensor, crop_index: Tensor, flip: Tensor, crop: int, resize: int = 256
+    x: Tensor,
+    crop_index: Tensor,
+    flip: Tensor,
+    crop: int,
+    resize: int = 256,
+    stats: Stats = FER2013_STATS,
 ) -> Tensor:
     """Deterministic core: resize, take crop ``crop_index`` (FiveCrop order), flip, normalise.
 
     Args:
-        x: uint8 (or float in 0..255) images, (B, 1, H, W) or (B, H, W), on any device.
+        x: uint8 (or float in 0..255) images, (B, C, H, W) or (B, H, W), on any device.
         crop_index: (B,) integers in 0..4 — top-left, top-right, bottom-left, bottom-right, centre.
         flip: (B,) bools — mirror the crop left-right.
         crop: output side.
         resize: the smaller edge after ``Resize`` (SPEC §3: 256).
+        stats: per-channel (means, stds) of pixel / 255 (one value: every channel).
 
     Returns:
-        float32 (B, 1, crop, crop) on ``x.device``, normalised with FER2013 mean/std: the
-        reference pipeline's channel 0 up to Pillow's uint8 rounding.
+        float32 (B, C, crop, crop) on ``x.device``, normalised with ``stats``: the reference
+        pipeline's output (its channel 0 for gray) up to Pillow's uint8 rounding.
     """
-    x = _as_batch(x)
-    _, h, w = x.shape
-    rows, cols, shift = _tables(h, w, crop, resize, x.device)
+    x = _as_batch(x, stats)
+    h, w = x.shape[-2:]
+    stats = tuple(tuple(float(v) for v in part) for part in stats)
+    rows, cols, shift = _tables(h, w, crop, resize, x.device, stats)
     crop_index = crop_index.to(device=x.device, dtype=torch.long)
     flip = flip.to(device=x.device, dtype=torch.long)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        wy = rows[crop_index]  # (B, crop, H)
-        wx = cols[2 * crop_index + flip]  # (B, crop, W)
+        wy = rows[crop_index]  # (B, C or 1, crop, H)
+        wx = cols[2 * crop_index + flip]  # (B, 1, crop, W)
         centred = x.to(torch.float32).sub_(shift) if x.dtype != torch.float32 else x - shift
-        out = torch.bmm(wy, torch.bmm(centred, wx.transpose(1, 2)))
-    return out.unsqueeze(1)
+        return torch.matmul(wy, torch.matmul(centred, wx.transpose(-1, -2)))
 
 
 def train_augment(
@@ -152,6 +162,7 @@ def train_augment(
     crop: int,
     resize: int = 256,
     generator: torch.Generator | None = None,
+    stats: Stats = FER2013_STATS,
 ) -> Tensor:
     """SPEC §3 train transform for a batch: uniform one of five crops, flip with p = 0.5.
 
@@ -167,12 +178,12 @@ def train_augment(
     if dev != x.device:
         crop_index = crop_index.to(x.device, non_blocking=True)
         flip = flip.to(x.device, non_blocking=True)
-    return crop_resize(x, crop_index, flip, crop, resize)
+    return crop_resize(x, crop_index, flip, crop, resize, stats)
 
 
-def eval_augment(x: Tensor, crop: int, resize: int = 256) -> Tensor:
+def eval_augment(x: Tensor, crop: int, resize: int = 256, stats: Stats = FER2013_STATS) -> Tensor:
     """SPEC §3 eval transform for a batch: ``Resize(resize)`` → ``CenterCrop(crop)``."""
     b = x.shape[0]
     crop_index = torch.full((b,), CENTER, dtype=torch.long, device=x.device)
     flip = torch.zeros(b, dtype=torch.bool, device=x.device)
-    return crop_resize(x, crop_index, flip, crop, resize)
+    return crop_resize(x, crop_index, flip, crop, resize, stats)

@@ -1,7 +1,7 @@
 """Decoded-split cache: decode a split's images once, keep them as one uint8 tensor on disk.
 
 A split (any SPEC §3 layout, see :mod:`dacl.data.layouts`) is decoded by
-:func:`~dacl.data.layouts.decode_split` into ``uint8 (N, 48, 48)`` images, ``int64 (N,)``
+:func:`~dacl.data.layouts.decode_split` into ``uint8 (N, C, S, S)`` images, ``int64 (N,)``
 labels and the ``N`` sample names, and saved with ``torch.save`` as ONE file in ``cache_dir``
 beside a *fingerprint* of what it was built from. Later runs recompute the fingerprint and reuse
 the file only when it matches; anything else rebuilds it.
@@ -43,7 +43,7 @@ from dacl.errors import DACLError
 log = logging.getLogger("dacl.data")
 
 #: Bump when the cached content or the decoding changes meaning: old caches are then rebuilt.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 __all__ = ["CACHE_VERSION", "cache_path", "fingerprint", "load_or_build"]
 
@@ -72,7 +72,8 @@ def fingerprint(index: SplitIndex) -> str:
     fingerprint changes when it comes back.
     """
     h = hashlib.sha256()
-    h.update(f"dacl-decoded-v{CACHE_VERSION}\0{len(index)}\0{len(index.sources)}\0".encode())
+    head = f"dacl-decoded-v{CACHE_VERSION}\0{len(index)}\0{len(index.sources)}\0"
+    h.update(f"{head}{index.channels}\0{index.size}\0".encode())
     h.update("\0".join(index.names).encode("utf-8", "surrogateescape"))
     h.update(b"\1")
     h.update(torch.as_tensor(list(index.labels), dtype=torch.int64).numpy().tobytes())
@@ -104,7 +105,7 @@ def _read(path: Path, expect: str) -> dict | None:
     ok = (
         isinstance(images, Tensor)
         and images.dtype == torch.uint8
-        and images.dim() == 3
+        and images.dim() == 4
         and isinstance(labels, Tensor)
         and labels.dtype == torch.int64
         and isinstance(names, list)
@@ -119,7 +120,7 @@ def _read(path: Path, expect: str) -> dict | None:
 def load_or_build(
     index: SplitIndex, cache_dir: str | Path, strict: bool = False
 ) -> tuple[Tensor, Tensor, list[str]]:
-    """The decoded split: uint8 images (N, 48, 48), int64 labels (N,), names — from the cache
+    """The decoded split: uint8 images (N, C, S, S), int64 labels (N,), names — from the cache
     in ``cache_dir`` when its fingerprint matches ``index``'s sources, else decoded (with
     :func:`decode_split`, ``strict`` as there) and cached.
 

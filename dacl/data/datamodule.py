@@ -1,9 +1,10 @@
-"""FER2013DataModule: any SPEC §3 layout → train/val/test loaders with SPEC §3 transforms.
+"""FER2013DataModule: FER2013 in any SPEC §3 layout, or FER+, RAF-DB, AffectNet or a class-folder
+tree (:mod:`dacl.data.datasets`) → train/val/test loaders with SPEC §3 transforms.
 
 Two pipelines give the same transforms (SPEC §3):
 
-- ``fast`` (default): each split is decoded once into a uint8 (N, 48, 48) tensor, cached on disk
-  (:mod:`dacl.data.cache`); loaders hand out uint8 (B, 1, 48, 48) batches from memory and
+- ``fast`` (default): each split is decoded once into a uint8 (N, C, S, S) tensor (FER2013:
+  gray 48), cached on disk (:mod:`dacl.data.cache`); loaders hand out uint8 batches from memory and
   :meth:`FER2013DataModule.on_after_batch_transfer` resizes, crops, flips and normalises the
   whole batch on its device (:mod:`dacl.data.augment`). No per-image Python work.
 - ``reference``: a Dataset reading each image with PIL and applying the torchvision transforms
@@ -24,13 +25,21 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dacl.classes import FER2013_CLASSES
 from dacl.data.augment import eval_augment, train_augment
 from dacl.data.cache import load_or_build
-from dacl.data.layouts import Layout, SplitIndex, find_layout
+from dacl.data.datasets import (
+    DATASETS,
+    FORMATS,
+    Format,
+    declared_classes,
+    find_dataset,
+    resolve,
+    subset,
+)
+from dacl.data.layouts import Layout, SplitIndex
 from dacl.data.sanity import SplitStats, compare_splits, split_stats
 from dacl.data.synthetic import ensure_synthetic
-from dacl.data.transforms import eval_transform, train_transform
+from dacl.data.transforms import Stats, eval_transform, train_transform
 from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
@@ -49,7 +58,7 @@ class _Batches(Dataset):
     """In-memory uint8 images + labels, fetched a whole batch per call (``__getitems__``)."""
 
     def __init__(self, images: Tensor, labels: Tensor) -> None:
-        self.images = images.unsqueeze(1)  # (N, 1, 48, 48): the augment functions' input
+        self.images = images  # (N, C, S, S): the augment functions' input
         self.labels = labels
 
     def __len__(self) -> int:
@@ -81,14 +90,31 @@ class EpochSampler(DistributedSampler):
     samples of the next iteration only, so a run resumed mid-epoch continues the interrupted
     epoch's order exactly where it stopped."""
 
-    def __init__(self, dataset: Dataset, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        balanced_labels: Tensor | None = None,
+    ) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
         self.start = 0
+        self.balanced_labels = balanced_labels
 
     def __iter__(self):
-        order = list(super().__iter__())
+        order = list(super().__iter__()) if self.balanced_labels is None else self._balanced()
         start, self.start = self.start, 0
         return iter(order[start:])
+
+    def _balanced(self) -> list[int]:
+        """Class-balanced draws with replacement: every class equally likely per sample, as
+        many samples as the dataset holds; the same ``(seed, epoch)`` function as the shuffle."""
+        labels = self.balanced_labels
+        weights = 1.0 / torch.bincount(labels).double()[labels]
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.multinomial(weights, self.total_size, replacement=True, generator=g)
+        return order[self.rank : self.total_size : self.num_replicas].tolist()
 
 
 class ReferenceDataset(Dataset):
@@ -113,10 +139,29 @@ class ReferenceDataset(Dataset):
 
 
 class FER2013DataModule(pl.LightningDataModule):
-    """FER2013 in any SPEC §3 layout, with SPEC §3 transforms and per-epoch reshuffling.
+    """FER2013 in any SPEC §3 layout — or FER+, RAF-DB, AffectNet or a class-folder tree —
+    with SPEC §3 transforms and per-epoch reshuffling.
 
     Args:
-        root: the dataset: a folder in one of the three layouts or a ``fer2013.csv`` path.
+        root: the dataset: a folder (or a ``fer2013.csv`` path) as :mod:`dacl.data.datasets`
+            describes for each dataset.
+        dataset: ``auto`` (found from the files at ``root``: FER2013 or RAF-DB's label file)
+            or one of fer2013, ferplus, rafdb, affectnet, folders.
+        num_classes: AffectNet with 7 classes (contempt left out) or 8.
+        class_map: ``folders``: class folder name → class name (the outputs, in order of first
+            appearance); default: the folder names of ``train/``, sorted.
+        classes: the output classes labels are mapped to by name, e.g. a checkpoint's when it
+            is evaluated on another dataset (images of a class not among them are left out,
+            and said); default: the dataset's own.
+        val_fraction: where a dataset has no validation split (RAF-DB, AffectNet), the fraction
+            of each training class carved out as one.
+        split_seed: the seed of that carving (fixed, so every run validates on the same faces).
+        channels: decode gray (1) or RGB (3); default: the dataset's (FER2013 and FER+ gray).
+        cache_size: side the faces are decoded (and cached) at; default: the dataset's own
+            (FER2013 48, RAF-DB 100, AffectNet 128, folders 112).
+        mean, std: per-channel normalisation of pixel / 255; default: FER2013's (SPEC §3)
+            for the gray datasets, ImageNet's for the RGB ones.
+        balanced: draw training samples class-balanced (with replacement), not shuffled.
         crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
         resize: smaller edge after ``Resize`` (SPEC: 256).
         batch_size: samples per batch.
@@ -138,6 +183,17 @@ class FER2013DataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str | Path = "data/fer2013",
+        dataset: Literal["auto", "fer2013", "ferplus", "rafdb", "affectnet", "folders"] = "auto",
+        num_classes: Literal[7, 8] = 7,
+        class_map: dict[str, str] | None = None,
+        classes: list[str] | None = None,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        channels: Literal[1, 3] | None = None,
+        cache_size: int | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        balanced: bool = False,
         crop: int = 200,
         resize: int = 256,
         batch_size: int = 64,
@@ -156,6 +212,10 @@ class FER2013DataModule(pl.LightningDataModule):
             raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
         if batch_size < 1:
             raise DACLError(f"data.batch_size must be positive, got {batch_size}")
+        if dataset not in ("auto", *DATASETS):
+            raise DACLError(f"data.dataset must be auto or one of {', '.join(DATASETS)}")
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            raise DACLError("data.mean and data.std go together, one value per channel")
         # plain strings in checkpoints: a Path would not load with weights_only=True
         root, cache_dir = str(root), None if cache_dir is None else str(cache_dir)
         self.save_hyperparameters()
@@ -163,6 +223,19 @@ class FER2013DataModule(pl.LightningDataModule):
         self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
         self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
         self.cache_dir = cache_dir
+        self.dataset, self.num_classes_option, self.class_map = dataset, num_classes, class_map
+        self.classes = tuple(classes) if classes else None
+        self.val_fraction, self.split_seed, self.balanced = val_fraction, split_seed, balanced
+        self._format_options = (channels, cache_size, mean, std)
+        # The format as resolved, saved with the checkpoint: evaluating the model on another
+        # dataset then decodes and normalises faces as it was trained.
+        fmt = self.format
+        self.hparams.update(
+            channels=fmt.channels,
+            cache_size=fmt.size,
+            mean=list(fmt.stats[0]),
+            std=list(fmt.stats[1]),
+        )
         self.layout: Layout | None = None
         self.datasets: dict[str, Dataset] = {}
         self._names: dict[str, list[str]] = {}
@@ -177,13 +250,35 @@ class FER2013DataModule(pl.LightningDataModule):
     # -- what the rest of dacl reads ------------------------------------------------------
 
     @property
+    def resolved_dataset(self) -> str:
+        """The dataset read: ``data.dataset``, or what ``auto`` finds at ``root``."""
+        return resolve(self.dataset, self.root, self.synthetic)
+
+    @property
     def class_names(self) -> tuple[str, ...]:
-        """Output names in canonical order (SPEC §3)."""
-        return FER2013_CLASSES
+        """Output names, in order: ``classes`` when given, else the dataset's own."""
+        if self.classes is not None:
+            return self.classes
+        return declared_classes(
+            self.resolved_dataset, self.root, self.num_classes_option, self.class_map
+        )
 
     @property
     def num_classes(self) -> int:
-        return len(FER2013_CLASSES)
+        return len(self.class_names)
+
+    @property
+    def format(self) -> Format:
+        """How faces are decoded (channels, side) and normalised: the dataset's
+        :data:`~dacl.data.datasets.FORMATS` with ``channels``, ``cache_size``, ``mean`` and
+        ``std`` applied."""
+        base = FORMATS[self.resolved_dataset]
+        channels, size, mean, std = self._format_options
+        channels = channels or base.channels
+        stats: Stats = (tuple(mean), tuple(std)) if mean is not None else base.stats
+        if channels == 1 and len(stats[0]) != 1:  # RGB statistics of gray faces: their mean
+            stats = ((sum(stats[0]) / 3,), (sum(stats[1]) / 3,))
+        return Format(channels, size or base.size, stats)
 
     def names(self, split: str) -> list[str]:
         """Sample names of a set-up split in loader order (unshuffled order for ``train``)."""
@@ -198,10 +293,10 @@ class FER2013DataModule(pl.LightningDataModule):
 
     def has_split(self, split: str) -> bool:
         """Whether the data holds ``split`` (the synthetic set holds all three)."""
-        return self.synthetic or split in find_layout(self.root).splits
+        return self.synthetic or split in self._find().splits
 
     def faces(self, split: str, indices: Tensor) -> Tensor:
-        """The decoded faces ``uint8 (n, 48, 48)`` of a set-up split's samples at ``indices``
+        """The decoded faces ``uint8 (n, C, S, S)`` of a set-up split's samples at ``indices``
         (positions in loader order): what the pictures show beside captions."""
         self.names(split)
         return self._faces[split][indices]
@@ -211,7 +306,8 @@ class FER2013DataModule(pl.LightningDataModule):
         them: the eval transform of either pipeline, on the CPU."""
         self.names(split)
         if self.pipeline == "fast":
-            return eval_augment(self._faces[split][indices, None], self.crop, self.resize)
+            faces = self._faces[split][indices]
+            return eval_augment(faces, self.crop, self.resize, self.format.stats)
         dataset = self.datasets[split]
         return torch.stack([dataset[int(i)][0] for i in indices])
 
@@ -225,7 +321,8 @@ class FER2013DataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if self.layout is None:
-            self.layout = find_layout(self.root)
+            self.layout = self._find()
+            self._map_classes(self.layout)
             if rank_zero_only.rank == 0:  # one table per run, not one per DDP process
                 self._log_layout(self.layout)
         for split in self._needed(stage):
@@ -236,6 +333,49 @@ class FER2013DataModule(pl.LightningDataModule):
             if warning:
                 log.warning("%s: %s", self.layout.root, warning)
 
+    def _find(self) -> Layout:
+        return find_dataset(
+            self.root,
+            self.resolved_dataset,
+            num_classes=self.num_classes_option,
+            class_map=self.class_map,
+            val_fraction=self.val_fraction,
+            split_seed=self.split_seed,
+            fmt=self.format,
+        )
+
+    def _map_classes(self, layout: Layout) -> None:
+        """Relabel the splits from the dataset's classes to ``classes``, by name."""
+        if self.classes is None or self.classes == layout.classes:
+            return
+        shared = [c for c in layout.classes if c in self.classes]
+        if not shared:
+            raise DACLError(
+                f"{layout.root}: none of its classes ({', '.join(layout.classes)}) is among the "
+                f"model's ({', '.join(self.classes)})"
+            )
+        new_id = torch.tensor(
+            [self.classes.index(c) if c in shared else -1 for c in layout.classes]
+        )
+        for split, index in layout.splits.items():
+            labels = new_id[torch.as_tensor(index.labels, dtype=torch.long)]
+            unknown = [layout.classes[c] for c in set(index.labels) if new_id[c] < 0]
+            if unknown:
+                keep = labels >= 0
+                layout.notes.append(
+                    f"{split}: {int((~keep).sum())} images of {', '.join(sorted(unknown))} left "
+                    f"out: no counterpart among the model's classes"
+                )
+                layout.splits[split] = index = subset(index, keep.numpy(), split)
+                labels = labels[keep]
+            index.labels = labels.tolist()
+        absent = [c for c in self.classes if c not in layout.classes]
+        layout.notes.append(
+            f"labels mapped by name onto the model's {len(self.classes)} classes"
+            + (f"; {', '.join(absent)} has no images here" if absent else "")
+        )
+        layout.classes = self.classes
+
     def _needed(self, stage: str) -> tuple[str, ...]:
         if stage == "predict":
             assert self.layout is not None
@@ -245,18 +385,20 @@ class FER2013DataModule(pl.LightningDataModule):
         return STAGE_SPLITS[stage]
 
     def _log_layout(self, layout: Layout) -> None:
-        """One table of per-split, per-class counts, so the class imbalance is visible."""
-        width = max(len(c) for c in FER2013_CLASSES)
-        lines = [f"{'split':<6}" + "".join(f"{c:>{width + 1}}" for c in FER2013_CLASSES)]
+        """One table of per-split, per-class counts, so the class imbalance is visible, and
+        how the splits were made."""
+        width = max(len(c) for c in layout.classes)
+        lines = [f"{'split':<6}" + "".join(f"{c:>{width + 1}}" for c in layout.classes)]
         for split, counts in layout.counts().items():
             row = "".join(f"{k:>{width + 1}}" for k in counts)
             lines.append(f"{split:<6}{row}  total {sum(counts)}")
+        kind = (
+            f" layout '{layout.kind}' ({_KIND_TEXT[layout.kind]})"
+            if layout.kind in _KIND_TEXT
+            else ""
+        )
         log.info(
-            "FER2013 layout '%s' (%s) at %s\n%s",
-            layout.kind,
-            _KIND_TEXT.get(layout.kind, layout.kind),
-            layout.root,
-            "\n".join(lines),
+            "%s%s at %s\n%s", layout.dataset, kind, layout.root, "\n".join([*lines, *layout.notes])
         )
 
     def _resolve_cache_dir(self) -> Path:
@@ -279,7 +421,8 @@ class FER2013DataModule(pl.LightningDataModule):
         readable = set(names)
         keep = [i for i, n in enumerate(index.names) if n in readable]
         make = train_transform if split == "train" else eval_transform
-        return ReferenceDataset(index, keep, make(self.crop, self.resize))
+        gray = self.format.channels == 1
+        return ReferenceDataset(index, keep, make(self.crop, self.resize, self.format.stats, gray))
 
     def _seed(self) -> int:
         # initial_seed() is seed_everything's value, or a random 64-bit one without it.
@@ -297,6 +440,7 @@ class FER2013DataModule(pl.LightningDataModule):
                 self._seed(),
                 num_replicas=trainer.world_size if trainer is not None else 1,
                 rank=trainer.global_rank if trainer is not None else 0,
+                balanced_labels=self.labels("train") if self.balanced else None,
             )
             self._place(sampler)
         if self.pipeline == "fast":
@@ -388,7 +532,8 @@ class FER2013DataModule(pl.LightningDataModule):
             # same after a resume, and different on each DDP process.
             key = (self._seed(), trainer.global_rank, epoch, done)
             self._aug_generator.manual_seed(hash(key) & (2**63 - 1))
-            images = train_augment(images, self.crop, self.resize, self._aug_generator)
+            stats = self.format.stats
+            images = train_augment(images, self.crop, self.resize, self._aug_generator, stats)
         else:
-            images = eval_augment(images, self.crop, self.resize)
+            images = eval_augment(images, self.crop, self.resize, self.format.stats)
         return images, labels

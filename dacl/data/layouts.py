@@ -49,7 +49,8 @@ class SplitIndex:
     ``names`` are paths relative to the layout root (``test/happy/PublicTest_1.jpg``) or
     ``fer2013.csv:<line number>``. ``sources`` are the files the split reads, for fingerprinting:
     one per sample for image layouts (``sources[i]`` holds sample ``i``), ``[the csv]`` for CSV.
-    CSV rows keep their pixels in memory (``pixels``: uint8, N x 48 x 48).
+    CSV rows keep their pixels in memory (``pixels``: uint8, N x 48 x 48). Images are decoded
+    to ``channels`` (1: gray, 3: RGB) at ``size`` x ``size`` (FER2013: gray 48).
     """
 
     names: list[str]
@@ -57,30 +58,39 @@ class SplitIndex:
     sources: list[Path]
     pixels: np.ndarray | None = field(default=None, repr=False)
     split: str = ""
+    channels: int = 1
+    size: int = FER2013_SIDE
 
     def __len__(self) -> int:
         return len(self.names)
 
     def load(self, i: int) -> Image.Image:
-        """Sample ``i`` as a mode ``"L"`` image (decoded from its file, or built from CSV pixels).
+        """Sample ``i`` as a mode ``"L"`` (gray) or ``"RGB"`` image, decoded from its file or
+        built from CSV pixels.
 
         Raises the underlying PIL/OS error for an unreadable file: :func:`decode_split` is the
         place that turns those into a warning or a :class:`DACLError`.
         """
+        mode = "L" if self.channels == 1 else "RGB"
         if self.pixels is not None:
-            return Image.fromarray(self.pixels[i])  # 2-D uint8 → mode "L"
+            return Image.fromarray(self.pixels[i]).convert(mode)  # 2-D uint8 → mode "L"
         with Image.open(self.sources[i]) as im:
-            return im.convert("L")  # convert() forces the full decode, so truncation shows here
+            return im.convert(mode)  # convert() forces the full decode, so truncation shows here
 
 
 @dataclass
 class Layout:
-    """A dataset found on disk: its ``kind`` (``folders``, ``train_test`` or ``csv``), the
-    directory that holds it, and the splits present."""
+    """A dataset found on disk: its ``kind`` (for FER2013 ``folders``, ``train_test`` or
+    ``csv``), the directory that holds it, the splits present, the ``dataset`` it is, its
+    ``classes`` (label ``i`` is ``classes[i]``) and ``notes``: how its splits were made, for
+    the setup log."""
 
     kind: str
     root: Path
     splits: dict[str, SplitIndex]
+    dataset: str = "fer2013"
+    classes: tuple[str, ...] = FER2013_CLASSES
+    notes: list[str] = field(default_factory=list)
 
     def split(self, name: str) -> SplitIndex:
         """The split ``name``; a :class:`DACLError` naming the root and what exists if absent."""
@@ -95,7 +105,7 @@ class Layout:
     def counts(self) -> dict[str, list[int]]:
         """Per-split, per-class sample counts in canonical class order (for the setup log)."""
         return {
-            name: np.bincount(idx.labels, minlength=len(FER2013_CLASSES)).tolist()
+            name: np.bincount(idx.labels, minlength=len(self.classes)).tolist()
             for name, idx in self.splits.items()
         }
 
@@ -116,11 +126,11 @@ def find_layout(root: str | Path) -> Layout:
         return Layout("csv", path.parent, _read_csv(path))
     present = [s for s in SPLITS if (path / s).is_dir()]
     if "val" in present or ("train" in present and "test" not in present) or present == ["test"]:
-        splits = {s: _index_folder(path, s)[0] for s in present}
+        splits = {s: index_folder(path, s)[0] for s in present}
         return Layout("folders", path, splits)
     if present == ["train", "test"]:
-        train, _ = _index_folder(path, "train")
-        test, routes = _index_folder(path, "test", lambda name: _prefix_split(path, name))
+        train, _ = index_folder(path, "train")
+        test, routes = index_folder(path, "test", lambda name: _prefix_split(path, name))
         return Layout("train_test", path, {"train": train, **_partition(test, routes)})
     if (path / CSV_NAME).is_file():
         return Layout("csv", path, _read_csv(path / CSV_NAME))
@@ -144,36 +154,43 @@ def _prefix_split(root: Path, name: str) -> str:
     )
 
 
-def _index_folder(
-    root: Path, split: str, route: Callable[[str], str] | None = None
+def index_folder(
+    root: Path,
+    split: str,
+    route: Callable[[str], str] | None = None,
+    classify: Callable[[str], int] = class_index,
+    folder: str | None = None,
 ) -> tuple[SplitIndex, list[str]]:
-    """Index ``root/split/<class>/*``; ``route(name)`` tags each sample with its final split
-    (the prefix rule of the common download), returned beside the index."""
+    """Index ``root/folder/<class>/*`` as ``split`` (``folder`` defaults to ``split``); class
+    folder names become labels by ``classify`` (FER2013's names by default); ``route(name)``
+    tags each sample with its final split (the prefix rule of the common download), returned
+    beside the index."""
     entries: list[tuple[str, int, Path, str]] = []
     ignored: list[str] = []
-    split_dir = root / split
+    folder = folder or split
+    split_dir = root / folder
     for cls_dir in sorted(split_dir.iterdir()):
         if cls_dir.name.startswith("."):
             continue
         if not cls_dir.is_dir():
-            ignored.append(f"{split}/{cls_dir.name}")
+            ignored.append(f"{folder}/{cls_dir.name}")
             continue
         try:
-            label = class_index(cls_dir.name)
+            label = classify(cls_dir.name)
         except DACLError as err:
             raise DACLError(f"{cls_dir}: class folder {err}") from None
         files = sorted(f for f in os.listdir(cls_dir) if not f.startswith("."))
         images, others = [], []
         for f in files:
             (images if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS else others).append(f)
-        ignored += [f"{split}/{cls_dir.name}/{f}" for f in others]
+        ignored += [f"{folder}/{cls_dir.name}/{f}" for f in others]
         if not images:
             raise DACLError(
                 f"{cls_dir}: empty class folder; expected "
                 f"{'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))} images"
             )
         for f in images:
-            name = f"{split}/{cls_dir.name}/{f}"
+            name = f"{folder}/{cls_dir.name}/{f}"
             entries.append((name, label, cls_dir / f, route(name) if route else split))
     if ignored:
         # Not images, so not samples; still said out loud so nothing vanishes unnoticed.
@@ -187,7 +204,7 @@ def _index_folder(
     if not entries:
         raise DACLError(
             f"{split_dir}: no class folders with images; expected folders named after the "
-            f"expressions ({', '.join(FER2013_CLASSES)})"
+            "expressions"
         )
     index = SplitIndex(
         [e[0] for e in entries], [e[1] for e in entries], [e[2] for e in entries], split=split
@@ -210,7 +227,18 @@ def _partition(index: SplitIndex, routes: list[str]) -> dict[str, SplitIndex]:
     return out
 
 
-def _read_csv(path: Path) -> dict[str, SplitIndex]:
+@dataclass
+class CsvRows:
+    """The rows of a ``fer2013.csv`` in file order: ``names`` (``fer2013.csv:<line>``),
+    ``splits`` (from ``Usage``), ``labels`` and ``pixels`` (uint8, N x 48 x 48)."""
+
+    names: list[str]
+    splits: list[str]
+    labels: list[int]
+    pixels: np.ndarray
+
+
+def read_csv_rows(path: Path) -> CsvRows:
     """Parse ``fer2013.csv`` (SPEC §3); every bad row is a :class:`DACLError` with its line."""
     try:
         return _parse_csv(path)
@@ -221,10 +249,20 @@ def _read_csv(path: Path) -> dict[str, SplitIndex]:
         ) from None
 
 
-def _parse_csv(path: Path) -> dict[str, SplitIndex]:
-    rows: dict[str, tuple[list[str], list[int], list[np.ndarray]]] = {
-        s: ([], [], []) for s in SPLITS
-    }
+def _read_csv(path: Path) -> dict[str, SplitIndex]:
+    rows = read_csv_rows(path)
+    out = {}
+    for split in SPLITS:
+        keep = [i for i, s in enumerate(rows.splits) if s == split]
+        if keep:
+            names, labels = [rows.names[i] for i in keep], [rows.labels[i] for i in keep]
+            out[split] = SplitIndex(names, labels, [path], rows.pixels[keep], split=split)
+    return out
+
+
+def _parse_csv(path: Path) -> CsvRows:
+    rows = CsvRows([], [], [], np.empty(0))
+    images: list[np.ndarray] = []
     # utf-8-sig: a CSV saved by Excel starts with a byte-order mark before "emotion".
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
@@ -257,18 +295,13 @@ def _parse_csv(path: Path) -> dict[str, SplitIndex]:
                     raise DACLError(
                         f"{where}: Usage '{usage}' is not Training, PublicTest or PrivateTest"
                     )
-                pixels = _parse_pixels(row[ip], where)
-                names, labels, images = rows[USAGE_SPLITS[usage]]
-                names.append(f"{path.name}:{reader.line_num}")
-                labels.append(int(emotion))
-                images.append(pixels)
-    return {
-        s: SplitIndex(
-            n, lab, [path], np.stack(img).reshape(-1, FER2013_SIDE, FER2013_SIDE), split=s
-        )
-        for s, (n, lab, img) in rows.items()
-        if n
-    }
+                images.append(_parse_pixels(row[ip], where))
+                rows.names.append(f"{path.name}:{reader.line_num}")
+                rows.splits.append(USAGE_SPLITS[usage])
+                rows.labels.append(int(emotion))
+    shape = (-1, FER2013_SIDE, FER2013_SIDE)
+    rows.pixels = np.stack(images).reshape(shape) if images else np.empty((0, *shape[1:]), np.uint8)
+    return rows
 
 
 def _parse_pixels(text: str, where: str) -> np.ndarray:
@@ -295,31 +328,39 @@ def _first_few(names: list[str]) -> str:
     return ", ".join(names[:_SHOW]) + (", ..." if len(names) > _SHOW else "")
 
 
+def image_array(im: Image.Image, size: int = FER2013_SIDE, channels: int = 1) -> np.ndarray:
+    """A face picture as the cache stores it: uint8 ``(channels, size, size)``, gray or RGB,
+    resized (bilinear, to a square) when it has another size."""
+    im = im.convert("L" if channels == 1 else "RGB")
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(im)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+
+
 def face_array(im: Image.Image) -> np.ndarray:
     """A face picture as FER2013 stores it: gray, 48x48 (bilinear when another size), uint8."""
-    im = im.convert("L")
-    if im.size != (FER2013_SIDE, FER2013_SIDE):
-        im = im.resize((FER2013_SIDE, FER2013_SIDE), Image.Resampling.BILINEAR)
-    return np.asarray(im)
+    return image_array(im)[0]
 
 
 def decode_split(
     index: SplitIndex, strict: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Decode a split into memory: uint8 images (N, 48, 48), int64 labels (N,), names (N,).
+    """Decode a split into memory: uint8 images (N, C, S, S), int64 labels (N,), names (N,).
 
-    Images are converted to grayscale; any whose size is not 48x48 is resized to 48x48
-    (bilinear), so every split stacks into one tensor. Unreadable or truncated files are skipped
-    with ONE warning (logger ``dacl.data``) giving how many and naming the first few; with
-    ``strict=True`` they raise :class:`DACLError` instead. Nothing is dropped silently.
+    Images are converted to the split's ``channels`` (gray or RGB); any whose size is not
+    ``size`` x ``size`` is resized (bilinear), so every split stacks into one tensor. Unreadable
+    or truncated files are skipped with ONE warning (logger ``dacl.data``) giving how many and
+    naming the first few; with ``strict=True`` they raise :class:`DACLError` instead. Nothing
+    is dropped silently.
     """
     if index.pixels is not None:  # CSV: already parsed and validated
         return (
-            torch.from_numpy(np.ascontiguousarray(index.pixels)),
+            torch.from_numpy(np.ascontiguousarray(index.pixels)).unsqueeze(1),
             torch.tensor(index.labels, dtype=torch.int64),
             list(index.names),
         )
-    images = np.empty((len(index), FER2013_SIDE, FER2013_SIDE), dtype=np.uint8)
+    images = np.empty((len(index), index.channels, index.size, index.size), dtype=np.uint8)
     keep: list[int] = []
     bad: list[str] = []
     for i in range(len(index)):
@@ -333,7 +374,7 @@ def decode_split(
                 ) from None
             bad.append(str(index.sources[i]))
             continue
-        images[len(keep)] = face_array(im)
+        images[len(keep)] = image_array(im, index.size, index.channels)
         keep.append(i)
     if bad:
         log.warning(

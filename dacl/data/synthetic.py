@@ -1,4 +1,6 @@
-"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any SPEC §3 layout.
+"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any SPEC §3 layout —
+and, tinted and resized to RGB where those datasets are, as FER+, RAF-DB and AffectNet store
+theirs (:data:`LAYOUTS`).
 
 The demo and the tests need data without the real FER2013. Each face is drawn (vectorised numpy)
 as an oval with eyes, brows, nose and mouth whose *expression* is what the label says:
@@ -22,6 +24,8 @@ pixels. Every feature is left/right symmetric, so horizontal flips keep the clas
 
 Labels follow FER2013's training-split imbalance (SPEC §3), with a floor of 5% of ``n`` per
 class so the rare class (disgust, 1.5% in FER2013) still has enough samples in a small set.
+Where a dataset has contempt (FER+, AffectNet), :data:`CONTEMPT_SHARE` of the neutral faces
+become contempt: one mouth corner pulled up and darkened.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dacl.classes import FER2013_CLASSES, FER2013_SIDE
+from dacl.classes import DATASET_IDS, FER2013_CLASSES, FER2013_SIDE, FERPLUS_CLASSES
+from dacl.data.datasets import FERPLUS_NAME, RAFDB_LABELS
+from dacl.data.ferplus import VOTE_COLUMNS
 from dacl.data.layouts import USAGE_SPLITS
 from dacl.errors import DACLError
 
@@ -47,7 +53,13 @@ MIN_CLASS_FRACTION = 0.05
 #: Bump when the drawing changes, so ``ensure_synthetic`` rewrites old sets.
 GENERATOR_VERSION = 1
 MARKER = ".dacl_synthetic.json"
-LAYOUTS = ("folders", "train_test", "csv")
+LAYOUTS = ("folders", "train_test", "csv", "ferplus", "rafdb", "rafdb_folders", "affectnet")
+#: Of the neutral faces, this share is drawn as contempt where the dataset has the class.
+CONTEMPT_SHARE = 0.5
+CONTEMPT = FERPLUS_CLASSES.index("contempt")
+#: FER+ fixture rows FER+ drops, by row number: i % 10 == 3 no majority, i % 15 == 7 the
+#: taggers' majority is "not a face", i % 20 == 11 no image name.
+FERPLUS_DROP_RULES = ((10, 3), (15, 7), (20, 11))
 
 # Expression parameters per class (canonical order), as the neutral face plus a deviation that
 # a per-image intensity scales. Columns: eye half-height, brow raise, brow tilt (>0: inner end
@@ -216,6 +228,47 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 _USAGE = {split: usage for usage, split in USAGE_SPLITS.items()}
 
 
+def split_faces(
+    n: int, seed: int, split: str, contempt: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The faces and labels :func:`write_dataset` writes for ``split``: uint8 (n, 48, 48) and
+    ids into FER2013's classes, or with ``contempt`` into FER+'s (contempt = 7)."""
+    images, labels = _make(n, np.random.default_rng([seed, list(_USAGE).index(split)]))
+    if contempt:
+        neutral = np.flatnonzero(labels == FER2013_CLASSES.index("neutral"))
+        chosen = neutral[: int(len(neutral) * CONTEMPT_SHARE)]
+        labels[chosen] = CONTEMPT
+        images[chosen, 33:37, 28:34] = images[chosen, 33:37, 28:34] // 3  # the raised corner
+    return images, labels
+
+
+def _rgb(face: np.ndarray, size: int, rng: np.random.Generator) -> Image.Image:
+    """A gray face tinted (a random skin tone) and resized to ``size`` RGB."""
+    tint = rng.uniform(0.75, 1.0, 3) * np.array([1.0, 0.85, 0.7])
+    rgb = np.clip(face[..., None] * tint, 0, 255).astype(np.uint8)
+    return Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)
+
+
+def _ferplus_votes(label: int, row: int) -> tuple[str, list[int]]:
+    """A ``fer2013new.csv`` image name and 10 taggers' votes whose FER+ majority is ``label``,
+    or a row FER+ drops by :data:`FERPLUS_DROP_RULES`."""
+    column = {c: VOTE_COLUMNS.index(n) for c, n in enumerate(
+        ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral", "contempt")
+    )}[label]  # fmt: skip
+    other = (column + 1) % 8
+    votes = [0] * len(VOTE_COLUMNS)
+    name = f"fer{row:08d}.png"
+    if row % 10 == 3:  # a tie: no emotion holds more than half of the votes
+        votes[column], votes[other] = 5, 5
+    elif row % 15 == 7:
+        votes[VOTE_COLUMNS.index("NF")], votes[column] = 8, 2
+    else:
+        votes[column], votes[other], votes[(column + 2) % 8] = 7, 2, 1  # the 1 is an outlier
+        if row % 20 == 11:
+            name = ""
+    return name, votes
+
+
 def write_dataset(
     root: str | Path,
     layout: str = "folders",
@@ -226,19 +279,31 @@ def write_dataset(
     class_dirs: dict[str, str] | None = None,
     image_format: str = "png",
 ) -> Path:
-    """Write synthetic faces under ``root`` in one of SPEC §3's layouts and return ``root``.
+    """Write synthetic faces under ``root`` in one of :data:`LAYOUTS` and return ``root``.
 
-    ``folders``: ``root/{train,val,test}/<class>/``; ``train_test``: ``root/{train,test}/<class>/``
-    with PublicTest_ and PrivateTest_ files together in ``test/``; ``csv``: ``root/fer2013.csv``.
-    Files use FER2013's names (``Training_<k>.png``, ``PublicTest_<k>.png``,
-    ``PrivateTest_<k>.png``). ``class_dirs`` renames class folders (canonical name → folder
-    name, e.g. ``{"happy": "Happiness"}``). A split with 0 samples is not written. The same
-    ``seed`` gives the same images and labels in every layout.
+    FER2013 (SPEC §3): ``folders``: ``root/{train,val,test}/<class>/``; ``train_test``:
+    ``root/{train,test}/<class>/`` with PublicTest_ and PrivateTest_ files together in
+    ``test/``; ``csv``: ``root/fer2013.csv``. Files use FER2013's names (``Training_<k>.png``,
+    ``PublicTest_<k>.png``, ``PrivateTest_<k>.png``). ``class_dirs`` renames class folders
+    (canonical name → folder name, e.g. ``{"happy": "Happiness"}``).
+
+    The other datasets: ``ferplus``: ``fer2013.csv`` and ``fer2013new.csv`` whose votes give
+    each face its class, contempt included, except the rows :data:`FERPLUS_DROP_RULES` drops;
+    ``rafdb``: RAF-DB's label file (ids 1–7) with ``Image/aligned/*_aligned.jpg``, 100x100
+    RGB, train and test only; ``rafdb_folders``: ``train/<id>/``, ``test/<id>/``;
+    ``affectnet``: ``train/<id>/`` and ``val/<id>/`` (ids 0–7, contempt included), RGB of
+    varying sizes, its val written from the test faces.
+
+    A split with 0 samples is not written. The same ``seed`` gives the same faces (and labels,
+    contempt aside: :func:`split_faces`) in every layout.
     """
     if layout not in LAYOUTS:
         raise DACLError(f"synthetic layout '{layout}' is unknown; expected one of {LAYOUTS}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    if layout not in ("folders", "train_test", "csv"):
+        _write_other(root, layout, {"train": n_train, "val": n_val, "test": n_test}, seed)
+        return root
     dirs = {c: (class_dirs or {}).get(c, c) for c in FER2013_CLASSES}
     ext = "." + image_format.lower().lstrip(".")
     sizes = {"train": n_train, "val": n_val, "test": n_test}
@@ -263,6 +328,41 @@ def write_dataset(
     if layout == "csv":
         (root / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
     return root
+
+
+def _write_other(root: Path, layout: str, sizes: dict[str, int], seed: int) -> None:
+    """FER+, RAF-DB and AffectNet fixtures (see :func:`write_dataset`)."""
+    rng = np.random.default_rng([seed, 99])
+    if layout == "ferplus":
+        pixels, votes = ["emotion,pixels,Usage"], ["Usage,Image name," + ",".join(VOTE_COLUMNS)]
+        for split, n in sizes.items():
+            for face, label in zip(*split_faces(n, seed, split, contempt=True), strict=True):
+                fer2013 = FER2013_CLASSES.index("neutral") if label == CONTEMPT else label
+                pixels.append(f"{fer2013},{' '.join(map(str, face.ravel()))},{_USAGE[split]}")
+                name, row_votes = _ferplus_votes(int(label), len(votes) - 1)
+                votes.append(f"{_USAGE[split]},{name}," + ",".join(map(str, row_votes)))
+        (root / "fer2013.csv").write_text("\n".join(pixels) + "\n")
+        (root / FERPLUS_NAME).write_text("\n".join(votes) + "\n")
+        return
+    dataset = "affectnet" if layout == "affectnet" else "rafdb"
+    ids = {FERPLUS_CLASSES.index(name): k for k, name in DATASET_IDS[dataset].items()}
+    lines = []
+    for split in ("train", "test"):
+        faces, labels = split_faces(sizes[split], seed, split, contempt=dataset == "affectnet")
+        for i, (face, label) in enumerate(zip(faces, labels, strict=True), 1):
+            name = f"{split}_{i:05d}.jpg"
+            if layout == "rafdb":
+                file = root / "Image" / "aligned" / f"{split}_{i:05d}_aligned.jpg"
+                lines.append(f"{name} {ids[label]}")
+            else:
+                folder = "val" if dataset == "affectnet" and split == "test" else split
+                file = root / folder / str(ids[label]) / name
+            size = 100 if dataset == "rafdb" else int(rng.integers(64, 129))
+            file.parent.mkdir(parents=True, exist_ok=True)
+            _rgb(face, size, rng).save(file, quality=95)
+    if layout == "rafdb":
+        (root / RAFDB_LABELS).parent.mkdir(parents=True, exist_ok=True)
+        (root / RAFDB_LABELS).write_text("\n".join(lines) + "\n")
 
 
 def ensure_synthetic(

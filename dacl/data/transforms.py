@@ -3,6 +3,7 @@
 train: Grayscale(3) → Resize(256) → random one of the five crops (4 corners + centre) →
 RandomHorizontalFlip(0.5) → ToTensor → Normalize(FER2013 mean/std).
 eval: Grayscale(3) → Resize(256) → CenterCrop → ToTensor → Normalize.
+RGB datasets (RAF-DB, AffectNet) skip Grayscale and normalise with their own statistics.
 
 These are the per-image path (``pipeline="reference"``); the batched GPU path in
 ``dacl.data.augment`` reproduces them on uint8 tensors.
@@ -40,31 +41,40 @@ class RandomFiveCrop(torch.nn.Module):
         return f"{type(self).__name__}(size={self.size})"
 
 
-def _normalize() -> list:
-    # Grayscale replicated to 3 channels, so the same statistic on each (SPEC §3).
-    return [T.ToTensor(), T.Normalize([FER2013_MEAN] * 3, [FER2013_STD] * 3)]
+#: Per-channel (means, stds) of pixel / 255; one value applies to every channel.
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+#: FER2013's train statistics (SPEC §3): the default normalisation.
+FER2013_STATS: Stats = ((FER2013_MEAN,), (FER2013_STD,))
 
 
-def train_transform(crop: int, resize: int = 256) -> T.Compose:
+def _color(gray: bool) -> list:
+    # Gray faces replicated to 3 channels (SPEC §3); RGB faces arrive as RGB already.
+    return [T.Grayscale(num_output_channels=3)] if gray else []
+
+
+def _normalize(stats: Stats) -> list:
+    # One statistic (gray) applies to every channel.
+    mean, std = stats
+    return [T.ToTensor(), T.Normalize(list(mean) * (3 // len(mean)), list(std) * (3 // len(std)))]
+
+
+def train_transform(
+    crop: int, resize: int = 256, stats: Stats = FER2013_STATS, gray: bool = True
+) -> T.Compose:
     """SPEC §3 training transform: PIL image → normalised float tensor (3, crop, crop)."""
     return T.Compose(
         [
-            T.Grayscale(num_output_channels=3),
+            *_color(gray),
             T.Resize(resize),
             RandomFiveCrop(crop),
             T.RandomHorizontalFlip(0.5),
-            *_normalize(),
+            *_normalize(stats),
         ]
     )
 
 
-def eval_transform(crop: int, resize: int = 256) -> T.Compose:
+def eval_transform(
+    crop: int, resize: int = 256, stats: Stats = FER2013_STATS, gray: bool = True
+) -> T.Compose:
     """SPEC §3 evaluation transform: PIL image → normalised float tensor (3, crop, crop)."""
-    return T.Compose(
-        [
-            T.Grayscale(num_output_channels=3),
-            T.Resize(resize),
-            T.CenterCrop(crop),
-            *_normalize(),
-        ]
-    )
+    return T.Compose([*_color(gray), T.Resize(resize), T.CenterCrop(crop), *_normalize(stats)])
