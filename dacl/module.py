@@ -136,15 +136,22 @@ class DACLModule(pl.LightningModule):
             self.net.load_pretrained(self.hparams.pretrained)
 
     def _losses(
-        self, batch: tuple[Tensor, Tensor]
+        self, batch: tuple[Tensor, ...]
     ) -> tuple[dict[str, Tensor], Tensor, tuple[Tensor, Tensor, Tensor]]:
-        """L_CE, L_SC and L = L_CE + λ·L_SC; the logits; (features, attention, labels)."""
-        images, labels = batch
+        """L_CE, L_SC and L = L_CE + λ·L_SC; the logits; (features, attention, labels).
+
+        A batch ``(images, labels, targets)`` (FER+'s distribution modes) takes L_CE against
+        the soft ``targets`` (B, K), −Σ_k t_k log p_k, which is the usual L_CE for one-hot
+        targets; L_SC and the measures keep the hard ``labels``.
+        """
+        images, labels, *targets = batch
         logits, features, attention = self(images)
         # at least float32 under mixed precision; float64 stays float64
-        loss_ce = F.cross_entropy(
-            logits.to(torch.promote_types(logits.dtype, torch.float32)), labels
-        )
+        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        if targets:
+            loss_ce = -(targets[0] * F.log_softmax(wide, -1)).sum(-1).mean()
+        else:
+            loss_ce = F.cross_entropy(wide, labels)
         losses = {"loss_ce": loss_ce, "loss": loss_ce}
         if self.hparams.variant != "softmax":
             loss_sc = self.center_loss(features, attention, labels)
@@ -152,7 +159,7 @@ class DACLModule(pl.LightningModule):
             losses["loss"] = loss_ce + self.lam * loss_sc
         return losses, logits, (features, attention, labels)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         losses, logits, (features, attention, labels) = self._losses(batch)
         # One host sync per step, so that a NaN never reaches the weights, the centers or a
         # checkpoint: the last checkpoint stays the last good state.
@@ -177,7 +184,7 @@ class DACLModule(pl.LightningModule):
             "checkpoint written is the last good state"
         )
 
-    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> dict[str, Tensor]:
+    def _eval_step(self, batch: tuple[Tensor, ...], stage: str) -> dict[str, Tensor]:
         losses, logits, (_, attention, labels) = self._losses(batch)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, labels)
@@ -203,13 +210,13 @@ class DACLModule(pl.LightningModule):
                 best.update(values[f"val/{name}"])
                 self.log(f"val/{name}_best", best.compute())
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> dict[str, Tensor]:
         return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> dict[str, Tensor]:
         return self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:

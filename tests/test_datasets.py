@@ -6,16 +6,19 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from dacl import DACLModule
 from dacl.classes import DATASET_IDS, FER2013_CLASSES, FERPLUS_CLASSES
 from dacl.data import FER2013DataModule
 from dacl.data.augment import eval_augment
 from dacl.data.datasets import FORMATS, carve_val, detect, find_dataset
+from dacl.data.ferplus import read_votes, vote_distribution
 from dacl.data.synthetic import FERPLUS_DROP_RULES, split_faces, write_dataset
 from dacl.data.transforms import eval_transform
 from dacl.errors import DACLError
@@ -256,3 +259,49 @@ def test_ferplus_majority_over_the_real_label_file(tmp_path):
     got = {s: histogram(index.labels, 8) for s, index in layout.splits.items()}
     assert got == expected
     assert len(rows) == 35887 and all(sum(v) > 0 for v in expected.values())
+
+
+def test_ferplus_vote_distribution_modes(tmp_path):
+    """crossentropy / probability: the most voted emotions until 75 % of the votes (at most
+    3), rows whose taken emotions hold no more than half dropped."""
+    path = tmp_path / "fer2013new.csv"
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
+    rows = {
+        "6,4,0,0,0,0,0,0,0,0": {"neutral": 0.6, "happy": 0.4},  # two emotions make 100 %
+        "5,1,0,0,0,0,0,0,0,0": {"neutral": 1.0},  # the single vote is an outlier
+        "3,3,2,2,0,0,0,0,0,0": None,  # 3 emotions hold 8 of 10 votes, the 4th tie makes 4
+        "4,0,0,0,0,0,0,0,0,6": None,  # not a face wins
+        "2,2,0,0,0,0,0,0,3,3": None,  # unknown is the most voted
+        "2,2,2,0,0,0,0,0,2,2": {"neutral": 0.3333, "happy": 0.3333, "surprise": 0.3333},
+    }
+    lines = [header + "unknown,NF"] + [f"Training,fer{i}.png,{r}" for i, r in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    dist, keep = vote_distribution(read_votes(path))
+    for (row, want), d, k in zip(rows.items(), dist, keep, strict=True):
+        assert bool(k) == (want is not None), row
+        if want:
+            got = {FERPLUS_CLASSES[c]: round(float(v), 4) for c, v in enumerate(d) if v}
+            assert got == want, row
+
+
+@pytest.mark.parametrize("mode", ["crossentropy", "probability"])
+def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
+    data = FER2013DataModule(
+        fixtures("ferplus"), dataset="ferplus", label_mode=mode, crop=40, resize=48,
+        batch_size=8, cache_dir=tmp_path / "cache",
+    )  # fmt: skip
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    assert len(batch) == 3 and batch[2].shape == (8, 8)
+    data.trainer = SimpleNamespace(training=True, current_epoch=0, global_rank=0)
+    images, labels, targets = data.on_after_batch_transfer(batch, 0)
+    assert torch.allclose(targets.sum(1), torch.ones(8))
+    assert torch.equal(targets.argmax(1) if mode == "crossentropy" else labels, labels) or (
+        mode == "probability" and ((targets == 0) | (targets == 1)).all()
+    )
+    module = DACLModule(image_size=40, class_names=FERPLUS_CLASSES)
+    losses, _, _ = module._losses((images, labels, targets))
+    logp = torch.log_softmax(module(images)[0].detach(), -1)
+    torch.testing.assert_close(losses["loss_ce"].detach(), -(targets * logp).sum(1).mean())
+    with pytest.raises(DACLError, match="label_mode"):
+        find_dataset(fixtures("rafdb"), "rafdb", label_mode=mode)

@@ -55,29 +55,32 @@ _KIND_TEXT = {
 
 
 class _Batches(Dataset):
-    """In-memory uint8 images + labels, fetched a whole batch per call (``__getitems__``)."""
+    """In-memory uint8 images + labels (+ soft targets, FER+'s distribution modes), fetched a
+    whole batch per call (``__getitems__``)."""
 
-    def __init__(self, images: Tensor, labels: Tensor) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None) -> None:
         self.images = images  # (N, C, S, S): the augment functions' input
         self.labels = labels
+        self.tensors = [t for t in (images, labels, targets) if t is not None]
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.images[i], self.labels[i]
+    def __getitem__(self, i: int) -> tuple[Tensor, ...]:
+        return tuple(t[i] for t in self.tensors)
 
     def to(self, device: torch.device) -> _Batches:
-        self.images, self.labels = self.images.to(device), self.labels.to(device)
+        self.tensors = [t.to(device) for t in self.tensors]
+        self.images, self.labels = self.tensors[:2]
         return self
 
-    def __getitems__(self, idx: list[int]) -> tuple[Tensor, Tensor]:
+    def __getitems__(self, idx: list[int]) -> tuple[Tensor, ...]:
         # One gather per batch instead of B indexings + a stack: the loader's whole cost.
         index = torch.as_tensor(idx)
         if self.images.is_cuda:
             # A pageable CPU index would make CUDA indexing wait for the stream to drain.
             index = index.pin_memory().to(self.images.device, non_blocking=True)
-        return self.images[index], self.labels[index]
+        return tuple(t[index] for t in self.tensors)
 
 
 def _identity(batch):
@@ -133,9 +136,11 @@ class ReferenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keep)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[Tensor, ...]:
         j = self.keep[i]
-        return self.transform(self.index.load(j)), self.index.labels[j]
+        sample = (self.transform(self.index.load(j)), self.index.labels[j])
+        targets = self.index.targets
+        return sample if targets is None else (*sample, torch.from_numpy(targets[j]))
 
 
 class FER2013DataModule(pl.LightningDataModule):
@@ -162,6 +167,9 @@ class FER2013DataModule(pl.LightningDataModule):
         mean, std: per-channel normalisation of pixel / 255; default: FER2013's (SPEC §3)
             for the gray datasets, ImageNet's for the RGB ones.
         balanced: draw training samples class-balanced (with replacement), not shuffled.
+        label_mode: FER+'s labels: ``majority`` (hard), ``crossentropy`` (the vote
+            distribution as soft targets) or ``probability`` (a label drawn from it per sample
+            and batch); the centers and the measures use the distribution's top class.
         crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
         resize: smaller edge after ``Resize`` (SPEC: 256).
         batch_size: samples per batch.
@@ -194,6 +202,7 @@ class FER2013DataModule(pl.LightningDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         balanced: bool = False,
+        label_mode: Literal["majority", "crossentropy", "probability"] = "majority",
         crop: int = 200,
         resize: int = 256,
         batch_size: int = 64,
@@ -226,6 +235,7 @@ class FER2013DataModule(pl.LightningDataModule):
         self.dataset, self.num_classes_option, self.class_map = dataset, num_classes, class_map
         self.classes = tuple(classes) if classes else None
         self.val_fraction, self.split_seed, self.balanced = val_fraction, split_seed, balanced
+        self.label_mode = label_mode
         self._format_options = (channels, cache_size, mean, std)
         # The format as resolved, saved with the checkpoint: evaluating the model on another
         # dataset then decodes and normalises faces as it was trained.
@@ -342,6 +352,7 @@ class FER2013DataModule(pl.LightningDataModule):
             val_fraction=self.val_fraction,
             split_seed=self.split_seed,
             fmt=self.format,
+            label_mode=self.label_mode,
         )
 
     def _map_classes(self, layout: Layout) -> None:
@@ -369,6 +380,7 @@ class FER2013DataModule(pl.LightningDataModule):
                 layout.splits[split] = index = subset(index, keep.numpy(), split)
                 labels = labels[keep]
             index.labels = labels.tolist()
+            index.targets = None  # evaluated on the model's classes: hard labels only
         absent = [c for c in self.classes if c not in layout.classes]
         layout.notes.append(
             f"labels mapped by name onto the model's {len(self.classes)} classes"
@@ -417,7 +429,9 @@ class FER2013DataModule(pl.LightningDataModule):
         self._faces[split] = images
         self._stats[split] = split_stats(images)
         if self.pipeline == "fast":
-            return _Batches(images, labels)
+            targets = index.targets
+            # soft targets follow the index; a CSV (FER+) never skips a row
+            return _Batches(images, labels, None if targets is None else torch.from_numpy(targets))
         readable = set(names)
         keep = [i for i, n in enumerate(index.names) if n in readable]
         make = train_transform if split == "train" else eval_transform
@@ -511,9 +525,10 @@ class FER2013DataModule(pl.LightningDataModule):
         return self._loader(self.predict_split, train=False)
 
     def on_after_batch_transfer(
-        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
-    ) -> tuple[Tensor, Tensor]:
-        """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device."""
+        self, batch: tuple[Tensor, ...], dataloader_idx: int
+    ) -> tuple[Tensor, ...]:
+        """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device.
+        FER+'s ``probability`` mode: one label per training sample drawn from its votes."""
         trainer = self.trainer
         training = trainer is not None and trainer.training
         if training:
@@ -521,19 +536,22 @@ class FER2013DataModule(pl.LightningDataModule):
             if trainer.current_epoch != epoch:
                 epoch, done = trainer.current_epoch, 0
             self._progress = (epoch, done + 1)
-        if self.pipeline != "fast":
-            return batch
-        images, labels = batch
+        images, labels, *targets = batch
         if training:
             if self._aug_generator is None:
                 # Draws on the batch's device (no host-device copy per step).
                 self._aug_generator = torch.Generator(device=images.device)
-            # Each batch's crops and flips are a function of (seed, rank, epoch, batch): the
-            # same after a resume, and different on each DDP process.
+            # Each batch's crops, flips and drawn labels are a function of (seed, rank, epoch,
+            # batch): the same after a resume, and different on each DDP process.
             key = (self._seed(), trainer.global_rank, epoch, done)
             self._aug_generator.manual_seed(hash(key) & (2**63 - 1))
+        if self.pipeline == "fast":
             stats = self.format.stats
-            images = train_augment(images, self.crop, self.resize, self._aug_generator, stats)
-        else:
-            images = eval_augment(images, self.crop, self.resize, self.format.stats)
-        return images, labels
+            if training:
+                images = train_augment(images, self.crop, self.resize, self._aug_generator, stats)
+            else:
+                images = eval_augment(images, self.crop, self.resize, stats)
+        if training and targets and self.label_mode == "probability":
+            drawn = torch.multinomial(targets[0], 1, generator=self._aug_generator)
+            targets = [torch.zeros_like(targets[0]).scatter_(1, drawn, 1.0)]
+        return (images, labels, *targets)

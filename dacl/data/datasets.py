@@ -40,7 +40,7 @@ from dacl.classes import (
     class_index,
     dataset_label,
 )
-from dacl.data.ferplus import DROPPED, majority_labels, read_votes
+from dacl.data.ferplus import DROPPED, majority_labels, read_votes, vote_distribution
 from dacl.data.layouts import (
     CSV_NAME,
     SPLITS,
@@ -56,6 +56,9 @@ from dacl.errors import DACLError
 log = logging.getLogger("dacl.data")
 
 DATASETS = ("fer2013", "ferplus", "rafdb", "affectnet", "folders")
+#: FER+'s label modes: hard majority labels, or the vote distribution as soft targets
+#: (``crossentropy``) or drawn from per batch (``probability``).
+LABEL_MODES = ("majority", "crossentropy", "probability")
 FERPLUS_NAME = "fer2013new.csv"
 RAFDB_LABELS = Path("EmoLabel") / "list_patition_label.txt"
 IMAGENET_STATS: Stats = (IMAGENET_MEAN, IMAGENET_STD)
@@ -148,6 +151,7 @@ def find_dataset(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     fmt: Format | None = None,
+    label_mode: str = "majority",
 ) -> Layout:
     """Index the dataset at ``root`` (``auto``: :func:`detect`) with its splits and classes;
     images are decoded as ``fmt`` (default :data:`FORMATS` of the dataset)."""
@@ -157,6 +161,11 @@ def find_dataset(
         raise DACLError(f"data.dataset must be auto or one of {', '.join(DATASETS)}: '{dataset}'")
     if num_classes not in (7, 8):
         raise DACLError(f"data.num_classes must be 7 or 8 (with contempt), got {num_classes}")
+    if label_mode not in LABEL_MODES or (label_mode != "majority" and dataset != "ferplus"):
+        raise DACLError(
+            f"data.label_mode must be one of {', '.join(LABEL_MODES)} (all but majority: FER+ "
+            f"only), got {label_mode} for {dataset}"
+        )
     if not 0 < val_fraction < 1:
         raise DACLError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
     path = Path(root).expanduser()
@@ -166,7 +175,7 @@ def find_dataset(
     if dataset == "fer2013":
         layout = find_layout(path)
     elif dataset == "ferplus":
-        layout = _ferplus(path)
+        layout = _ferplus(path, label_mode)
     elif dataset == "rafdb":
         layout = _rafdb(path)
     else:
@@ -214,12 +223,13 @@ def subset(index: SplitIndex, keep: np.ndarray, split: str) -> SplitIndex:
         split,
         index.channels,
         index.size,
+        index.targets[rows] if index.targets is not None else None,
     )
 
 
-def _ferplus(path: Path) -> Layout:
-    """FER+ majority labels (:func:`dacl.data.ferplus.majority_labels`) on ``fer2013.csv``'s
-    pixels, row by row; the rows FER+ drops are counted in one info line."""
+def _ferplus(path: Path, mode: str) -> Layout:
+    """FER+ labels of ``mode`` (:mod:`dacl.data.ferplus`) on ``fer2013.csv``'s pixels, row by
+    row; the rows FER+ drops are counted in one info line."""
     folder = path.parent if path.is_file() else path
     pixels_csv = path if path.is_file() else folder / CSV_NAME
     for need in (pixels_csv, folder / FERPLUS_NAME):
@@ -239,7 +249,11 @@ def _ferplus(path: Path) -> Layout:
                 f"{folder / FERPLUS_NAME}, line {i + 2}: Usage '{u}' but {rows.names[i]} is "
                 f"a {split} row; the two files must be in the same order"
             )
-    labels = majority_labels(votes)
+    if mode == "majority":
+        labels, targets = majority_labels(votes), None
+    else:
+        targets, keep = vote_distribution(votes)
+        labels = np.where(keep, targets.argmax(1), DROPPED)
     splits, dropped = {}, []
     for split in SPLITS:
         rows_of = np.flatnonzero(np.asarray(rows.splits) == split)
@@ -252,9 +266,10 @@ def _ferplus(path: Path) -> Layout:
                 [pixels_csv, folder / FERPLUS_NAME],
                 rows.pixels[keep],
                 split,
+                targets=targets[keep] if targets is not None else None,
             )
     note = (
-        "FER+ majority labels; rows dropped (no majority, unknown, not a face or unnamed): "
+        f"FER+ {mode} labels; rows dropped (no majority, unknown, not a face or unnamed): "
         + ", ".join(dropped)
     )
     return Layout("ferplus", folder, splits, notes=[note])
@@ -367,6 +382,7 @@ def _class_folders(
 __all__ = [
     "DATASETS",
     "FORMATS",
+    "LABEL_MODES",
     "Format",
     "carve_val",
     "declared_classes",

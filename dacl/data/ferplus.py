@@ -9,6 +9,12 @@ The ``majority`` mode of the FER+ paper and its reference scripts: a single vote
 emotion is taken as an outlier and zeroed; the top emotion is the label when it holds more
 than half of the remaining votes; a row without such a majority, or whose winner is unknown
 or NF, or without an image name, is dropped.
+
+The ``crossentropy`` and ``probability`` modes train on the vote distribution instead
+(:func:`vote_distribution`): after the same outlier removal, the most-voted emotions are taken
+in turn until they hold 75 % of the votes (at most 3 of them); a row whose taken emotions hold
+no more than half of the votes, or where unknown / NF ties in or wins, is dropped. Its hard label
+(for the centers and the measures) is the distribution's top emotion.
 """
 
 from __future__ import annotations
@@ -89,3 +95,28 @@ def majority_labels(votes: FerPlusVotes) -> np.ndarray:
     ok = majority & emotion & votes.named
     labels[ok] = COLUMN_CLASS[winner[ok]]
     return labels
+
+
+def vote_distribution(votes: FerPlusVotes) -> tuple[np.ndarray, np.ndarray]:
+    """The soft targets of the ``crossentropy`` and ``probability`` modes (see the module doc):
+    float32 (N, 8) distributions over FERPLUS_CLASSES, and (N,) whether the row is kept."""
+    counts = np.where(votes.votes > 1, votes.votes, 0).astype(np.float64)
+    total = counts.sum(1)
+    taken = np.zeros_like(counts)
+    keep = votes.named & (total > 0)
+    for i in np.flatnonzero(keep):
+        rest, part, n, valid = counts[i].copy(), 0.0, 0, True
+        while part < 0.75 * total[i] and n < 3 and valid:
+            top = rest.max()
+            for j in np.flatnonzero(rest == top):  # the most voted, in column order
+                if j >= len(COLUMN_CLASS):  # unknown or NF: no further emotion is taken
+                    valid = False
+                    break
+                taken[i, j], rest[j] = top, 0
+                part, n = part + top, n + 1
+        keep[i] = 0 < n <= 3 and part > 0.5 * total[i]
+    emotions = np.zeros((len(counts), len(FERPLUS_CLASSES)), dtype=np.float64)
+    emotions[:, COLUMN_CLASS] = taken[:, : len(COLUMN_CLASS)]
+    sums = emotions.sum(1, keepdims=True)
+    dist = np.divide(emotions, sums, out=np.zeros_like(emotions), where=sums > 0)
+    return dist.astype(np.float32), keep

@@ -60,6 +60,8 @@ class SplitIndex:
     split: str = ""
     channels: int = 1
     size: int = FER2013_SIDE
+    #: Soft targets (N, K) where a label mode trains on a distribution (FER+), else None.
+    targets: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.names)
