@@ -1,21 +1,11 @@
 """Callbacks for dacl's module and datamodule: SPEC §5's pictures in the run's TensorBoard while
-it trains, the hyper-parameters with the final metrics, and ``dacl predict``'s CSV.
+it trains, its HPARAMS tab, and ``dacl predict``'s ``predictions.csv``.
 
-- :class:`ConfusionMatrixLogger` — ``confusion/val`` after each validation, ``confusion/test``
-  after testing, from the module's own confusion matrix.
-- :class:`AttentionMapLogger` — ``attention/<class>`` and ``attention/mean`` for a fixed set of
-  validation images (the first ``per_class`` of each class), the same ones every epoch.
-- :class:`SampleGridLogger` — ``samples/val_wrong`` (most confident mistakes first) and
-  ``samples/val_correct``.
-- :class:`HParamsLogger` — the HPARAMS tab, through the logger's ``log_hyperparams``.
-- :class:`PredictionWriter` — ``predictions.csv`` (a ``BasePredictionWriter``).
-
-They rely on :class:`~dacl.module.DACLModule` (``confusion``, ``class_names``, a
-``validation_step`` that returns the batch's logits) and
-:class:`~dacl.data.FER2013DataModule` (``names``, ``labels``, ``faces``, ``inputs`` of a
-split). The picture callbacks draw on global rank 0 through a :class:`TensorBoardLogger` only
-(with another logger, or none, they say so once and do nothing), never touch the training
-steps, and never make a second pass over the validation set.
+The picture callbacks draw on global rank 0 through a :class:`TensorBoardLogger` only (with
+another logger, or none, they say so once and do nothing), never touch the training steps and
+never make a second pass over the validation set. They rely on :class:`~dacl.module.DACLModule`
+(``confusion``, ``class_names``, a ``validation_step`` that returns the batch's logits) and
+:class:`~dacl.data.FER2013DataModule` (``names``, ``labels``, ``faces``, ``inputs`` of a split).
 """
 
 from __future__ import annotations
@@ -65,9 +55,7 @@ class _PictureLogger(pl.Callback):
         if not trainer.is_global_zero or not boards:
             return
         for tag, fig in self._pictures(trainer, pl_module, split):
-            boards[0].add_image(
-                tag, viz.figure_to_array(fig), trainer.global_step, dataformats="HWC"
-            )
+            boards[0].add_figure(tag, fig, trainer.global_step)
         boards[0].flush()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -100,14 +88,11 @@ class ConfusionMatrixLogger(_PictureLogger):
 
 
 class AttentionMapLogger(_PictureLogger):
-    """Attention vectors of a fixed set of validation images as heat maps, one per class
-    (``attention/<class>``), and the per-class mean (``attention/mean``).
-
-    The set — the first ``per_class`` images of each class in loader order — is chosen once,
-    when the run sets up; after each validation its attention is recomputed in one small
-    forward pass. ``indices``, ``labels`` and ``inputs`` are the chosen images, ``attention``
-    the last vectors drawn ``(n, 512)``, row ``i`` for image ``i``.
-    """
+    """Attention vectors of a fixed set of validation images — the first ``per_class`` of each
+    class in loader order, chosen when the run sets up — as heat maps, one per class
+    (``attention/<class>``), and their per-class mean (``attention/mean``), recomputed after each
+    validation in one small forward pass. ``indices``, ``labels`` and ``inputs`` are the chosen
+    images, ``attention`` the last vectors drawn ``(n, 512)``, row ``i`` for image ``i``."""
 
     def __init__(self, per_class: PositiveInt = 4) -> None:
         super().__init__()
@@ -124,9 +109,7 @@ class AttentionMapLogger(_PictureLogger):
             return
         labels = trainer.datamodule.labels("val")
         k = len(pl_module.class_names)
-        self.indices = torch.cat(
-            [torch.nonzero(labels == c)[: self.per_class, 0] for c in range(k)]
-        )
+        self.indices = torch.cat([(labels == c).nonzero()[: self.per_class, 0] for c in range(k)])
         self.labels = labels[self.indices]
         self.inputs = trainer.datamodule.inputs("val", self.indices)
 
@@ -153,14 +136,12 @@ class AttentionMapLogger(_PictureLogger):
 
 class SampleGridLogger(_PictureLogger):
     """Grids of validation faces captioned ``true / predicted (confidence)``:
-    ``samples/val_wrong`` — the ``n`` most confident mistakes first — and
-    ``samples/val_correct`` — ``n`` correct ones, the most confident of each class in turn.
-
-    Candidates are ``max_batches`` validation batches spread evenly over each validation (a
-    loader sorted by class still gives every class a chance), their logits taken from
-    ``validation_step``'s output without a host sync. ``candidates`` are their dataset
-    indices; ``last`` the selections drawn (indices, labels, predictions, confidences).
-    """
+    ``samples/val_wrong`` (the ``n`` most confident mistakes first) and ``samples/val_correct``
+    (``n`` correct ones, the most confident of each class in turn). The candidates are
+    ``max_batches`` validation batches spread evenly over each validation (a loader sorted by
+    class still gives every class a chance), their logits taken from ``validation_step``'s output
+    without a host sync; ``candidates`` holds their dataset indices, ``last`` the selections
+    drawn (indices, labels, predictions, confidences)."""
 
     def __init__(self, n: PositiveInt = 16, max_batches: PositiveInt = 4) -> None:
         super().__init__()
@@ -220,12 +201,10 @@ class SampleGridLogger(_PictureLogger):
 class HParamsLogger(pl.Callback):
     """Hyper-parameters with the final metrics, so runs compare in TensorBoard's HPARAMS tab.
 
-    When fitting or testing starts, the logger's ``log_hyperparams(params, metrics)`` writes the
-    session — ``model/*`` and ``data/*`` from the module's and datamodule's initial hparams,
-    ``trainer/*`` for epochs, precision and devices, plus ``extra`` — declaring the ``hp/*``
-    metrics of :data:`TAGS`; after each validation and after testing ``log_metrics`` writes
-    their values, copied from what the module logged.
-    """
+    When fitting or testing starts, ``log_hyperparams`` writes ``model/*`` and ``data/*`` (the
+    module's and datamodule's initial hparams), ``trainer/*`` (epochs, precision, devices) and
+    ``extra``, declaring the ``hp/*`` metrics of :data:`TAGS`; after each validation and after
+    testing ``log_metrics`` writes their values, copied from what the module logged."""
 
     #: HPARAMS metric → the module's logged value it shows.
     TAGS: ClassVar[dict[str, str]] = {
@@ -238,10 +217,11 @@ class HParamsLogger(pl.Callback):
         self.extra = dict(extra or {})
         self._declared: set[int] = set()
 
-    def _declare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = trainer.logger
         if logger is None or id(logger) in self._declared:
             return
+        self._declared.add(id(logger))
         params = {
             "model": dict(pl_module.hparams_initial),
             "data": dict(trainer.datamodule.hparams_initial),
@@ -253,10 +233,6 @@ class HParamsLogger(pl.Callback):
             **self.extra,
         }
         logger.log_hyperparams(params, dict.fromkeys(self.TAGS, 0.0))
-        self._declared.add(id(logger))
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._declare(trainer, pl_module)
 
     on_test_start = on_fit_start
 

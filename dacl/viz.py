@@ -41,13 +41,6 @@ def figure(width: float, height: float) -> Figure:
     return fig
 
 
-def figure_to_array(fig: Figure) -> np.ndarray:
-    """Render ``fig`` to an RGB ``uint8`` array of shape ``(H, W, 3)``."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as a PNG at ``path`` (parents created) and return the path."""
     path = Path(path)
@@ -66,9 +59,6 @@ def _show_face(ax: Axes, face: np.ndarray, **kwargs: Any) -> None:
     """A face in gray, ``uint8`` on 0–255 and floats on 0–1, without ticks."""
     ax.imshow(face, cmap="gray", vmin=0, vmax=255 if face.dtype == np.uint8 else 1, **kwargs)
     ax.set(xticks=[], yticks=[])
-
-
-# --------------------------------------------------------------------------- confusion matrix
 
 
 def balanced_accuracy(cm: Any) -> float:
@@ -116,22 +106,13 @@ def confusion_figure(cm: Any, class_names: Sequence[str], title: str | None = No
     return fig
 
 
-# --------------------------------------------------------------------------- attention
-
-
-def _heatmap(
-    ax: Axes,
-    values: np.ndarray,
-    rows: Sequence[str],
-    label: str,
-    cmap: str = "viridis",
-    span: tuple[float, float] = (0.0, 1.0),
-) -> None:
-    """Vectors ``(n, d)`` as the rows of a heat map on ``span``, one cell per value (no
-    smoothing between neighbouring dimensions), NaN rows gray, with a colour bar."""
-    colors = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")
-    im = ax.imshow(np.ma.masked_invalid(values), colors, aspect="auto", interpolation="nearest")
-    im.set_clim(*span)
+def _heatmap(ax: Axes, values: np.ndarray, rows: Sequence[str], label: str, **style: Any) -> None:
+    """Vectors ``(n, d)`` as the rows of a heat map (``style``: ``cmap``, ``vmin``, ``vmax``),
+    one cell per value (no smoothing between neighbouring dimensions), NaN rows gray, with a
+    colour bar."""
+    cmap = matplotlib.colormaps[style.pop("cmap", "viridis")].with_extremes(bad="#dddddd")
+    masked = np.ma.masked_invalid(values)
+    im = ax.imshow(masked, cmap, aspect="auto", interpolation="nearest", **style)
     d = values.shape[1]
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xticks(range(0, d, 64 if d >= 256 else max(1, d // 8)))
@@ -169,7 +150,7 @@ def attention_figure(
         for i, face in enumerate(_faces(images)):
             _show_face(fig.add_subplot(grid[i, 0]), face)
     rows = list(row_labels) if row_labels is not None else [f"#{i}" for i in range(n)]
-    _heatmap(ax, attn, rows, "attention weight")
+    _heatmap(ax, attn, rows, "attention weight", vmin=0.0, vmax=1.0)
     return fig
 
 
@@ -212,20 +193,14 @@ def mean_attention_figure(
     span = float(np.nanmax(np.abs(diff), initial=0.0)) or 1.0
     rows = [f"{name} (n={m})" for name, m in zip(class_names, counts, strict=True)]
     fig = figure(12.0, 1.6 + 0.62 * k)
-    panels = (
-        (means, "viridis", (0.0, 1.0), "mean attention"),
-        (diff, "RdBu_r", (-span, span), "difference from the all-class mean"),
-    )
-    axes = fig.subplots(2, 1, sharex=True)
-    for ax, (values, cmap, limits, label) in zip(axes, panels, strict=True):
-        _heatmap(ax, values, rows, label.split(" from")[0], cmap, limits)
-        ax.set_title(label, fontsize=10)
-        ax.label_outer()  # the dimension axis once, below
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    _heatmap(top, means, rows, "mean attention", vmin=0.0, vmax=1.0)
+    _heatmap(bottom, diff, rows, "difference", cmap="RdBu_r", vmin=-span, vmax=span)
+    top.set_title("mean attention", fontsize=10)
+    bottom.set_title("difference from the all-class mean", fontsize=10)
+    top.label_outer()  # the dimension axis once, below
     fig.suptitle(_join("Per-class mean attention", title), fontsize=11)
     return fig
-
-
-# --------------------------------------------------------------------------- sample grids
 
 
 def select_samples(
@@ -274,8 +249,6 @@ def sample_grid_figure(
         ax.set_title(caption, fontsize=8, color=color)
     return fig
 
-
-# --------------------------------------------------------------------------- curves
 
 #: The :func:`curves_figure` panels, in their order.
 PANELS = ("accuracy", "loss (L = L_CE + λ·L_SC, and L_CE)", "sparse center loss L_SC")
@@ -334,11 +307,12 @@ def curves_figure(
 
 
 def _order(file: Path) -> tuple[int, int, str]:
-    """Write order of ``events.out.tfevents.<time>.<host>.<pid>.<n>``: by time, then by the
-    writer counter ``n`` as a number (by name, ``.10`` would come before ``.9``)."""
+    """Write order of ``events.out.tfevents.<time>.<host>.<pid>.<n>[<suffix>]``: by time, then
+    by the writer counter ``n``, the name's last number, as a number (by name, ``.10`` would come
+    before ``.9``)."""
     parts = file.name.split(".")
-    time, count = parts[3], parts[-1]
-    return (int(time) if time.isdigit() else 0, int(count) if count.isdigit() else 0, file.name)
+    numbers = [int(p) for p in parts[4:] if p.isdigit()]
+    return (int(parts[3]) if parts[3].isdigit() else 0, numbers[-1] if numbers else 0, file.name)
 
 
 def read_scalars(event_dir: str | Path) -> Scalars:
@@ -346,10 +320,7 @@ def read_scalars(event_dir: str | Path) -> Scalars:
     ``lightning_logs/version_0``; not searched recursively) or of one event file, as
     ``{tag: [(step, value), ...]}`` sorted by step. Files are read in the order they were
     written and a later file's value wins for a repeated (tag, step), as after a resumed run."""
-    from tensorboard.backend.event_processing.event_accumulator import (
-        SCALARS,
-        EventAccumulator,
-    )
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
     path = Path(event_dir)
     files = [path] if path.is_file() else sorted(path.glob("events.out.tfevents.*"), key=_order)
