@@ -123,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 records.append(_execute(run, overrides, args, tag))
     except KeyboardInterrupt:
-        _write_results(out, records, runs)
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
-    _write_results(out, records, runs)
+    finally:  # the runs so far, also when stopped
+        _write_results(out, records, runs)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
@@ -214,10 +214,8 @@ def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]
                 if not quiet:
                     sys.stdout.buffer.write(chunk)
                     sys.stdout.flush()
-        except KeyboardInterrupt:  # Ctrl-C reaches the run too: let it stop, then stop
-            proc.wait()
-            raise
-        rc = proc.wait()
+        finally:  # after Ctrl-C too, which reaches the run as well: let it stop first
+            rc = proc.wait()
     return rc, time.perf_counter() - t0
 
 

@@ -59,10 +59,8 @@ def find_log_dir(ckpt_path: str | Path | None) -> Path | None:
     if ckpt_path is None:
         return None
     parent = Path(ckpt_path).resolve().parent
-    for run in (parent.parent, parent) if parent.name == "checkpoints" else (parent,):
-        if any(run.glob("events.out.tfevents.*")):
-            return run
-    return None
+    runs = (parent.parent, parent) if parent.name == "checkpoints" else (parent,)
+    return next((run for run in runs if any(run.glob("events.out.tfevents.*"))), None)
 
 
 class _Gather(pl.Callback):

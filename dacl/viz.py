@@ -5,6 +5,7 @@ class names; every heat map has a colour bar."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -208,16 +209,12 @@ def select_samples(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of up to ``n`` mistakes, most confident first, and of up to ``n`` correct
     predictions taken class by class in turn, each class's most confident first."""
-    is_wrong = pred != labels
-    wrong = torch.nonzero(is_wrong).flatten()
-    wrong = wrong[torch.argsort(conf[wrong], descending=True, stable=True)][:n]
-    right = torch.nonzero(~is_wrong).flatten()
-    right = right[torch.argsort(conf[right], descending=True, stable=True)]
+    order = torch.argsort(conf, descending=True, stable=True)
+    is_wrong = (pred != labels)[order]
+    wrong, right = order[is_wrong][:n], order[~is_wrong]
     by_class = [right[labels[right] == c] for c in torch.unique(labels[right]).tolist()]
-    rounds = max((len(g) for g in by_class), default=0)
-    order = [g[r] for r in range(rounds) for g in by_class if r < len(g)]
-    correct = torch.stack(order[:n]) if order else right[:0]
-    return wrong, correct
+    turns = [i for turn in itertools.zip_longest(*by_class) for i in turn if i is not None]
+    return wrong, torch.stack(turns[:n]) if turns else right[:0]
 
 
 def sample_grid_figure(
