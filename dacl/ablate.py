@@ -5,22 +5,21 @@
         [--data.root data/fer2013] [--trainer.max_epochs 5] [--model.lr 0.1]
 
 Each run is ``dacl fit --config C --seed_everything S`` in its own process, with the
-``--data.*``, ``--model.*`` and ``--trainer.*`` options passed on and its TensorBoard logger at
-``OUT/runs/<config stem>_seed<S>/version_0``; when the data has a test split, the best
-checkpoint is then tested (``dacl test --ckpt_path best``, logged to ``version_0/test``). From
-the event files: ``best`` is the epoch of maximal ``val/balanced_acc`` (model selection, SPEC §5)
-with its ``val/acc`` and ``val/f1_macro``; ``final`` the last validated epoch; ``test`` the test
-metrics. ``OUT`` gets ``results.md`` (mean ± sample std per config, Welch's t-test against the
-first config, every run), ``results.json``, ``ablation.png`` and ``commands.sh`` (the commands
-in the order they ran).
+``--data.*``, ``--model.*`` and ``--trainer.*`` options passed on, logged to
+``OUT/runs/<config stem>_seed<S>/version_0``; when the data has a test split, ``dacl test
+--ckpt_path best`` follows (logged to ``version_0/test``). ``best`` is the epoch of maximal
+``val/balanced_acc`` (SPEC §5's model selection), ``final`` the last one. ``OUT`` gets
+``results.md`` (mean ± sample std per config, Welch's t-test against the first config, every
+run), ``results.json``, ``ablation.png`` and ``commands.sh`` (the commands as they ran).
 
 Re-running resumes: a run with ``done.json`` is skipped, a fit with ``fit.json`` is only tested,
-a fit with a ``last.ckpt`` resumes from it. A failing run is reported with its exit code, the
-others go on, and the command exits non-zero at the end naming the failed runs.
+a fit with a ``last.ckpt`` resumes from it. A failing run is reported with its exit code and the
+others go on; the command then exits non-zero, naming the failed runs.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shlex
@@ -28,10 +27,12 @@ import statistics
 import subprocess
 import sys
 import time
+from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from dacl import viz
@@ -47,7 +48,7 @@ DONE, FIT_DONE = "done.json", "fit.json"
 OWN = ("logger.init_args.save_dir", "logger.init_args.name", "logger.init_args.version")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
     config: Path
     seed: int
@@ -60,10 +61,6 @@ class Run:
     @property
     def run_dir(self) -> Path:  # the TensorBoard logger's version_0: events and checkpoints
         return self.home / "version_0"
-
-    @property
-    def last_ckpt(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.ckpt"
 
 
 def parser() -> ArgumentParser:
@@ -92,32 +89,28 @@ def _flatten(prefix: str, options: dict[str, Any]) -> list[str]:
         if isinstance(value, dict):
             out += _flatten(f"{prefix}.{key}", value)
         else:
-            text = value if isinstance(value, str) else json.dumps(value)
-            out += [f"--{prefix}.{key}", text]
+            out += [f"--{prefix}.{key}", value if isinstance(value, str) else json.dumps(value)]
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dacl ablate``; raises ``SystemExit`` (non-zero) when a run failed."""
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    configs, seeds = list(dict.fromkeys(args.configs)), dict.fromkeys(args.seeds)
+    out = Path(args.out)
     owned = [k for k in _flatten("trainer", args.trainer)[::2] if k[len("--trainer.") :] in OWN]
+    missing = [c for c in configs if not Path(c).is_file()]
+    stems = [Path(c).stem for c in configs]
     if owned:
         raise SystemExit(f"dacl ablate: {owned[0]} is set by the runner for each run")
-    overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]
-    out = Path(args.out)
-    for config in args.configs:
-        if not Path(config).is_file():
-            raise SystemExit(f"dacl ablate: config '{config}' not found")
-    stems = [Path(c).stem for c in dict.fromkeys(args.configs)]
+    if missing:
+        raise SystemExit(f"dacl ablate: config '{missing[0]}' not found")
     if len(set(stems)) < len(stems):
-        raise SystemExit(
-            f"dacl ablate: configs share a file name stem, which names the runs: {stems}"
-        )
+        raise SystemExit(f"dacl ablate: configs share a file name stem (it names runs): {stems}")
+    overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]
     # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
     runs = [
-        Run(Path(c), s, out / "runs" / f"{Path(c).stem}_seed{s}")
-        for s in dict.fromkeys(args.seeds)
-        for c in dict.fromkeys(args.configs)
+        Run(Path(c), s, out / "runs" / f"{Path(c).stem}_seed{s}") for s in seeds for c in configs
     ]
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
@@ -130,10 +123,10 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 records.append(_execute(run, overrides, args, tag))
     except KeyboardInterrupt:
-        _write_results(out, records, runs)
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
-    _write_results(out, records, runs)
+    finally:  # the runs so far, also when stopped
+        _write_results(out, records, runs)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
@@ -154,16 +147,19 @@ def _command(run: Run, subcommand: str, overrides: list[str], sub_dir: str = "")
     ]  # fmt: skip
 
 
-def _has_test_split(run: Run, overrides: list[str]) -> bool:
-    """Whether the run's data (as ``dacl fit`` would configure it) has a test split."""
+@functools.cache
+def _has_test_split(config: Path, overrides: tuple[str, ...]) -> bool:
+    """Whether the config's data (as ``dacl fit`` would configure it) has a test split; asked
+    once per config, not per seed."""
     try:
-        return build_cli(["--config", str(run.config), *overrides]).datamodule.has_split("test")
+        return build_cli(["--config", str(config), *overrides]).datamodule.has_split("test")
     except DACLError:
         return False  # no data there: the fit has failed already and said why
 
 
-def _execute(run: Run, overrides: list[str], args, tag: str) -> dict[str, Any]:
+def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[str, Any]:
     """Fit (or resume, or skip a finished fit), test when asked, and write the markers."""
+    say = functools.partial(print, tag + ":", flush=True)
     run.home.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "name": run.name, "config": str(run.config), "seed": run.seed,
@@ -171,45 +167,36 @@ def _execute(run: Run, overrides: list[str], args, tag: str) -> dict[str, Any]:
     }  # fmt: skip
     if (run.home / FIT_DONE).is_file():
         record.update(json.loads((run.home / FIT_DONE).read_text()))
-        print(f"{tag}: fit finished earlier, testing only", flush=True)
+        say("fit finished earlier, testing only")
     else:
-        cmd = _command(run, "fit", overrides)
-        if run.last_ckpt.is_file():
-            cmd += ["--ckpt_path", str(run.last_ckpt)]
-        print(
-            f"{tag}: " + (f"resuming from {run.last_ckpt}" if "--ckpt_path" in cmd else "fit"),
-            flush=True,
-        )
-        rc, wall = _call(cmd, run, "fit", args.quiet)
+        last = run.run_dir / "checkpoints" / "last.ckpt"
+        resume = ["--ckpt_path", str(last)] if last.is_file() else []
+        say(f"resuming from {last}" if resume else "fit")
+        rc, wall = _call([*_command(run, "fit", overrides), *resume], run, "fit", args.quiet)
         record["fit_wall_s"] = round(wall, 1)
         try:
             if rc != 0:
                 raise ValueError(f"fit exited {rc} (log: {run.home / 'fit.log'})")
-            metrics = read_fit_metrics(run.run_dir)
+            fit = read_fit_metrics(run.run_dir) | {"fit_wall_s": record["fit_wall_s"]}
         except ValueError as err:
-            print(f"{tag}: FAILED, {err}", flush=True)
+            say(f"FAILED, {err}")
             return {**record, "returncode": rc, "failed_step": "fit"}
-        record.update(metrics)
-        (run.home / FIT_DONE).write_text(
-            json.dumps({**metrics, "fit_wall_s": record["fit_wall_s"]})
-        )
+        record.update(fit)
+        (run.home / FIT_DONE).write_text(json.dumps(fit))
     record["test"] = None
-    if args.test == "always" or (args.test == "auto" and _has_test_split(run, overrides)):
-        print(f"{tag}: test (best checkpoint)", flush=True)
+    auto = args.test == "auto" and _has_test_split(run.config, tuple(overrides))
+    if args.test == "always" or auto:
+        say("test (best checkpoint)")
         cmd = [*_command(run, "test", overrides, "test"), "--ckpt_path", "best"]
         rc, _ = _call(cmd, run, "test", args.quiet)
         if rc != 0:
-            print(f"{tag}: FAILED, test exited {rc} (log: {run.home / 'test.log'})", flush=True)
+            say(f"FAILED, test exited {rc} (log: {run.home / 'test.log'})")
             return {**record, "returncode": rc, "failed_step": "test"}
         record["test"] = read_test_metrics(run.run_dir / "test")
     record.update(status="done", returncode=0)
     (run.home / DONE).write_text(json.dumps(record, indent=1))
-    best = record["best"]
-    print(
-        f"{tag}: done; best epoch {best['epoch']}: "
-        + ", ".join(f"{LABELS[m]} {best[m]:.4f}" for m in METRICS),
-        flush=True,
-    )
+    scores = ", ".join(f"{LABELS[m]} {record['best'][m]:.4f}" for m in METRICS)
+    say(f"done; best epoch {record['best']['epoch']}: {scores}")
     return record
 
 
@@ -227,10 +214,8 @@ def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]
                 if not quiet:
                     sys.stdout.buffer.write(chunk)
                     sys.stdout.flush()
-        except KeyboardInterrupt:  # Ctrl-C reaches the run too: let it stop, then stop
-            proc.wait()
-            raise
-        rc = proc.wait()
+        finally:  # after Ctrl-C too, which reaches the run as well: let it stop first
+            rc = proc.wait()
     return rc, time.perf_counter() - t0
 
 
@@ -241,16 +226,12 @@ def read_fit_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     key = "val/balanced_acc"
     if not s.get(key):
         raise ValueError(f"no '{key}' scalars in the event files of {run_dir}")
-    steps = sorted(s[key])
+    steps, epochs = sorted(s[key]), s.get("epoch", {})
     best = max(steps, key=lambda st: (s[key][st], -st))
 
     def at(step: int) -> dict[str, float]:
-        epoch = s.get("epoch", {}).get(step, steps.index(step))
-        return {
-            "epoch": int(epoch),
-            "step": step,
-            **{m: s.get(f"val/{m}", {}).get(step, math.nan) for m in METRICS},
-        }
+        values = {m: s.get(f"val/{m}", {}).get(step, math.nan) for m in METRICS}
+        return {"epoch": int(epochs.get(step, steps.index(step))), "step": step, **values}
 
     return {"best": at(best), "final": at(steps[-1])}
 
@@ -266,10 +247,8 @@ def read_test_metrics(log_dir: Path) -> dict[str, float]:
 
 def mean_std(values: list[float]) -> dict[str, float | None]:
     """Mean and sample standard deviation (n − 1); ``None`` for the std of a single value."""
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
-    }
+    std = statistics.stdev(values) if len(values) > 1 else None
+    return {"mean": statistics.fmean(values), "std": std}
 
 
 def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
@@ -291,13 +270,10 @@ def t_tail(t: float, df: float, steps: int = 2000) -> float:
     """P(T > t) for Student's t with ``df`` degrees of freedom: 1/2 minus the density's
     integral over [0, t] (Simpson's rule on ``steps`` intervals, error far below 1e-6)."""
     log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-
-    def pdf(x: float) -> float:
-        return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
-
-    h = t / steps
-    area = pdf(0) + pdf(t) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, steps))
-    return max(0.0, 0.5 - area * h / 3)
+    x = np.linspace(0.0, t, steps + 1)
+    pdf = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
+    area = pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum()
+    return max(0.0, 0.5 - float(area) * t / steps / 3)
 
 
 def summarize(records: list[dict], configs: list[str]) -> list[dict]:
@@ -338,114 +314,75 @@ def _write_results(out: Path, records: list[dict], runs: list[Run]) -> None:
     (out / "commands.sh").write_text("\n".join(lines) + "\n")
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
+def _stat(cell: dict | None) -> str:
+    """A ``mean ± std`` cell; ``–`` for a missing value or std."""
+    if cell is None:
+        return "–"
+    return f"{cell['mean']:.4f} ± " + ("–" if cell["std"] is None else f"{cell['std']:.4f}")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(cells) + " |" for cells in [head, *rows]]
+    return "\n".join([lines[0], "|" + "---|" * len(head), *lines[1:]])
 
 
 def markdown(summary: list[dict], records: list[dict]) -> str:
     """``results.md``: the per-config table, then every run."""
-    splits = ["val"] + (["test"] if any("test_balanced_acc" in row for row in summary) else [])
-    keys = [f"{s}_{m}" for s in splits for m in METRICS]
-    label = {
-        k: ("best val " if k[:3] == "val" else "test ") + LABELS[k.split("_", 1)[1]] for k in keys
-    }
-
-    def fmt(cell: dict | None) -> str:
-        return (
-            "–"
-            if cell is None
-            else f"{cell['mean']:.4f} ± " + ("–" if cell["std"] is None else f"{cell['std']:.4f}")
+    tested = any("test_balanced_acc" in row for row in summary)
+    label = {f"val_{m}": f"best val {LABELS[m]}" for m in METRICS}
+    label |= {f"test_{m}": f"test {LABELS[m]}" for m in METRICS if tested}
+    configs = []
+    for r in summary:
+        t = r.get("vs_first")
+        vs = t and f"{t['diff']:+.4f} (t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f})"
+        configs.append(
+            [f"`{r['config']}`", str(r["n"]), *(_stat(r.get(k)) for k in label), vs or "–"]
         )
-
-    def vs(t: dict | None) -> str:
-        return (
-            f"{t['diff']:+.4f} (t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f})"
-            if t
-            else "–"
-        )
-
-    head = [
-        "config",
-        "runs",
-        *(label[k] for k in keys),
-        f"best val {LABELS[METRICS[0]]} − first config (Welch's t-test)",
-    ]
-    rows = [
-        [f"`{r['config']}`", str(r["n"]), *(fmt(r.get(k)) for k in keys), vs(r.get("vs_first"))]
-        for r in summary
-    ]
-    lines = [
-        "# Ablation",
-        "",
+    runs, dashes = [], ["–"] * (1 + len(METRICS))  # no epoch: no metrics
+    for r in records:
+        failed = f"failed (exit {r.get('returncode')}, {r.get('failed_step')})"
+        status = "done" if r["status"] == "done" else failed
+        cells = [r["name"], f"`{r['config']}`", str(r["seed"]), status]
+        for got in (r.get("best"), r.get("final")):
+            cells += [str(got["epoch"]), *(f"{got[m]:.4f}" for m in METRICS)] if got else dashes
+        test = r.get("test") or {}
+        cells += [f"{test[m]:.4f}" if m in test else "–" for m in METRICS if tested]
+        runs.append([*cells, str(r.get("fit_wall_s", "–"))])
+    welch_head = f"{label['val_balanced_acc']} − first config (Welch's t-test)"
+    runs_head = ["run", "config", "seed", "status"]
+    for part in ("best", "final"):
+        runs_head += [f"{part} epoch", *(f"{part} val {LABELS[m]}" for m in METRICS)]
+    runs_head += [label[f"test_{m}"] for m in METRICS if tested] + ["fit wall s"]
+    intro = (
         "Mean ± sample standard deviation (n − 1; – for a single run) over seeds of each run's "
         "best-validation epoch (maximal val balanced accuracy)"
-        + (" and of its best checkpoint on the test split." if "test" in splits else ".")
+        + (" and of its best checkpoint on the test split." if tested else ".")
         + " The last column compares each config with the first by Welch's two-sample t-test "
-        "(two-sided p; it needs two runs or more of both).",
-        "",
-        *_table(head, rows),
-    ]
-    head = ["run", "config", "seed", "status", "best epoch", *(label[f"val_{m}"] for m in METRICS)]
-    head += ["final epoch", *(f"final val {LABELS[m]}" for m in METRICS)]
-    head += [label[f"test_{m}"] for m in METRICS if "test" in splits] + ["fit wall s"]
-    rows = []
-    for r in records:
-        status = (
-            "done"
-            if r["status"] == "done"
-            else f"failed (exit {r['returncode']}, {r.get('failed_step')})"
-        )
-        cells = [r["name"], f"`{r['config']}`", str(r["seed"]), status]
-        for part in ("best", "final"):
-            got = r.get(part)
-            cells += [
-                str(got["epoch"]) if got else "–",
-                *(f"{got[m]:.4f}" if got else "–" for m in METRICS),
-            ]
-        test = r.get("test") or {}
-        cells += [f"{test[m]:.4f}" if m in test else "–" for m in METRICS if "test" in splits]
-        rows.append([*cells, str(r.get("fit_wall_s", "–"))])
-    return "\n".join([*lines, "", "## Runs", "", *_table(head, rows)]) + "\n"
+        "(two-sided p; it needs two runs or more of both)."
+    )
+    head = ["config", "runs", *label.values(), welch_head]
+    tables = [_table(head, configs), "## Runs", _table(runs_head, runs)]
+    return "\n\n".join(["# Ablation", intro, *tables]) + "\n"
 
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
+    """``ablation.png``: per config a bar (mean ± std) per metric, and a dot per run."""
     fig = viz.figure(2.2 + 1.6 * max(1, len(summary)), 4)
     ax = fig.add_subplot()
-    width = 0.8 / len(METRICS)
+    width, done = 0.8 / len(METRICS), [r for r in records if r["status"] == "done"]
+    place = {row["config"]: i for i, row in enumerate(summary)}
     for j, m in enumerate(METRICS):
-        xs = [i + (j - (len(METRICS) - 1) / 2) * width for i in range(len(summary))]
-        for x, row in zip(xs, summary, strict=True):
-            values = [
-                r["best"][m]
-                for r in records
-                if r["config"] == row["config"] and r["status"] == "done"
-            ]
-            ax.scatter([x] * len(values), values, s=12, color="k", zorder=3)
-        have = [
-            (x, row[f"val_{m}"]) for x, row in zip(xs, summary, strict=True) if f"val_{m}" in row
-        ]
-        ax.bar(
-            [x for x, _ in have],
-            [c["mean"] for _, c in have],
-            width * 0.9,
-            yerr=[c["std"] or 0.0 for _, c in have],
-            capsize=3,
-            label=f"best val {LABELS[m]}",
-        )
-    ax.set_xticks(
-        range(len(summary)),
-        [f"{Path(r['config']).stem}\n(n={r['n']})" for r in summary],
-        fontsize=8,
-    )
-    ax.set(
-        ylabel="score (mean ± std over seeds; dots: runs)",
-        ylim=(0, 1),
-        title="Ablation: best-validation metrics per config",
-    )
+        shift = (j - (len(METRICS) - 1) / 2) * width
+        stats = [row.get(f"val_{m}", {"mean": math.nan, "std": None}) for row in summary]
+        means, stds = [s["mean"] for s in stats], [s["std"] or 0.0 for s in stats]
+        x = np.arange(len(summary)) + shift
+        ax.bar(x, means, width * 0.9, yerr=stds, capsize=3, label=f"best val {LABELS[m]}")
+        xs, ys = [place[r["config"]] + shift for r in done], [r["best"][m] for r in done]
+        ax.scatter(xs, ys, s=12, color="k", zorder=3)
+    ticks = [f"{Path(r['config']).stem}\n(n={r['n']})" for r in summary]
+    ax.set_xticks(range(len(summary)), ticks, fontsize=8)
+    ax.set(ylabel="score (mean ± std over seeds; dots: runs)", ylim=(0, 1))
+    ax.set_title("Ablation: best-validation metrics per config")
     ax.legend(fontsize=8, loc="upper right")
     viz.save_figure(fig, path, dpi=120)
 

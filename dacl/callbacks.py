@@ -1,21 +1,11 @@
 """Callbacks for dacl's module and datamodule: SPEC §5's pictures in the run's TensorBoard while
-it trains, the hyper-parameters with the final metrics, and ``dacl predict``'s CSV.
+it trains, its HPARAMS tab, and ``dacl predict``'s ``predictions.csv``.
 
-- :class:`ConfusionMatrixLogger` — ``confusion/val`` after each validation, ``confusion/test``
-  after testing, from the module's own confusion matrix.
-- :class:`AttentionMapLogger` — ``attention/<class>`` and ``attention/mean`` for a fixed set of
-  validation images (the first ``per_class`` of each class), the same ones every epoch.
-- :class:`SampleGridLogger` — ``samples/val_wrong`` (most confident mistakes first) and
-  ``samples/val_correct``.
-- :class:`HParamsLogger` — the HPARAMS tab, through the logger's ``log_hyperparams``.
-- :class:`PredictionWriter` — ``predictions.csv`` (a ``BasePredictionWriter``).
-
-They rely on :class:`~dacl.module.DACLModule` (``confusion``, ``class_names``, a
-``validation_step`` that returns the batch's logits) and
-:class:`~dacl.data.FER2013DataModule` (``names``, ``labels``, ``faces``, ``inputs`` of a
-split). The picture callbacks draw on global rank 0 through a :class:`TensorBoardLogger` only
-(with another logger, or none, they say so once and do nothing), never touch the training
-steps, and never make a second pass over the validation set.
+The picture callbacks draw on global rank 0 through a :class:`TensorBoardLogger` only (with
+another logger, or none, they say so once and do nothing), never touch the training steps and
+never make a second pass over the validation set. They rely on :class:`~dacl.module.DACLModule`
+(``confusion``, ``class_names``, a ``validation_step`` that returns the batch's logits) and
+:class:`~dacl.data.FER2013DataModule` (``names``, ``labels``, ``faces``, ``inputs`` of a split).
 """
 
 from __future__ import annotations
@@ -23,13 +13,14 @@ from __future__ import annotations
 import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
 from jsonargparse.typing import PositiveInt
+from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
@@ -40,74 +31,68 @@ from dacl.errors import DACLError
 
 log = logging.getLogger(__name__)
 
+#: What a picture callback draws: ``(tag, figure)`` pairs.
+Pictures = Iterator[tuple[str, Figure]]
+
 
 class _PictureLogger(pl.Callback):
-    """Finds the run's ``SummaryWriter`` on rank 0; says once when there is none."""
+    """Draws :meth:`_pictures` into the run's TensorBoard after each validation (not the sanity
+    check), on rank 0; says once when the trainer has no :class:`TensorBoardLogger`."""
 
     def __init__(self) -> None:
         super().__init__()
         self._told = False
 
-    def _writer(self, trainer: pl.Trainer):
-        if not trainer.is_global_zero:
-            return None
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                return logger.experiment
-        if not self._told:
+    def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
+        """The ``(tag, figure)`` pairs to draw for ``split``."""
+        raise NotImplementedError
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
+        boards = [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if trainer.is_global_zero and not boards and not self._told:
             self._told = True
             log.info("%s: no TensorBoardLogger on the trainer; skipped", type(self).__name__)
-        return None
+        if not trainer.is_global_zero or not boards:
+            return
+        for tag, fig in self._pictures(trainer, pl_module, split):
+            boards[0].add_figure(tag, fig, trainer.global_step)
+        boards[0].flush()
 
-    @staticmethod
-    def _add(writer, tag: str, fig, step: int) -> None:
-        writer.add_image(tag, viz.figure_to_array(fig), step, dataformats="HWC")
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._draw(trainer, pl_module, "val")
 
 
 class ConfusionMatrixLogger(_PictureLogger):
     """The module's confusion matrix as counts and row-normalised with class names and
-    balanced accuracy: ``confusion/val`` after each validation (not the sanity check),
-    ``confusion/test`` after testing. ``last`` holds the last matrix drawn per split."""
+    balanced accuracy: ``confusion/val`` after each validation, ``confusion/test`` after
+    testing. ``last`` holds the last matrix drawn per split."""
 
     def __init__(self) -> None:
         super().__init__()
         self.last: dict[str, Tensor] = {}
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            where = f"epoch {trainer.current_epoch} · step {trainer.global_step}"
-            self._draw(trainer, pl_module, "val", where)
-
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        ckpt = trainer.ckpt_path
-        where = f"ckpt {Path(ckpt).name}" if ckpt else f"weights at epoch {trainer.current_epoch}"
-        self._draw(trainer, pl_module, "test", where)
+        self._draw(trainer, pl_module, "test")
 
-    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str, where: str):
-        writer = self._writer(trainer)
-        if writer is None:
-            return
-        cm = pl_module.confusion[split].detach().cpu()
+    def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
+        if split == "val":
+            where = f"epoch {trainer.current_epoch} · step {trainer.global_step}"
+        elif trainer.ckpt_path:
+            where = f"ckpt {Path(trainer.ckpt_path).name}"
+        else:
+            where = f"weights at epoch {trainer.current_epoch}"
+        cm = self.last[split] = pl_module.confusion[split].detach().cpu()
         title = f"{split} confusion matrix · {where}"
-        self._add(
-            writer,
-            f"confusion/{split}",
-            viz.confusion_figure(cm, pl_module.class_names, title),
-            trainer.global_step,
-        )
-        writer.flush()
-        self.last[split] = cm
+        yield f"confusion/{split}", viz.confusion_figure(cm, pl_module.class_names, title)
 
 
 class AttentionMapLogger(_PictureLogger):
-    """Attention vectors of a fixed set of validation images as heat maps, one per class
-    (``attention/<class>``), and the per-class mean (``attention/mean``).
-
-    The set — the first ``per_class`` images of each class in loader order — is chosen once,
-    when the run sets up; after each validation its attention is recomputed in one small
-    forward pass. ``indices``, ``labels`` and ``inputs`` are the chosen images, ``attention``
-    the last vectors drawn ``(n, 512)``, row ``i`` for image ``i``.
-    """
+    """Attention vectors of a fixed set of validation images — the first ``per_class`` of each
+    class in loader order, chosen when the run sets up — as heat maps, one per class
+    (``attention/<class>``), and their per-class mean (``attention/mean``), recomputed after each
+    validation in one small forward pass. ``indices``, ``labels`` and ``inputs`` are the chosen
+    images, ``attention`` the last vectors drawn ``(n, 512)``, row ``i`` for image ``i``."""
 
     def __init__(self, per_class: PositiveInt = 4) -> None:
         super().__init__()
@@ -124,53 +109,39 @@ class AttentionMapLogger(_PictureLogger):
             return
         labels = trainer.datamodule.labels("val")
         k = len(pl_module.class_names)
-        self.indices = torch.cat(
-            [torch.nonzero(labels == c)[: self.per_class, 0] for c in range(k)]
-        )
+        self.indices = torch.cat([(labels == c).nonzero()[: self.per_class, 0] for c in range(k)])
         self.labels = labels[self.indices]
         self.inputs = trainer.datamodule.inputs("val", self.indices)
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.inputs is None or not len(self.inputs):
-            return
-        if pl_module.hparams.variant != "dacl":
+    def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
+        if self.inputs is None or not len(self.inputs) or pl_module.hparams.variant != "dacl":
             return  # the center and softmax variants have no attention branch (a ≡ 1)
-        writer = self._writer(trainer)
-        if writer is None:
-            return
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             logits, _, attention = pl_module(self.inputs.to(pl_module.device))
         self.attention = attention.float().cpu()
         conf, pred = logits.float().softmax(-1).max(-1)
         data, names = trainer.datamodule, pl_module.class_names
         files = [Path(data.names("val")[i]).name for i in self.indices.tolist()]
-        rows = [
-            f"{f} → {names[int(p)]} {float(c):.2f}"
-            for f, p, c in zip(files, pred.tolist(), conf.tolist(), strict=True)
-        ]
+        rows = [f"{f} → {names[p]} {c:.2f}" for f, p, c in zip(files, pred, conf, strict=True)]
         where = f"val · epoch {trainer.current_epoch} · step {trainer.global_step}"
         faces = data.faces("val", self.indices)
         figures = viz.class_attention_figures(
             self.attention, self.labels, names, where, rows, faces
         )
         for name, fig in figures.items():
-            self._add(writer, f"attention/{name}", fig, trainer.global_step)
+            yield f"attention/{name}", fig
         title = f"{where} · {len(self.attention)} fixed images"
-        fig = viz.mean_attention_figure(self.attention, self.labels, names, title)
-        self._add(writer, "attention/mean", fig, trainer.global_step)
-        writer.flush()
+        yield "attention/mean", viz.mean_attention_figure(self.attention, self.labels, names, title)
 
 
 class SampleGridLogger(_PictureLogger):
     """Grids of validation faces captioned ``true / predicted (confidence)``:
-    ``samples/val_wrong`` — the ``n`` most confident mistakes first — and
-    ``samples/val_correct`` — ``n`` correct ones, the most confident of each class in turn.
-
-    Candidates are ``max_batches`` validation batches spread evenly over each validation (a
-    loader sorted by class still gives every class a chance), their logits taken from
-    ``validation_step``'s output without a host sync. ``candidates`` are their dataset
-    indices; ``last`` the selections drawn (indices, labels, predictions, confidences).
-    """
+    ``samples/val_wrong`` (the ``n`` most confident mistakes first) and ``samples/val_correct``
+    (``n`` correct ones, the most confident of each class in turn). The candidates are
+    ``max_batches`` validation batches spread evenly over each validation (a loader sorted by
+    class still gives every class a chance), their logits taken from ``validation_step``'s output
+    without a host sync; ``candidates`` holds their dataset indices, ``last`` the selections
+    drawn (indices, labels, predictions, confidences)."""
 
     def __init__(self, n: PositiveInt = 16, max_batches: PositiveInt = 4) -> None:
         super().__init__()
@@ -205,47 +176,35 @@ class SampleGridLogger(_PictureLogger):
         positions = torch.arange(first, first + len(labels), device=labels.device)
         self._parts.append((labels, pred, conf, positions))
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not self._parts:
-            return
-        writer = self._writer(trainer)
-        if writer is None:
+    def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
+        if not self._parts:
             return
         labels, pred, conf, positions = (torch.cat(t).cpu() for t in zip(*self._parts, strict=True))
         # Rank 0's position p of a distributed, unshuffled loader is dataset index p·W (mod N).
         data = trainer.datamodule
         self.candidates = positions * trainer.world_size % len(data.labels("val"))
-        wrong, correct = viz.select_samples(labels, pred, conf, self.n)
         where = f"val · epoch {trainer.current_epoch} · of {len(labels)} images"
+        wrong, correct = viz.select_samples(labels, pred, conf, self.n)
+        found = {"indices": self.candidates, "labels": labels, "pred": pred, "conf": conf}
+        names = pl_module.class_names
         for kind, idx, note in (
             ("wrong", wrong, ", most confident first"),
             ("correct", correct, ""),
         ):
-            sel = {
-                "indices": self.candidates[idx],
-                "labels": labels[idx],
-                "pred": pred[idx],
-                "conf": conf[idx],
-            }
-            faces = data.faces("val", sel["indices"])
+            self.last[kind] = {key: t[idx] for key, t in found.items()}
+            faces = data.faces("val", self.candidates[idx])
             title = f"{where} · {len(idx)} {kind}{note}"
-            fig = viz.sample_grid_figure(
-                faces, sel["labels"], sel["pred"], sel["conf"], pl_module.class_names, title
-            )
-            self._add(writer, f"samples/val_{kind}", fig, trainer.global_step)
-            self.last[kind] = sel
-        writer.flush()
+            fig = viz.sample_grid_figure(faces, labels[idx], pred[idx], conf[idx], names, title)
+            yield f"samples/val_{kind}", fig
 
 
 class HParamsLogger(pl.Callback):
     """Hyper-parameters with the final metrics, so runs compare in TensorBoard's HPARAMS tab.
 
-    When fitting or testing starts, the logger's ``log_hyperparams(params, metrics)`` writes the
-    session — ``model/*`` and ``data/*`` from the module's and datamodule's initial hparams,
-    ``trainer/*`` for epochs, precision and devices, plus ``extra`` — declaring the ``hp/*``
-    metrics of :data:`TAGS`; after each validation and after testing ``log_metrics`` writes
-    their values, copied from what the module logged.
-    """
+    When fitting or testing starts, ``log_hyperparams`` writes ``model/*`` and ``data/*`` (the
+    module's and datamodule's initial hparams), ``trainer/*`` (epochs, precision, devices) and
+    ``extra``, declaring the ``hp/*`` metrics of :data:`TAGS`; after each validation and after
+    testing ``log_metrics`` writes their values, copied from what the module logged."""
 
     #: HPARAMS metric → the module's logged value it shows.
     TAGS: ClassVar[dict[str, str]] = {
@@ -258,10 +217,11 @@ class HParamsLogger(pl.Callback):
         self.extra = dict(extra or {})
         self._declared: set[int] = set()
 
-    def _declare(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         logger = trainer.logger
         if logger is None or id(logger) in self._declared:
             return
+        self._declared.add(id(logger))
         params = {
             "model": dict(pl_module.hparams_initial),
             "data": dict(trainer.datamodule.hparams_initial),
@@ -273,10 +233,6 @@ class HParamsLogger(pl.Callback):
             **self.extra,
         }
         logger.log_hyperparams(params, dict.fromkeys(self.TAGS, 0.0))
-        self._declared.add(id(logger))
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._declare(trainer, pl_module)
 
     on_test_start = on_fit_start
 
@@ -322,14 +278,11 @@ class PredictionWriter(BasePredictionWriter):
         classes = pl_module.class_names
         out = Path(trainer.log_dir or ".") / self.filename
         out.parent.mkdir(parents=True, exist_ok=True)
-        rows = (
-            row
-            for batch in predictions
-            for row in zip(batch["pred"].tolist(), batch["probs"].tolist(), strict=True)
-        )
+        preds = torch.cat([batch["pred"] for batch in predictions]).tolist()
+        probs = torch.cat([batch["probs"] for batch in predictions]).tolist()
         with out.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])
-            for name, label, (pred, probs) in zip(names, labels, rows, strict=True):
-                writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in probs)])
+            for name, label, pred, row in zip(names, labels, preds, probs, strict=True):
+                writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in row)])
         log.info("%d predictions written to %s", len(names), out)

@@ -146,11 +146,10 @@ class Predictor:
             pictures = [pictures]
         boxes, sources, crops = [], [], []
         for i, picture in enumerate(map(load_picture, pictures)):
-            found = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
-            for x, y, w, h in found:
-                crops.append(face_array(picture.crop((x, y, x + w, y + h))))
-                boxes.append((x, y, w, h))
+            for box, face in _face_crops(picture, faces):
+                boxes.append(box)
                 sources.append(i)
+                crops.append(face)
         stacked = np.stack(crops) if crops else np.empty((0, FER2013_SIDE, FER2013_SIDE), np.uint8)
         out = self.predict_faces(torch.from_numpy(stacked))
         out.boxes, out.pictures = boxes, sources
@@ -252,6 +251,15 @@ def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+def _face_crops(
+    picture: Image.Image, faces: Literal["crop", "detect"] = "crop"
+) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """The picture's faces as ``(box, FER2013 face)``: the whole picture (``crop``, as FER2013's
+    pictures are faces) or each face :func:`detect_faces` finds (``detect``)."""
+    boxes = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
+    return [((x, y, w, h), face_array(picture.crop((x, y, x + w, y + h)))) for x, y, w, h in boxes]
+
+
 def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Image:
     """The picture with each row's face box and ``prediction confidence`` drawn on it."""
     from PIL import ImageDraw, ImageFont
@@ -310,14 +318,12 @@ def predict_files(
     for path in files:
         try:
             for frame, picture in pictures_of(path, every):
-                boxes = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
-                if not boxes:
+                found = _face_crops(picture, faces)
+                if not found:
                     yield from flush() if batch else ()  # rows stay in the order of the files
                     yield {"file": str(path), "frame": frame, "error": f"'{path}': no face found"}
                     continue
-                for x, y, w, h in boxes:
-                    face = face_array(picture.crop((x, y, x + w, y + h)))
-                    batch.append(((path, frame), face, (x, y, w, h)))
+                batch += [((path, frame), face, box) for box, face in found]
                 if annotate_to is not None:
                     held[(path, frame)] = picture
                 if len(batch) >= predictor.batch_size:

@@ -1,27 +1,24 @@
 """``dacl report``: evaluate a checkpoint once and write the report's chapter 4 for any run.
 
-:func:`write_report` runs Lightning's own evaluation loop over one split and writes, into
-``out``: ``confusion.png`` (counts and row-normalised), ``attention_<class>.png`` (the attention
-vectors of the first images of each class), ``attention_mean.png`` (per-class mean over the
-split), ``samples_wrong.png`` / ``samples_correct.png``, ``curves.png`` (from the run's
-TensorBoard events), ``metrics.json`` (torchmetrics: acc, balanced acc, macro F1, per-class
-recall and precision, confusion matrix, counts) and ``report.md`` tying them together. Models
-without an attention branch (``center``, ``softmax``: ``a ≡ 1``) get no attention pictures, runs
-without event files no curves.
-
-``dacl report --config … --ckpt_path best|last|FILE [--split val|test] [--out DIR]`` is a
-LightningCLI subcommand: :meth:`Trainer.report`.
+:meth:`Trainer.report` is the LightningCLI subcommand ``dacl report --config … --ckpt_path
+best|last|FILE [--split val|test] [--out DIR]``: one split's confusion matrices, attention maps
+(per class, and the per-class means), most confident mistakes and correct faces, training curves
+(from the run's TensorBoard events), ``metrics.json`` (torchmetrics' measures) and ``report.md``
+(the package's ``templates/report.md``, filled in). Models without an attention branch
+(``center``, ``softmax``: ``a ≡ 1``) get no attention pictures, runs without event files no curves.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics.classification import MulticlassPrecision
 
@@ -62,10 +59,8 @@ def find_log_dir(ckpt_path: str | Path | None) -> Path | None:
     if ckpt_path is None:
         return None
     parent = Path(ckpt_path).resolve().parent
-    for run in (parent.parent, parent) if parent.name == "checkpoints" else (parent,):
-        if any(run.glob("events.out.tfevents.*")):
-            return run
-    return None
+    runs = (parent.parent, parent) if parent.name == "checkpoints" else (parent,)
+    return next((run for run in runs if any(run.glob("events.out.tfevents.*"))), None)
 
 
 class _Gather(pl.Callback):
@@ -143,45 +138,34 @@ class Trainer(pl.Trainer):
         logits, attention, labels = (torch.cat(t) for t in zip(*gather.parts, strict=True))
         names, n = tuple(model.class_names), len(labels)
         faces = datamodule.faces(split, torch.arange(n))
-        files = [Path(f).name for f in datamodule.names(split)]
+        images = [Path(f).name for f in datamodule.names(split)]
         ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
         title, where = f"{split} · {ckpt_label}", f"{split} · {ckpt_label} · {n} images"
         log_dir = find_log_dir(ckpt_path)
         out = Path(out) if out else (log_dir or Path(ckpt_path or ".").parent) / f"report_{split}"
         out.mkdir(parents=True, exist_ok=True)
         metrics = compute_metrics(logits, labels, names)
-        written: dict[str, Any] = {}
 
-        def save(key: str, fig, name: str) -> None:
-            written[key] = viz.save_figure(fig, out / name).name
+        def save(fig: Figure, name: str) -> str:
+            return viz.save_figure(fig, out / f"{name}.png").name
 
-        save(
-            "confusion",
-            viz.confusion_figure(metrics["confusion_matrix"], names, title),
-            "confusion.png",
-        )
+        cm_fig = viz.confusion_figure(metrics["confusion_matrix"], names, title)
+        written: dict[str, Any] = {"confusion": save(cm_fig, "confusion")}
         conf, pred = logits.softmax(-1).max(-1)
         attention_rows: dict[str, list[str]] = {}
         if not bool((attention == 1).all()):
-            chosen = torch.cat(
-                [torch.nonzero(labels == c)[:per_class, 0] for c in range(len(names))]
-            )
-            rows = [f"{files[i]} → {names[pred[i]]} {conf[i]:.2f}" for i in chosen.tolist()]
+            k = len(names)
+            chosen = torch.cat([(labels == c).nonzero()[:per_class, 0] for c in range(k)]).tolist()
+            rows = [f"{images[i]} → {names[pred[i]]} {conf[i]:.2f}" for i in chosen]
             attention_rows = {
-                c: [files[i] for i in chosen.tolist() if labels[i] == k]
-                for k, c in enumerate(names)
+                c: [images[i] for i in chosen if labels[i] == j] for j, c in enumerate(names)
             }
             figures = viz.class_attention_figures(
                 attention[chosen], labels[chosen], names, title, rows, faces[chosen]
             )
-            written["attention"] = {
-                c: viz.save_figure(f, out / f"attention_{c}.png").name for c, f in figures.items()
-            }
-            save(
-                "attention_mean",
-                viz.mean_attention_figure(attention, labels, names, where),
-                "attention_mean.png",
-            )
+            written["attention"] = {c: save(f, f"attention_{c}") for c, f in figures.items()}
+            mean_fig = viz.mean_attention_figure(attention, labels, names, where)
+            written["attention_mean"] = save(mean_fig, "attention_mean")
         wrong, correct = viz.select_samples(labels, pred, conf, grid_size)
         for kind, idx, note in (
             ("wrong", wrong, f"{len(wrong)} most confident mistakes"),
@@ -190,10 +174,11 @@ class Trainer(pl.Trainer):
             fig = viz.sample_grid_figure(
                 faces[idx], labels[idx], pred[idx], conf[idx], names, f"{where} · {note}"
             )
-            save(f"samples_{kind}", fig, f"samples_{kind}.png")
-        scalars = viz.read_scalars(log_dir) if log_dir is not None and log_dir.exists() else {}
+            written[f"samples_{kind}"] = save(fig, f"samples_{kind}")
+        scalars = viz.read_scalars(log_dir) if log_dir is not None else {}
         if any(viz.curve_panel(tag) for tag in scalars):
-            save("curves", viz.curves_figure(scalars, f"training curves · {log_dir}"), "curves.png")
+            curves = viz.curves_figure(scalars, f"training curves · {log_dir}")
+            written["curves"] = save(curves, "curves")
         written |= {"metrics": "metrics.json", "report": "report.md"}
         result = {
             "split": split,
@@ -229,10 +214,13 @@ def write_report(
     return trainer.report(module, datamodule, **kwargs)
 
 
+def _template(name: str) -> str:
+    return files("dacl").joinpath("templates", name).read_text(encoding="utf-8")
+
+
 def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, k: int) -> str:
-    names, files, cm = result["class_names"], result["files"], result["confusion_matrix"]
-    model = ", ".join(f"{a} {hp[a]}" for a in ("variant", "lam", "alpha", "image_size", "in_chans"))
-    ckpt = result["checkpoint"] or "current weights (no checkpoint)"
+    """``report.md``: the package's ``templates/report.md`` filled in from ``result``."""
+    names, written, cm = result["class_names"], result["files"], result["confusion_matrix"]
     per_class = "\n".join(
         f"| {c} | {result['counts'][c]} | {result['predicted_counts'][c]} "
         f"| {result['recall'][c]:.4f} | {result['precision'][c]:.4f} |"
@@ -244,73 +232,22 @@ def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, 
         for c, i, j in sorted(pairs, reverse=True)[:3]
         if c
     )
-    if "curves" in files:
+    if "curves" in written:
         curves = f"Accuracy and losses as logged in `{log_dir}`.\n\n![training curves](curves.png)"
     else:
         where = f"in `{log_dir}`" if log_dir is not None else "next to the checkpoint"
         curves = f"_No TensorBoard scalars found {where}; pass the run's log directory._"
-    if "attention" in files:
-        maps = "\n\n".join(
-            f"### {c}\n\n![{c} attention weights]({f})" for c, f in files["attention"].items()
-        )
-        attention = (
-            f"The 512 attention weights of the first {k} images of each class (loader order) as "
-            "rows of a heat map, captioned with file, prediction and confidence: columns bright "
-            f"or dark across a class's rows are its pattern.\n\n{maps}\n\n### Per-class mean\n\n"
-            f"Each class's mean attention over all {result['n_images']} images (top) and its "
-            "difference from the mean over all classes (bottom).\n\n"
-            "![per-class mean attention](attention_mean.png)"
-        )
-    else:
-        attention = "_This model has no attention branch (variant `center` or `softmax`)._"
-    return f"""# DACL report — {result["split"]} split
-
-- checkpoint: `{ckpt}`
-- images: {result["n_images"]}
-- model: {model}
-
-## Results
-
-| measure | value |
-|---|---|
-| accuracy | {result["acc"]:.4f} |
-| balanced accuracy (mean per-class recall) | {result["balanced_acc"]:.4f} |
-| macro F1 | {result["f1_macro"]:.4f} |
-
-| class | images | predicted as | recall | precision |
-|---|---:|---:|---:|---:|
-{per_class}
-
-Most frequent confusions (true → predicted):
-
-{confusions or "- none"}
-
-## Training curves
-
-{curves}
-
-## Confusion matrix
-
-Counts (left) and row-normalised (right): row = true class, column = predicted class; the right
-diagonal is each class's recall, their mean the balanced accuracy.
-
-![confusion matrix](confusion.png)
-
-## Attention weights
-
-{attention}
-
-## Classified faces
-
-Captions read `true / predicted (confidence)`; green frames are right, red wrong.
-
-### Wrongly classified, most confident first
-
-![wrongly classified faces](samples_wrong.png)
-
-### Correctly classified
-
-![correctly classified faces](samples_correct.png)
-
-Numbers: [`metrics.json`](metrics.json).
-"""
+    attention = "_This model has no attention branch (variant `center` or `softmax`)._"
+    if "attention" in written:
+        maps = [
+            f"### {c}\n\n![{c} attention weights]({f})" for c, f in written["attention"].items()
+        ]
+        section = _template("report_attention.md")
+        attention = section.format(per_class=k, n_images=result["n_images"], maps="\n\n".join(maps))
+    model = ", ".join(f"{a} {hp[a]}" for a in ("variant", "lam", "alpha", "image_size", "in_chans"))
+    checkpoint = result["checkpoint"] or "current weights (no checkpoint)"
+    return _template("report.md").format_map(
+        result
+        | {"checkpoint": checkpoint, "model": model, "per_class": per_class}
+        | {"confusions": confusions or "- none", "curves": curves, "attention": attention.rstrip()}
+    )

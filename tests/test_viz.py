@@ -25,6 +25,12 @@ def _colorbars(fig):
     return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
 
 
+def _render(fig) -> np.ndarray:
+    """The figure drawn on its own canvas, as RGB ``uint8`` ``(H, W, 3)``."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3]
+
+
 def test_figures_are_headless_agg_figures_outside_pyplot():
     import matplotlib.pyplot as plt  # torchmetrics imports it anyway
 
@@ -32,7 +38,7 @@ def test_figures_are_headless_agg_figures_outside_pyplot():
     fig = viz.attention_figure(np.full((2, 512), 0.5))
     assert isinstance(fig.canvas, FigureCanvasAgg)
     assert plt.get_fignums() == before  # not held by pyplot: nothing leaks epoch after epoch
-    assert viz.figure_to_array(fig).dtype == np.uint8
+    assert _render(fig).dtype == np.uint8
 
 
 def test_balanced_accuracy_is_torchmetrics_macro_recall():
@@ -60,7 +66,7 @@ def test_confusion_figure_shows_counts_and_row_normalised_with_names():
     title = fig._suptitle.get_text()
     assert "val · epoch 3" in title and "10 images" in title
     assert f"balanced acc {(5 / 6 + 0.5) / 2:.3f}" in title
-    assert viz.figure_to_array(fig).shape[2] == 3
+    assert _render(fig).shape[2] == 3
 
 
 def test_attention_figure_rows_are_the_vectors():
@@ -77,7 +83,7 @@ def test_attention_figure_rows_are_the_vectors():
     assert sum(1 for ax in fig.axes if ax.images and ax is not heat_ax) == 5  # thumbnails
     assert "sad · val" in fig._suptitle.get_text()
     empty = viz.attention_figure(np.zeros((0, 512)), "nothing")
-    assert viz.figure_to_array(empty).size
+    assert _render(empty).size
 
 
 def test_class_attention_figures_one_map_per_present_class():
@@ -114,7 +120,7 @@ def test_sample_grid_captions_true_pred_confidence():
     assert fig.axes[0].title.get_color() == viz.CORRECT_COLOR
     assert fig.axes[1].title.get_color() == viz.WRONG_COLOR
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), images[0].numpy())
-    assert viz.figure_to_array(viz.sample_grid_figure(images[:0], [], [], [], FER2013_CLASSES)).size
+    assert _render(viz.sample_grid_figure(images[:0], [], [], [], FER2013_CLASSES)).size
 
 
 def test_read_scalars_merges_event_files_and_curves_draw_them(tmp_path):
