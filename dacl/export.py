@@ -69,8 +69,9 @@ def export(
     names = ["logits", "attention", "features"][: 3 if features else 2]
     meta = {**predictor.describe(), "outputs": names}
     gen = torch.Generator().manual_seed(0)
+    shape = (predictor.format.channels, predictor.format.size, predictor.format.size)
     faces = {
-        n: torch.randint(0, 256, (n, 48, 48), dtype=torch.uint8, generator=gen) for n in (8, 1)
+        n: torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen) for n in (8, 1)
     }
     checks = {n: predictor.inputs(f).cpu().contiguous() for n, f in faces.items()}
     with torch.no_grad():

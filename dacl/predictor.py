@@ -6,9 +6,10 @@
     out = predictor(["face.jpg", pil_image, uint8_array])
     out.labels, out.confidence, out.probs   # names, (n,), (n, 7)
 
-Each picture is treated as FER2013 treats its faces (EXIF rotation applied, gray, 48x48), then
-goes through the evaluation transform of the run that trained the model (resize, center crop,
-normalise), in eval mode without autograd, in batches.
+Each picture is treated as the training data treated its faces (EXIF rotation applied; for
+FER2013 gray, 48x48; for RAF-DB RGB, 100x100, ...), then goes through the evaluation transform
+of the run that trained the model (resize, center crop, normalise), in eval mode without
+autograd, in batches.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import functools
 import glob
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +30,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from dacl.checkpoint import safe_load
-from dacl.classes import FER2013_MEAN, FER2013_SIDE, FER2013_STD
 from dacl.data.augment import eval_augment
-from dacl.data.layouts import face_array
+from dacl.data.datasets import FORMATS, Format
+from dacl.data.layouts import image_array
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 
@@ -86,6 +87,7 @@ class Predictor:
         crop, resize: the run's ``data.crop`` and ``data.resize``.
         device: ``"cpu"`` (default) or e.g. ``"cuda"``.
         batch_size: pictures per forward pass.
+        fmt: how the run's data decoded and normalised faces (default FER2013's: gray, 48 px).
     """
 
     def __init__(
@@ -95,8 +97,10 @@ class Predictor:
         resize: int,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
+        fmt: Format = FORMATS["fer2013"],
     ) -> None:
         self.module = module.eval().to(device)
+        self.format = fmt
         self.crop, self.resize, self.batch_size = crop, resize, batch_size
         self.device = torch.device(device)
         self.class_names = tuple(module.class_names)
@@ -106,7 +110,7 @@ class Predictor:
         cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64
     ) -> Predictor:
         """The model of a ``dacl fit`` checkpoint (read with ``weights_only=True``), with the
-        crop and resize of the datamodule saved beside it."""
+        crop, resize and face format of the datamodule saved beside it."""
         ckpt = safe_load(path)
         if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
             raise DACLError(f"'{path}' is not a dacl checkpoint (no model hyper-parameters)")
@@ -116,19 +120,29 @@ class Predictor:
         module.load_state_dict(ckpt["state_dict"])
         data = ckpt.get("datamodule_hyper_parameters") or {}
         crop = int(data.get("crop", module.hparams.image_size))
-        return cls(module, crop, int(data.get("resize", crop)), device, batch_size)
+        fmt = FORMATS["fer2013"]
+        if data.get("channels") and data.get("mean"):  # saved since datasets other than FER2013
+            stats = (tuple(data["mean"]), tuple(data["std"]))
+            fmt = Format(int(data["channels"]), int(data["cache_size"]), stats)
+        return cls(module, crop, int(data.get("resize", crop)), device, batch_size, fmt)
 
     def faces(self, pictures: Iterable[Picture]) -> Tensor:
-        """The pictures as FER2013 faces: ``uint8 (n, 48, 48)``."""
-        return torch.from_numpy(np.stack([face_array(load_picture(p)) for p in pictures]))
+        """The pictures as the training data's faces: ``uint8 (n, C, S, S)`` (FER2013:
+        ``(n, 1, 48, 48)``)."""
+        return torch.from_numpy(np.stack([self.face(load_picture(p)) for p in pictures]))
+
+    def face(self, picture: Image.Image) -> np.ndarray:
+        """One picture as the training data's face, ``uint8 (C, S, S)``."""
+        return image_array(picture, self.format.size, self.format.channels)
 
     def inputs(self, faces: Tensor) -> Tensor:
-        """Faces ``uint8 (n, 48, 48)`` → the model's normalised inputs, as evaluation made them."""
-        return eval_augment(faces[:, None].to(self.device), self.crop, self.resize)
+        """Faces ``uint8 (n, C, S, S)`` (or ``(n, S, S)`` gray) → the model's normalised inputs,
+        as evaluation made them."""
+        return eval_augment(faces.to(self.device), self.crop, self.resize, self.format.stats)
 
     @torch.no_grad()
     def predict_faces(self, faces: Tensor) -> Predictions:
-        """Predictions for faces ``uint8 (n, 48, 48)``, in batches."""
+        """Predictions for faces ``uint8 (n, C, S, S)``, in batches."""
         k, d = len(self.class_names), self.module.net.classifier.in_features
         probs, attention = [torch.empty(0, k)], [torch.empty(0, d)]
         for part in faces.split(self.batch_size):
@@ -146,11 +160,13 @@ class Predictor:
             pictures = [pictures]
         boxes, sources, crops = [], [], []
         for i, picture in enumerate(map(load_picture, pictures)):
-            for box, face in _face_crops(picture, faces):
+            for box, face in _face_crops(picture, faces, self.face):
                 boxes.append(box)
                 sources.append(i)
                 crops.append(face)
-        stacked = np.stack(crops) if crops else np.empty((0, FER2013_SIDE, FER2013_SIDE), np.uint8)
+        fmt = self.format
+        empty = np.empty((0, fmt.channels, fmt.size, fmt.size), np.uint8)
+        stacked = np.stack(crops) if crops else empty
         out = self.predict_faces(torch.from_numpy(stacked))
         out.boxes, out.pictures = boxes, sources
         return out
@@ -159,12 +175,14 @@ class Predictor:
         """What a consumer of an exported model needs besides the weights."""
         return {
             "class_names": list(self.class_names),
-            "input": f"gray faces resized to {FER2013_SIDE}x{FER2013_SIDE}, then resize "
-            f"{self.resize}, center crop {self.crop}, (x/255 - mean)/std",
+            "input": f"{'gray' if self.format.channels == 1 else 'RGB'} faces resized to "
+            f"{self.format.size}x{self.format.size}, then resize {self.resize}, center crop "
+            f"{self.crop}, (x/255 - mean)/std per channel",
+            "channels": self.format.channels,
             "crop": self.crop,
             "resize": self.resize,
-            "mean": FER2013_MEAN,
-            "std": FER2013_STD,
+            "mean": list(self.format.stats[0]),
+            "std": list(self.format.stats[1]),
             "variant": self.module.hparams.variant,
         }
 
@@ -252,12 +270,14 @@ def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
 
 
 def _face_crops(
-    picture: Image.Image, faces: Literal["crop", "detect"] = "crop"
+    picture: Image.Image,
+    faces: Literal["crop", "detect"],
+    face: Callable[[Image.Image], np.ndarray],
 ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """The picture's faces as ``(box, FER2013 face)``: the whole picture (``crop``, as FER2013's
-    pictures are faces) or each face :func:`detect_faces` finds (``detect``)."""
+    """The picture's faces as ``(box, face(crop))``: the whole picture (``crop``, as the
+    datasets' pictures are faces) or each face :func:`detect_faces` finds (``detect``)."""
     boxes = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
-    return [((x, y, w, h), face_array(picture.crop((x, y, x + w, y + h)))) for x, y, w, h in boxes]
+    return [((x, y, w, h), face(picture.crop((x, y, x + w, y + h)))) for x, y, w, h in boxes]
 
 
 def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Image:
@@ -318,7 +338,7 @@ def predict_files(
     for path in files:
         try:
             for frame, picture in pictures_of(path, every):
-                found = _face_crops(picture, faces)
+                found = _face_crops(picture, faces, predictor.face)
                 if not found:
                     yield from flush() if batch else ()  # rows stay in the order of the files
                     yield {"file": str(path), "frame": frame, "error": f"'{path}': no face found"}

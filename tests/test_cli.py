@@ -266,6 +266,14 @@ def test_rafdb_ids_reach_the_outputs_by_name_through_fit_and_predict(tmp_path, r
     drawn = split_faces(21, 0, "test")[1]
     assert [r[0] for r in rows] == [f"aligned/test_{i:05d}_aligned.jpg" for i in range(1, 22)]
     assert [r[1] for r in rows] == [FER2013_CLASSES[y] for y in drawn]
+    # the trained model on a photo: RGB faces at RAF-DB's size, as it was trained
+    from dacl.predictor import Predictor
+
+    (ckpt,) = (tmp_path / "logs" / "tiny").glob("version_0/checkpoints/last.ckpt")
+    predictor = Predictor.from_checkpoint(ckpt)
+    photo = raf / "Image" / "aligned" / "test_00001_aligned.jpg"
+    assert predictor.faces([photo]).shape == (1, 3, 100, 100)
+    assert predictor(photo).probs.shape == (1, 7)
 
 
 @pytest.mark.slow

@@ -61,9 +61,9 @@ def test_any_picture_becomes_a_fer2013_face(trained, tmp_path):
     exif[0x0112] = 3  # orientation: rotate 180
     Image.fromarray(rgb).rotate(180).save(upside_down, exif=exif)
     faces = predictor.faces([rgb, Image.fromarray(rgb), upside_down])
-    assert faces.shape == (3, 48, 48) and faces.dtype == torch.uint8
+    assert faces.shape == (3, 1, 48, 48) and faces.dtype == torch.uint8
     for face in faces:
-        assert torch.equal(face, torch.from_numpy(gray))
+        assert torch.equal(face[0], torch.from_numpy(gray))
     out = predictor(rgb)
     assert out.probs.shape == (1, 7) and out.boxes == [(0, 0, 90, 120)] and out.pictures == [0]
 
@@ -99,7 +99,7 @@ def test_export_matches_pytorch_on_batches_of_8_and_1(trained, tmp_path, kind):
             return list(loaded(x))
 
     assert meta["class_names"] == list(FER2013_CLASSES)
-    assert (meta["crop"], meta["resize"]) == (32, 36) and meta["mean"] == pytest.approx(0.5077)
+    assert (meta["crop"], meta["resize"]) == (32, 36) and meta["mean"] == pytest.approx([0.5077])
     faces = torch.randint(0, 256, (11, 48, 48), dtype=torch.uint8)
     for batch in (faces[:8], faces[8:9]):
         x = predictor.inputs(batch)

@@ -340,11 +340,6 @@ def image_array(im: Image.Image, size: int = FER2013_SIDE, channels: int = 1) ->
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def face_array(im: Image.Image) -> np.ndarray:
-    """A face picture as FER2013 stores it: gray, 48x48 (bilinear when another size), uint8."""
-    return image_array(im)[0]
-
-
 def decode_split(
     index: SplitIndex, strict: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
