@@ -51,14 +51,20 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
 
 
 def _faces(images: Any) -> np.ndarray:
-    """Pictures ``(n, H, W)`` or ``(n, C, H, W)`` (first channel shown), as an array."""
+    """Pictures ``(n, H, W)`` gray, or ``(n, C, H, W)``: gray for one channel, colour
+    ``(n, H, W, 3)`` for three."""
     images = _np(images)
-    return images[:, 0] if images.ndim == 4 else images
+    if images.ndim == 4:
+        return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+    return images
 
 
 def _show_face(ax: Axes, face: np.ndarray, **kwargs: Any) -> None:
-    """A face in gray, ``uint8`` on 0–255 and floats on 0–1, without ticks."""
-    ax.imshow(face, cmap="gray", vmin=0, vmax=255 if face.dtype == np.uint8 else 1, **kwargs)
+    """A face in gray or colour, ``uint8`` on 0–255 and floats on 0–1, without ticks."""
+    if face.ndim == 3:
+        ax.imshow(face if face.dtype == np.uint8 else face.clip(0, 1), **kwargs)
+    else:
+        ax.imshow(face, cmap="gray", vmin=0, vmax=255 if face.dtype == np.uint8 else 1, **kwargs)
     ax.set(xticks=[], yticks=[])
 
 

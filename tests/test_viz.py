@@ -121,6 +121,13 @@ def test_sample_grid_captions_true_pred_confidence():
     assert fig.axes[1].title.get_color() == viz.WRONG_COLOR
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), images[0].numpy())
     assert _render(viz.sample_grid_figure(images[:0], [], [], [], FER2013_CLASSES)).size
+    # RGB faces (RAF-DB, AffectNet) in colour; one-channel ones in gray
+    rgb = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
+    fig = viz.sample_grid_figure(rgb, [0, 1], [0, 1], [0.5, 0.5], FER2013_CLASSES)
+    shown = fig.axes[1].images[0].get_array()
+    np.testing.assert_array_equal(shown, rgb[1].permute(1, 2, 0).numpy())
+    fig = viz.sample_grid_figure(images[:1, None], [3], [3], [0.9], FER2013_CLASSES)
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), images[0].numpy())
 
 
 def test_read_scalars_merges_event_files_and_curves_draw_them(tmp_path):
