@@ -107,12 +107,11 @@ class Trainer(pl.Trainer):
     ) -> dict[str, Any]:
         """Pictures, metrics.json and report.md of a checkpoint on one split.
 
-        Evaluates a :class:`~dacl.module.DACLModule` once on a split of a
-        :class:`~dacl.data.FER2013DataModule` through Lightning's own loop and returns the
-        contents of ``metrics.json``: ``split``, ``checkpoint``, ``n_images``, ``class_names``,
-        the measures of :func:`compute_metrics`, ``attention_rows`` (per class, the files of
-        its attention map's rows) and ``files``. :class:`DACLError` for an unknown split, a
-        missing or unfitting checkpoint or an empty split.
+        Evaluates the model once on the datamodule's split through Lightning's own loop and
+        returns ``metrics.json``: ``split``, ``checkpoint``, ``n_images``, ``class_names``, the
+        measures of :func:`compute_metrics`, ``attention_rows`` (per class, the files of its
+        map's rows) and ``files``. :class:`DACLError` for an unknown split, a missing or
+        unfitting checkpoint or an empty split.
 
         Args:
             ckpt_path: best, last or a checkpoint file, loaded into the model; none: the

@@ -114,9 +114,8 @@ def confusion_figure(cm: Any, class_names: Sequence[str], title: str | None = No
 
 
 def _heatmap(ax: Axes, values: np.ndarray, rows: Sequence[str], label: str, **style: Any) -> None:
-    """Vectors ``(n, d)`` as the rows of a heat map (``style``: ``cmap``, ``vmin``, ``vmax``),
-    one cell per value (no smoothing between neighbouring dimensions), NaN rows gray, with a
-    colour bar."""
+    """Vectors ``(n, d)`` as heat-map rows, one cell per value (no smoothing across dimensions),
+    NaN rows gray, with a colour bar; ``style``: ``cmap``, ``vmin``, ``vmax``."""
     cmap = matplotlib.colormaps[style.pop("cmap", "viridis")].with_extremes(bad="#dddddd")
     masked = np.ma.masked_invalid(values)
     im = ax.imshow(masked, cmap, aspect="auto", interpolation="nearest", **style)
@@ -133,13 +132,9 @@ def attention_figure(
     row_labels: Sequence[str] | None = None,
     images: Any = None,
 ) -> Figure:
-    """Attention vectors ``attn`` ``(n, d)`` as rows of a heat map (report Fig. 4.11–4.12), on
-    a fixed (0, 1) range so that maps compare across classes and epochs.
-
-    Args:
-        row_labels: one caption per row (e.g. file name and prediction); default ``#i``.
-        images: optional faces ``(n, H, W)`` drawn as thumbnails left of their rows.
-    """
+    """Attention vectors ``attn`` ``(n, d)`` as heat-map rows on a fixed (0, 1) range, so maps
+    compare across classes and epochs (report Fig. 4.11–4.12); ``row_labels`` caption the rows
+    (default ``#i``), optional faces ``images`` ``(n, H, W)`` are drawn beside them."""
     attn = _np(attn).astype(np.float32)
     if attn.ndim != 2:
         raise ValueError(f"attention must be (n, d), got shape {attn.shape}")
@@ -269,14 +264,6 @@ def curve_panel(tag: str) -> str | None:
     return PANELS[1] if name.startswith("loss") else None
 
 
-def _smooth(values: np.ndarray, weight: float = 0.6) -> np.ndarray:
-    """TensorBoard's smoothing: an exponential moving average started at the first value."""
-    out, last = np.empty_like(values), values[0]
-    for i, v in enumerate(values):
-        last = out[i] = weight * last + (1 - weight) * v
-    return out
-
-
 def curves_figure(
     scalars: Mapping[str, Sequence[tuple[int, float]]], title: str | None = None
 ) -> Figure:
@@ -297,9 +284,10 @@ def curves_figure(
         for tag in groups[panel]:
             steps, values = np.array(sorted(scalars[tag]), dtype=float).T
             style = "--" if tag.startswith("train") else "-"
-            if len(values) > 30:
+            if len(values) > 30:  # faint, under TensorBoard's smoothing (a moving average)
                 line = ax.plot(steps, values, style, alpha=0.25, linewidth=0.8)[0]
-                ax.plot(steps, _smooth(values), style, color=line.get_color(), label=tag)
+                smooth = list(itertools.accumulate(values, lambda avg, v: 0.6 * avg + 0.4 * v))
+                ax.plot(steps, smooth, style, color=line.get_color(), label=tag)
             else:
                 ax.plot(steps, values, style, marker="o", markersize=3, label=tag)
         ax.set(title=panel, xlabel="training step")
@@ -332,7 +320,7 @@ def read_scalars(event_dir: str | Path) -> Scalars:
         acc = EventAccumulator(str(file), size_guidance={SCALARS: 0})
         acc.Reload()
         for tag in acc.Tags().get("scalars", []):
-            series = merged.setdefault(tag, {})
-            for event in acc.Scalars(tag):
-                series[int(event.step)] = float(event.value)
+            merged.setdefault(tag, {}).update(
+                (int(e.step), float(e.value)) for e in acc.Scalars(tag)
+            )
     return {tag: sorted(series.items()) for tag, series in merged.items()}
