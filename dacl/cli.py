@@ -112,6 +112,7 @@ class DACLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.crop", "model.image_size")
+        parser.link_arguments("data.label_mode", "model.target_loss", compute_fn=target_loss)
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand == "report":  # an evaluation that writes files, not a run to log
@@ -143,6 +144,11 @@ class DACLCLI(LightningCLI):
         if hparams:
             hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+
+def target_loss(label_mode: str) -> str:
+    """``model.target_loss`` for a FER+ label mode: ``any`` for ``multi_target``."""
+    return "any" if label_mode == "multi_target" else "soft"
 
 
 def match_data(config, trained_data: dict | None) -> None:

@@ -71,6 +71,8 @@ class DACLModule(pl.LightningModule):
         small_input: a trunk without the max-pool for small faces (see :class:`DACLNet`).
         channels_last: run the network in channels-last memory format (faster convolutions).
         compile: wrap the forward pass in ``torch.compile``.
+        target_loss: how soft targets (FER+'s label modes) enter L_CE: ``soft`` (cross-entropy
+            with the distribution) or ``any`` (multi-target: −log of the targets' probability).
         class_names: names of the outputs, kept in the checkpoint for reports.
     """
 
@@ -92,10 +94,13 @@ class DACLModule(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         class_names: Sequence[str] = FER2013_CLASSES,
+        target_loss: Literal["soft", "any"] = "soft",
     ) -> None:
         super().__init__()
         if variant not in ("dacl", "center", "softmax"):
             raise DACLError(f"model.variant must be dacl, center or softmax, got '{variant}'")
+        if target_loss not in ("soft", "any"):
+            raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
         if lr_schedule not in ("step", "cosine"):
             raise DACLError(f"model.lr_schedule must be step or cosine, got '{lr_schedule}'")
         self.save_hyperparameters()
@@ -142,13 +147,18 @@ class DACLModule(pl.LightningModule):
 
         A batch ``(images, labels, targets)`` (FER+'s distribution modes) takes L_CE against
         the soft ``targets`` (B, K), −Σ_k t_k log p_k, which is the usual L_CE for one-hot
-        targets; L_SC and the measures keep the hard ``labels``.
+        targets; with ``target_loss="any"`` (FER+'s multi-target mode) it is
+        −log Σ_{k: t_k > 0} p_k, the probability of any target. L_SC and the measures keep
+        the hard ``labels``.
         """
         images, labels, *targets = batch
         logits, features, attention = self(images)
         # at least float32 under mixed precision; float64 stays float64
         wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        if targets:
+        if targets and self.hparams.target_loss == "any":
+            log_p = F.log_softmax(wide, -1).masked_fill(targets[0] <= 0, -math.inf)
+            loss_ce = -torch.logsumexp(log_p, -1).mean()
+        elif targets:
             loss_ce = -(targets[0] * F.log_softmax(wide, -1)).sum(-1).mean()
         else:
             loss_ce = F.cross_entropy(wide, labels)

@@ -284,6 +284,34 @@ def test_ferplus_vote_distribution_modes(tmp_path):
             assert got == want, row
 
 
+def test_ferplus_multi_target_takes_every_emotion_with_30_percent(tmp_path):
+    path = tmp_path / "fer2013new.csv"
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
+    rows = {
+        "6,4,0,0,0,0,0,0,0,0": {"neutral", "happy"},  # 60 % and 40 %
+        "7,2,1,0,0,0,0,0,0,0": {"neutral"},  # 2 of 9 votes is under 30 %
+        "3,3,2,2,0,0,0,0,0,0": {"neutral", "happy"},  # the two at 30 % hold 6 of 10 votes
+        "3,2,2,3,0,0,0,0,0,0": {"neutral", "sad"},
+        "4,0,0,0,0,0,0,0,6,0": None,  # unknown is the top target
+        "3,0,2,0,2,0,2,0,0,0": None,  # the one target holds 3 of 9 votes: not more than half
+    }
+    lines = [header + "unknown,NF"] + [f"Training,fer{i}.png,{r}" for i, r in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    dist, keep = vote_distribution(read_votes(path), "multi_target")
+    for (row, want), d, k in zip(rows.items(), dist, keep, strict=True):
+        assert bool(k) == (want is not None), row
+        if want:
+            assert {FERPLUS_CLASSES[c] for c in np.flatnonzero(d)} == want, row
+    # the loss: -log of the probability on the targets
+    module = DACLModule(image_size=32, class_names=FERPLUS_CLASSES, target_loss="any")
+    images, labels = torch.randn(2, 3, 32, 32), torch.tensor([6, 6])
+    targets = torch.from_numpy(dist[:2])
+    losses, logits, _ = module.eval()._losses((images, labels, targets))
+    p = logits.detach().softmax(-1)
+    want = -torch.log(torch.stack([p[0, 6] + p[0, 3], p[1, 6]])).mean()
+    torch.testing.assert_close(losses["loss_ce"].detach(), want)
+
+
 @pytest.mark.parametrize("mode", ["crossentropy", "probability"])
 def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
     data = FER2013DataModule(

@@ -168,8 +168,10 @@ class FER2013DataModule(pl.LightningDataModule):
             for the gray datasets, ImageNet's for the RGB ones.
         balanced: draw training samples class-balanced (with replacement), not shuffled.
         label_mode: FER+'s labels: ``majority`` (hard), ``crossentropy`` (the vote
-            distribution as soft targets) or ``probability`` (a label drawn from it per sample
-            and batch); the centers and the measures use the distribution's top class.
+            distribution as soft targets), ``probability`` (a label drawn from it per sample
+            and batch) or ``multi_target`` (every emotion with 30 % of the votes a target; the
+            CLI sets ``model.target_loss`` to match); the centers and the measures use the
+            distribution's top class.
         crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
         resize: smaller edge after ``Resize`` (SPEC: 256).
         batch_size: samples per batch.
@@ -202,7 +204,7 @@ class FER2013DataModule(pl.LightningDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         balanced: bool = False,
-        label_mode: Literal["majority", "crossentropy", "probability"] = "majority",
+        label_mode: Literal["majority", "crossentropy", "probability", "multi_target"] = "majority",
         crop: int = 200,
         resize: int = 256,
         batch_size: int = 64,

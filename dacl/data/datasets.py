@@ -56,9 +56,10 @@ from dacl.errors import DACLError
 log = logging.getLogger("dacl.data")
 
 DATASETS = ("fer2013", "ferplus", "rafdb", "affectnet", "folders")
-#: FER+'s label modes: hard majority labels, or the vote distribution as soft targets
-#: (``crossentropy``) or drawn from per batch (``probability``).
-LABEL_MODES = ("majority", "crossentropy", "probability")
+#: FER+'s label modes: hard majority labels, the vote distribution as soft targets
+#: (``crossentropy``) or drawn from per batch (``probability``), or a set of targets
+#: (``multi_target``).
+LABEL_MODES = ("majority", "crossentropy", "probability", "multi_target")
 FERPLUS_NAME = "fer2013new.csv"
 RAFDB_LABELS = Path("EmoLabel") / "list_patition_label.txt"
 IMAGENET_STATS: Stats = (IMAGENET_MEAN, IMAGENET_STD)
@@ -252,7 +253,7 @@ def _ferplus(path: Path, mode: str) -> Layout:
     if mode == "majority":
         labels, targets = majority_labels(votes), None
     else:
-        targets, keep = vote_distribution(votes)
+        targets, keep = vote_distribution(votes, mode)
         labels = np.where(keep, targets.argmax(1), DROPPED)
     splits, dropped = {}, []
     for split in SPLITS:

@@ -13,7 +13,10 @@ or NF, or without an image name, is dropped.
 The ``crossentropy`` and ``probability`` modes train on the vote distribution instead
 (:func:`vote_distribution`): after the same outlier removal, the most-voted emotions are taken
 in turn until they hold 75 % of the votes (at most 3 of them); a row whose taken emotions hold
-no more than half of the votes, or where unknown / NF ties in or wins, is dropped. Its hard label
+no more than half of the votes, or where unknown / NF ties in or wins, is dropped. The
+``multi_target`` mode takes every emotion with at least 30 % of the votes as a target (the
+loss: −log of the probability on the targets); a row whose targets hold no more than half of
+the votes, or where unknown / NF is among the most voted targets, is dropped. The hard label
 (for the centers and the measures) is the distribution's top emotion.
 """
 
@@ -97,13 +100,31 @@ def majority_labels(votes: FerPlusVotes) -> np.ndarray:
     return labels
 
 
-def vote_distribution(votes: FerPlusVotes) -> tuple[np.ndarray, np.ndarray]:
-    """The soft targets of the ``crossentropy`` and ``probability`` modes (see the module doc):
-    float32 (N, 8) distributions over FERPLUS_CLASSES, and (N,) whether the row is kept."""
+def vote_distribution(
+    votes: FerPlusVotes, mode: str = "crossentropy"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The targets of the ``crossentropy`` / ``probability`` and ``multi_target`` modes (see the
+    module doc): float32 (N, 8) distributions over FERPLUS_CLASSES (for ``multi_target``, the
+    target set is where it is positive), and (N,) whether the row is kept."""
     counts = np.where(votes.votes > 1, votes.votes, 0).astype(np.float64)
     total = counts.sum(1)
-    taken = np.zeros_like(counts)
     keep = votes.named & (total > 0)
+    if mode == "multi_target":
+        taken = np.where(counts >= 0.3 * total[:, None], counts, 0.0)
+        top = taken.argmax(1)
+        keep &= (taken.sum(1) > 0.5 * total) & (top < len(COLUMN_CLASS))
+    else:
+        taken = _most_voted(counts, total, keep)
+    emotions = np.zeros((len(counts), len(FERPLUS_CLASSES)), dtype=np.float64)
+    emotions[:, COLUMN_CLASS] = taken[:, : len(COLUMN_CLASS)]
+    sums = emotions.sum(1, keepdims=True)
+    dist = np.divide(emotions, sums, out=np.zeros_like(emotions), where=sums > 0)
+    return dist.astype(np.float32), keep
+
+
+def _most_voted(counts: np.ndarray, total: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The votes of the emotions the distribution modes take (updates ``keep`` in place)."""
+    taken = np.zeros_like(counts)
     for i in np.flatnonzero(keep):
         rest, part, n, valid = counts[i].copy(), 0.0, 0, True
         while part < 0.75 * total[i] and n < 3 and valid:
@@ -115,8 +136,4 @@ def vote_distribution(votes: FerPlusVotes) -> tuple[np.ndarray, np.ndarray]:
                 taken[i, j], rest[j] = top, 0
                 part, n = part + top, n + 1
         keep[i] = 0 < n <= 3 and part > 0.5 * total[i]
-    emotions = np.zeros((len(counts), len(FERPLUS_CLASSES)), dtype=np.float64)
-    emotions[:, COLUMN_CLASS] = taken[:, : len(COLUMN_CLASS)]
-    sums = emotions.sum(1, keepdims=True)
-    dist = np.divide(emotions, sums, out=np.zeros_like(emotions), where=sums > 0)
-    return dist.astype(np.float32), keep
+    return taken
