@@ -333,3 +333,13 @@ def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
     torch.testing.assert_close(losses["loss_ce"].detach(), -(targets * logp).sum(1).mean())
     with pytest.raises(DACLError, match="label_mode"):
         find_dataset(fixtures("rafdb"), "rafdb", label_mode=mode)
+
+
+def test_a_model_without_any_of_the_datas_classes_is_refused(fixtures, tmp_path):
+    data = FER2013DataModule(
+        fixtures("rafdb"), classes=["contempt"], crop=88, resize=100, cache_dir=tmp_path
+    )
+    with pytest.raises(
+        DACLError, match=r"none of its classes .* is among the model's \(contempt\)"
+    ):
+        data.setup("test")
