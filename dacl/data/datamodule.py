@@ -59,9 +59,16 @@ class _Batches(Dataset):
     whole batch per call (``__getitems__``)."""
 
     def __init__(self, images: Tensor, labels: Tensor, targets: Tensor | None = None) -> None:
-        self.images = images  # (N, C, S, S): the augment functions' input
-        self.labels = labels
+        # images (N, C, S, S): the augment functions' input
         self.tensors = [t for t in (images, labels, targets) if t is not None]
+
+    @property
+    def images(self) -> Tensor:
+        return self.tensors[0]
+
+    @property
+    def labels(self) -> Tensor:
+        return self.tensors[1]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,7 +78,6 @@ class _Batches(Dataset):
 
     def to(self, device: torch.device) -> _Batches:
         self.tensors = [t.to(device) for t in self.tensors]
-        self.images, self.labels = self.tensors[:2]
         return self
 
     def __getitems__(self, idx: list[int]) -> tuple[Tensor, ...]:
@@ -141,6 +147,21 @@ class ReferenceDataset(Dataset):
         sample = (self.transform(self.index.load(j)), self.index.labels[j])
         targets = self.index.targets
         return sample if targets is None else (*sample, torch.from_numpy(targets[j]))
+
+
+def _format(
+    base: Format,
+    channels: int | None,
+    size: int | None,
+    mean: list[float] | None,
+    std: list[float] | None,
+) -> Format:
+    """A dataset's :data:`~dacl.data.datasets.FORMATS` entry with the user's overrides."""
+    channels = channels or base.channels
+    stats: Stats = (tuple(mean), tuple(std)) if mean is not None else base.stats
+    if channels == 1 and len(stats[0]) != 1:  # RGB statistics of gray faces: their mean
+        stats = ((sum(stats[0]) / 3,), (sum(stats[1]) / 3,))
+    return Format(channels, size or base.size, stats)
 
 
 class FER2013DataModule(pl.LightningDataModule):
@@ -234,14 +255,17 @@ class FER2013DataModule(pl.LightningDataModule):
         self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
         self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
         self.cache_dir = cache_dir
-        self.dataset, self.num_classes_option, self.class_map = dataset, num_classes, class_map
+        self.num_classes_option, self.class_map = num_classes, class_map
         self.classes = tuple(classes) if classes else None
         self.val_fraction, self.split_seed, self.balanced = val_fraction, split_seed, balanced
         self.label_mode = label_mode
-        self._format_options = (channels, cache_size, mean, std)
+        #: The dataset read: ``data.dataset``, or what ``auto`` finds at ``root`` (decided once).
+        self.resolved_dataset = resolve(dataset, root, synthetic)
+        #: How faces are decoded (channels, side) and normalised: the dataset's format with
+        #: ``channels``, ``cache_size``, ``mean`` and ``std`` applied.
+        self.format = fmt = _format(FORMATS[self.resolved_dataset], channels, cache_size, mean, std)
         # The format as resolved, saved with the checkpoint: evaluating the model on another
         # dataset then decodes and normalises faces as it was trained.
-        fmt = self.format
         self.hparams.update(
             channels=fmt.channels,
             cache_size=fmt.size,
@@ -262,15 +286,12 @@ class FER2013DataModule(pl.LightningDataModule):
     # -- what the rest of dacl reads ------------------------------------------------------
 
     @property
-    def resolved_dataset(self) -> str:
-        """The dataset read: ``data.dataset``, or what ``auto`` finds at ``root``."""
-        return resolve(self.dataset, self.root, self.synthetic)
-
-    @property
     def class_names(self) -> tuple[str, ...]:
         """Output names, in order: ``classes`` when given, else the dataset's own."""
         if self.classes is not None:
             return self.classes
+        if self.layout is not None:
+            return self.layout.classes
         return declared_classes(
             self.resolved_dataset, self.root, self.num_classes_option, self.class_map
         )
@@ -278,19 +299,6 @@ class FER2013DataModule(pl.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
-
-    @property
-    def format(self) -> Format:
-        """How faces are decoded (channels, side) and normalised: the dataset's
-        :data:`~dacl.data.datasets.FORMATS` with ``channels``, ``cache_size``, ``mean`` and
-        ``std`` applied."""
-        base = FORMATS[self.resolved_dataset]
-        channels, size, mean, std = self._format_options
-        channels = channels or base.channels
-        stats: Stats = (tuple(mean), tuple(std)) if mean is not None else base.stats
-        if channels == 1 and len(stats[0]) != 1:  # RGB statistics of gray faces: their mean
-            stats = ((sum(stats[0]) / 3,), (sum(stats[1]) / 3,))
-        return Format(channels, size or base.size, stats)
 
     def names(self, split: str) -> list[str]:
         """Sample names of a set-up split in loader order (unshuffled order for ``train``)."""
@@ -305,7 +313,7 @@ class FER2013DataModule(pl.LightningDataModule):
 
     def has_split(self, split: str) -> bool:
         """Whether the data holds ``split`` (the synthetic set holds all three)."""
-        return self.synthetic or split in self._find().splits
+        return self.synthetic or split in (self.layout or self._find()).splits
 
     def faces(self, split: str, indices: Tensor) -> Tensor:
         """The decoded faces ``uint8 (n, C, S, S)`` of a set-up split's samples at ``indices``
