@@ -1,20 +1,14 @@
 """``dacl ablate``: experiment configs × seeds, one run after another, summarised.
 
-    dacl ablate --configs experiments/exp3.yaml experiments/exp3_center.yaml \\
-        experiments/exp3_softmax.yaml --seeds 0 1 2 [--out results/ablation] \\
-        [--data.root data/fer2013] [--trainer.max_epochs 5] [--model.lr 0.1]
-
-Each run is ``dacl fit --config C --seed_everything S`` in its own process, with the
-``--data.*``, ``--model.*`` and ``--trainer.*`` options passed on, logged to
-``OUT/runs/<config stem>_seed<S>/version_0``; when the data has a test split, ``dacl test
---ckpt_path best`` follows (logged to ``version_0/test``). ``best`` is the epoch of maximal
-``val/balanced_acc`` (SPEC §5's model selection), ``final`` the last one. ``OUT`` gets
-``results.md`` (mean ± sample std per config, Welch's t-test against the first config, every
-run), ``results.json``, ``ablation.png`` and ``commands.sh`` (the commands as they ran).
-
-Re-running resumes: a run with ``done.json`` is skipped, a fit with ``fit.json`` is only tested,
-a fit with a ``last.ckpt`` resumes from it. A failing run is reported with its exit code and the
-others go on; the command then exits non-zero, naming the failed runs.
+Each run is ``dacl fit --config C --seed_everything S`` in its own process (the ``--data.*``,
+``--model.*`` and ``--trainer.*`` options passed on), logged to ``OUT/runs/<config stem>_seed<S>/
+version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
+``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (SPEC §5's model selection),
+``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config, Welch's t-test
+against the first config, every run), ``results.json``, ``ablation.png`` and ``commands.sh``.
+Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
+from. A failed run is reported with its exit code and the others go on; the command then exits
+non-zero, naming the failed runs.
 """
 
 from __future__ import annotations
@@ -38,6 +32,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 from dacl import viz
 from dacl.classes import REPORTED_METRICS
 from dacl.cli import build_cli
+from dacl.defaults import template
 from dacl.errors import DACLError
 
 #: The selection measure first, then the two reported beside it (SPEC §5).
@@ -52,11 +47,7 @@ OWN = ("logger.init_args.save_dir", "logger.init_args.name", "logger.init_args.v
 class Run:
     config: Path
     seed: int
-    home: Path  # OUT/runs/<name>: markers, logs, commands
-
-    @property
-    def name(self) -> str:
-        return self.home.name
+    home: Path  # OUT/runs/<name>: markers and logs; the logger's version_0 below it
 
     @property
     def run_dir(self) -> Path:  # the TensorBoard logger's version_0: events and checkpoints
@@ -113,10 +104,14 @@ def main(argv: list[str] | None = None) -> None:
         Run(Path(c), s, out / "runs" / f"{Path(c).stem}_seed{s}") for s in seeds for c in configs
     ]
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / "commands.sh").is_file():
+        cd = shlex.quote(str(Path.cwd()))
+        head = f"#!/usr/bin/env bash\n# The commands dacl ablate ran, in order.\nset -e\ncd {cd}\n"
+        (out / "commands.sh").write_text(head)
     records: list[dict[str, Any]] = []
     try:
         for k, run in enumerate(runs, 1):
-            tag = f"[{k}/{len(runs)}] {run.name}"
+            tag = f"[{k}/{len(runs)}] {run.home.name}"
             if (run.home / DONE).is_file():
                 print(f"{tag}: finished, skipped ({run.home / DONE})", flush=True)
                 records.append(json.loads((run.home / DONE).read_text()))
@@ -126,7 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:  # the runs so far, also when stopped
-        _write_results(out, records, runs)
+        summary = summarize(records, [str(Path(c)) for c in configs])
+        results = {"summary": summary, "runs": records}
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        (out / "results.md").write_text(markdown(summary, records))
+        _plot(out / "ablation.png", summary, records)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
@@ -140,7 +139,7 @@ def _command(run: Run, subcommand: str, overrides: list[str], sub_dir: str = "")
         sys.executable, "-m", "dacl.cli", subcommand, "--config", str(run.config),
         "--seed_everything", str(run.seed),
         "--trainer.logger.init_args.save_dir", str(run.home.parent),
-        "--trainer.logger.init_args.name", run.name,
+        "--trainer.logger.init_args.name", run.home.name,
         "--trainer.logger.init_args.version", "0",
         *(["--trainer.logger.init_args.sub_dir", sub_dir] if sub_dir else []),
         *overrides,
@@ -162,7 +161,7 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
     say = functools.partial(print, tag + ":", flush=True)
     run.home.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
-        "name": run.name, "config": str(run.config), "seed": run.seed,
+        "name": run.home.name, "config": str(run.config), "seed": run.seed,
         "run_dir": str(run.run_dir), "status": "failed", "returncode": None,
     }  # fmt: skip
     if (run.home / FIT_DONE).is_file():
@@ -202,9 +201,9 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
 
 def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]:
     """Run ``cmd`` with its output in ``<run>/<step>.log`` (and on the console unless quiet),
-    after appending it to ``<run>/commands.sh``."""
-    with open(run.home / "commands.sh", "a") as fh:
-        fh.write(shlex.join(cmd) + "\n")
+    after appending it to ``OUT/commands.sh``."""
+    with open(run.home.parents[1] / "commands.sh", "a") as fh:
+        fh.write(f"# {run.home.name}\n{shlex.join(cmd)}\n")
     t0 = time.perf_counter()
     with open(run.home / f"{step}.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -297,23 +296,6 @@ def summarize(records: list[dict], configs: list[str]) -> list[dict]:
     return rows
 
 
-def _write_results(out: Path, records: list[dict], runs: list[Run]) -> None:
-    summary = summarize(records, list(dict.fromkeys(str(r.config) for r in runs)))
-    (out / "results.json").write_text(json.dumps({"summary": summary, "runs": records}, indent=1))
-    (out / "results.md").write_text(markdown(summary, records))
-    _plot(out / "ablation.png", summary, records)
-    lines = [
-        "#!/usr/bin/env bash",
-        "# The commands `dacl ablate` ran, in order (a resumed run lists each attempt).",
-        "set -e",
-        f"cd {shlex.quote(str(Path.cwd()))}",
-    ]
-    for run in runs:
-        if (run.home / "commands.sh").is_file():
-            lines += [f"# {run.name}", *(run.home / "commands.sh").read_text().splitlines()]
-    (out / "commands.sh").write_text("\n".join(lines) + "\n")
-
-
 def _stat(cell: dict | None) -> str:
     """A ``mean ± std`` cell; ``–`` for a missing value or std."""
     if cell is None:
@@ -353,16 +335,12 @@ def markdown(summary: list[dict], records: list[dict]) -> str:
     for part in ("best", "final"):
         runs_head += [f"{part} epoch", *(f"{part} val {LABELS[m]}" for m in METRICS)]
     runs_head += [label[f"test_{m}"] for m in METRICS if tested] + ["fit wall s"]
-    intro = (
-        "Mean ± sample standard deviation (n − 1; – for a single run) over seeds of each run's "
-        "best-validation epoch (maximal val balanced accuracy)"
-        + (" and of its best checkpoint on the test split." if tested else ".")
-        + " The last column compares each config with the first by Welch's two-sample t-test "
-        "(two-sided p; it needs two runs or more of both)."
-    )
     head = ["config", "runs", *label.values(), welch_head]
-    tables = [_table(head, configs), "## Runs", _table(runs_head, runs)]
-    return "\n\n".join(["# Ablation", intro, *tables]) + "\n"
+    return template("ablation.md").format(
+        tested=" and of its best checkpoint on the test split" if tested else "",
+        configs=_table(head, configs),
+        runs=_table(runs_head, runs),
+    )
 
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:

@@ -1,12 +1,8 @@
-"""Callbacks for dacl's module and datamodule: SPEC §5's pictures in the run's TensorBoard while
-it trains, its HPARAMS tab, and ``dacl predict``'s ``predictions.csv``.
-
-The picture callbacks draw on global rank 0 through a :class:`TensorBoardLogger` only (with
-another logger, or none, they say so once and do nothing), never touch the training steps and
-never make a second pass over the validation set. They rely on :class:`~dacl.module.DACLModule`
-(``confusion``, ``class_names``, a ``validation_step`` that returns the batch's logits) and
-:class:`~dacl.data.FER2013DataModule` (``names``, ``labels``, ``faces``, ``inputs`` of a split).
-"""
+"""Callbacks for :class:`~dacl.module.DACLModule` and :class:`~dacl.data.FER2013DataModule`:
+SPEC §5's pictures in the run's TensorBoard while it trains, its HPARAMS tab, and ``dacl
+predict``'s ``predictions.csv``. The pictures are drawn on global rank 0 through a
+:class:`TensorBoardLogger` only (without one they say so once), from what validation computed:
+no second pass over the data, nothing added to the training steps."""
 
 from __future__ import annotations
 
@@ -37,7 +33,7 @@ Pictures = Iterator[tuple[str, Figure]]
 
 class _PictureLogger(pl.Callback):
     """Draws :meth:`_pictures` into the run's TensorBoard after each validation (not the sanity
-    check), on rank 0; says once when the trainer has no :class:`TensorBoardLogger`."""
+    check)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,12 +72,9 @@ class ConfusionMatrixLogger(_PictureLogger):
         self._draw(trainer, pl_module, "test")
 
     def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
-        if split == "val":
-            where = f"epoch {trainer.current_epoch} · step {trainer.global_step}"
-        elif trainer.ckpt_path:
-            where = f"ckpt {Path(trainer.ckpt_path).name}"
-        else:
-            where = f"weights at epoch {trainer.current_epoch}"
+        at = f"epoch {trainer.current_epoch} · step {trainer.global_step}"
+        ckpt = trainer.ckpt_path and f"ckpt {Path(trainer.ckpt_path).name}"
+        where = at if split == "val" else ckpt or f"weights at {at}"
         cm = self.last[split] = pl_module.confusion[split].detach().cpu()
         title = f"{split} confusion matrix · {where}"
         yield f"confusion/{split}", viz.confusion_figure(cm, pl_module.class_names, title)
@@ -135,13 +128,11 @@ class AttentionMapLogger(_PictureLogger):
 
 
 class SampleGridLogger(_PictureLogger):
-    """Grids of validation faces captioned ``true / predicted (confidence)``:
-    ``samples/val_wrong`` (the ``n`` most confident mistakes first) and ``samples/val_correct``
-    (``n`` correct ones, the most confident of each class in turn). The candidates are
-    ``max_batches`` validation batches spread evenly over each validation (a loader sorted by
-    class still gives every class a chance), their logits taken from ``validation_step``'s output
-    without a host sync; ``candidates`` holds their dataset indices, ``last`` the selections
-    drawn (indices, labels, predictions, confidences)."""
+    """Grids of validation faces captioned ``true / predicted (confidence)``: the ``n`` most
+    confident mistakes (``samples/val_wrong``) and ``n`` correct ones, class by class
+    (``samples/val_correct``), among ``max_batches`` batches spread evenly over each validation
+    (so a loader sorted by class still shows every class). ``candidates`` holds their dataset
+    indices, ``last`` the selections drawn (indices, labels, predictions, confidences)."""
 
     def __init__(self, n: PositiveInt = 16, max_batches: PositiveInt = 4) -> None:
         super().__init__()
@@ -151,10 +142,9 @@ class SampleGridLogger(_PictureLogger):
         self.last: dict[str, dict[str, Tensor]] = {}
         self.candidates: Tensor | None = None
         self._parts: list[tuple[Tensor, ...]] = []
-        self._seen = 0
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._parts, self._seen = [], 0
+        self._parts = []
 
     def on_validation_batch_end(
         self,
@@ -165,13 +155,11 @@ class SampleGridLogger(_PictureLogger):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        labels = batch[1]
-        first, self._seen = self._seen, self._seen + len(labels)
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
         stride = max(1, math.ceil(trainer.num_val_batches[0] / self.max_batches))
-        if batch_idx % stride or batch_idx // stride >= self.max_batches:
+        chosen = batch_idx % stride == 0 and batch_idx < stride * self.max_batches
+        if not chosen or trainer.sanity_checking or not trainer.is_global_zero:
             return
+        labels, first = batch[1], batch_idx * trainer.val_dataloaders.batch_size
         conf, pred = outputs["logits"].float().softmax(-1).max(-1)
         positions = torch.arange(first, first + len(labels), device=labels.device)
         self._parts.append((labels, pred, conf, positions))
@@ -273,13 +261,12 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
         data = trainer.datamodule
-        split = data.predict_split
-        names, labels = data.names(split), data.labels(split).tolist()
+        names, labels = data.names(data.predict_split), data.labels(data.predict_split).tolist()
         classes = pl_module.class_names
         out = Path(trainer.log_dir or ".") / self.filename
         out.parent.mkdir(parents=True, exist_ok=True)
-        preds = torch.cat([batch["pred"] for batch in predictions]).tolist()
-        probs = torch.cat([batch["probs"] for batch in predictions]).tolist()
+        preds = torch.cat([b["pred"] for b in predictions]).tolist()
+        probs = torch.cat([b["probs"] for b in predictions]).tolist()
         with out.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])

@@ -71,17 +71,13 @@ def log_root(trainer_config) -> Path | None:
 
 def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
     """``best``/``last`` → that checkpoint of the newest run (``root/version_N``) that has one;
-    a file path is checked (it exists and is a ``torch.save`` archive) and returned."""
+    a file path is checked to exist and returned."""
     if ckpt_path not in ("best", "last"):
         if ckpt_path is not None and not Path(ckpt_path).is_file():
             raise DACLError(
                 f"--ckpt_path '{ckpt_path}': no such checkpoint file; "
                 "pass best, last or an existing .ckpt"
             )
-        if ckpt_path is not None:
-            # truncated, damaged or code-running files fail here in one line, not in a
-            # traceback from Lightning's own loading
-            safe_load(ckpt_path, "--ckpt_path file", mmap=True)
         return ckpt_path
     if root is None:
         raise DACLError(f"--ckpt_path {ckpt_path} needs the TensorBoard logger to find the run")
@@ -137,8 +133,15 @@ class DACLCLI(LightningCLI):
         config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
         if config.ckpt_path is None:
             return
+        # truncated, damaged, code-running or foreign files fail here in one line, not in a
+        # traceback from Lightning's own loading
         checkpoint = safe_load(config.ckpt_path, "--ckpt_path file", mmap=True)
         hparams = checkpoint.get("hyper_parameters")
+        if "state_dict" not in checkpoint or hparams is None:
+            raise DACLError(
+                f"--ckpt_path '{config.ckpt_path}' is not a dacl checkpoint (no model "
+                "hyper-parameters): pass a checkpoint written by dacl fit"
+            )
         if subcommand != "fit":
             self._trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
         if hparams:

@@ -1,9 +1,11 @@
-"""The shared defaults every ``dacl`` command reads first: ``configs/default.yaml``, shipped
-inside the package (``dacl/configs/``; the repository's ``configs/`` links there), so an
-installed ``dacl`` has them wherever it runs."""
+"""Files shipped inside the package, so an installed ``dacl`` has them wherever it runs: the
+shared defaults every ``dacl`` command reads first, ``configs/default.yaml`` (``dacl/configs/``;
+the repository's ``configs/`` links there), and the markdown templates of ``dacl report`` and
+``dacl ablate`` (``dacl/templates/``)."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from dacl.errors import DACLError
@@ -19,3 +21,8 @@ def default_config() -> Path:
             "reinstall dacl (pip install .)"
         )
     return DEFAULT_CONFIG
+
+
+def template(name: str) -> str:
+    """The text of ``dacl/templates/<name>``, to fill in with :meth:`str.format`."""
+    return files("dacl").joinpath("templates", name).read_text(encoding="utf-8")

@@ -1,18 +1,14 @@
-"""``dacl report``: evaluate a checkpoint once and write the report's chapter 4 for any run.
-
-:meth:`Trainer.report` is the LightningCLI subcommand ``dacl report --config … --ckpt_path
-best|last|FILE [--split val|test] [--out DIR]``: one split's confusion matrices, attention maps
-(per class, and the per-class means), most confident mistakes and correct faces, training curves
-(from the run's TensorBoard events), ``metrics.json`` (torchmetrics' measures) and ``report.md``
-(the package's ``templates/report.md``, filled in). Models without an attention branch
-(``center``, ``softmax``: ``a ≡ 1``) get no attention pictures, runs without event files no curves.
+"""``dacl report``: one checkpoint evaluated once on one split and written up as the report's
+chapter 4 (:meth:`Trainer.report`): confusion matrices, attention maps (per class and the class
+means; none for the ``center`` and ``softmax`` variants, whose ``a ≡ 1``), the most confident
+mistakes and correct faces, training curves (from the run's TensorBoard events, when found),
+``metrics.json`` and ``report.md`` (the package's ``templates/report.md``, filled in).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +19,8 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassPrecision
 
 from dacl import viz
-from dacl.checkpoint import safe_load
+from dacl.checkpoint import AtomicCheckpointIO
+from dacl.defaults import template
 from dacl.errors import DACLError
 from dacl.module import eval_metrics
 
@@ -64,32 +61,15 @@ def find_log_dir(ckpt_path: str | Path | None) -> Path | None:
 
 
 class _Gather(pl.Callback):
-    """Keeps each evaluation batch's logits, attention and labels on the CPU."""
+    """Keeps each evaluation batch's logits, attention and labels."""
 
     def __init__(self) -> None:
         self.parts: list[tuple[Tensor, Tensor, Tensor]] = []
 
-    def on_validation_batch_end(
-        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
-    ) -> None:
-        self.parts.append(
-            (outputs["logits"].float().cpu(), outputs["attention"].float().cpu(), batch[1].cpu())
-        )
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, *args: Any) -> None:
+        self.parts.append((outputs["logits"].float(), outputs["attention"].float(), batch[1]))
 
     on_test_batch_end = on_validation_batch_end
-
-
-def _load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> None:
-    state = safe_load(ckpt_path).get("state_dict")
-    if state is None:
-        raise DACLError(f"'{ckpt_path}' is not a Lightning checkpoint (no 'state_dict')")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as err:
-        raise DACLError(
-            f"checkpoint '{ckpt_path}' does not fit the configured model "
-            f"(use the run's own config): {str(err).splitlines()[0]}"
-        ) from err
 
 
 class Trainer(pl.Trainer):
@@ -105,13 +85,10 @@ class Trainer(pl.Trainer):
         per_class: int = 6,
         grid_size: int = 24,
     ) -> dict[str, Any]:
-        """Pictures, metrics.json and report.md of a checkpoint on one split.
-
-        Evaluates the model once on the datamodule's split through Lightning's own loop and
-        returns ``metrics.json``: ``split``, ``checkpoint``, ``n_images``, ``class_names``, the
-        measures of :func:`compute_metrics`, ``attention_rows`` (per class, the files of its
-        map's rows) and ``files``. :class:`DACLError` for an unknown split, a missing or
-        unfitting checkpoint or an empty split.
+        """Evaluate the model once on one split through Lightning's own loop; write the pictures,
+        ``metrics.json`` and ``report.md`` and return ``metrics.json``: ``split``, ``checkpoint``,
+        ``n_images``, ``class_names``, the measures of :func:`compute_metrics`, ``attention_rows``
+        (per class, the files of its map's rows) and ``files``.
 
         Args:
             ckpt_path: best, last or a checkpoint file, loaded into the model; none: the
@@ -123,18 +100,18 @@ class Trainer(pl.Trainer):
         """
         if split not in SPLITS:
             raise DACLError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
-        if ckpt_path is not None:
-            _load_weights(model, ckpt_path)
         gather = _Gather()
         self.callbacks.append(gather)
         try:
             evaluate = self.validate if split == "val" else self.test
-            evaluate(model, datamodule=datamodule, verbose=False)
+            evaluate(
+                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+            )
         finally:
             self.callbacks.remove(gather)
         if not gather.parts:
             raise DACLError(f"the {split} split has no images")
-        logits, attention, labels = (torch.cat(t) for t in zip(*gather.parts, strict=True))
+        logits, attention, labels = (torch.cat(t).cpu() for t in zip(*gather.parts, strict=True))
         names, n = tuple(model.class_names), len(labels)
         faces = datamodule.faces(split, torch.arange(n))
         images = [Path(f).name for f in datamodule.names(split)]
@@ -209,12 +186,9 @@ def write_report(
     trainer = Trainer(
         accelerator=accelerator, devices=1, precision=precision, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        plugins=[AtomicCheckpointIO()],  # checkpoints read safely, errors in one line
     )  # fmt: skip
     return trainer.report(module, datamodule, **kwargs)
-
-
-def _template(name: str) -> str:
-    return files("dacl").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, k: int) -> str:
@@ -235,17 +209,17 @@ def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, 
         curves = f"Accuracy and losses as logged in `{log_dir}`.\n\n![training curves](curves.png)"
     else:
         where = f"in `{log_dir}`" if log_dir is not None else "next to the checkpoint"
-        curves = f"_No TensorBoard scalars found {where}; pass the run's log directory._"
+        curves = f"_No TensorBoard scalars found {where}._"
     attention = "_This model has no attention branch (variant `center` or `softmax`)._"
     if "attention" in written:
         maps = [
             f"### {c}\n\n![{c} attention weights]({f})" for c, f in written["attention"].items()
         ]
-        section = _template("report_attention.md")
+        section = template("report_attention.md")
         attention = section.format(per_class=k, n_images=result["n_images"], maps="\n\n".join(maps))
     model = ", ".join(f"{a} {hp[a]}" for a in ("variant", "lam", "alpha", "image_size", "in_chans"))
     checkpoint = result["checkpoint"] or "current weights (no checkpoint)"
-    return _template("report.md").format_map(
+    return template("report.md").format_map(
         result
         | {"checkpoint": checkpoint, "model": model, "per_class": per_class}
         | {"confusions": confusions or "- none", "curves": curves, "attention": attention.rstrip()}

@@ -211,6 +211,16 @@ def test_broken_checkpoint_file_is_one_line(synthetic_dataset, tmp_path, run):
     assert "cut.ckpt' is unreadable, truncated?" in result.stderr.strip().splitlines()[-1]
 
 
+def test_a_checkpoint_not_written_by_dacl_is_one_line(synthetic_dataset, tmp_path, run):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    for command in ("test", "report"):
+        result = run(command, "--config", str(config), "--ckpt_path", str(tmp_path / "other.ckpt"))
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert "other.ckpt' is not a dacl checkpoint (no model hyper-parameters)" in last
+
+
 @pytest.mark.slow
 def test_missing_checkpoint_file_is_one_line_from_the_command(synthetic_dataset, tmp_path):
     """The installed command, as a process: exit status 2 and one line, no traceback."""
