@@ -122,8 +122,8 @@ def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tm
         cwd=work, env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert where.stdout.strip().startswith(str(site))
-    # the report's templates are package data, installed with the code
-    for name in ("report.md", "report_attention.md"):
+    # the report's and the ablation's templates are package data, installed with the code
+    for name in ("report.md", "report_attention.md", "ablation.md"):
         assert (site / "dacl" / "templates" / name).is_file(), name
     out = subprocess.run(
         [sys.executable, "-m", "dacl.cli", "fit", "--config", "exp3.yaml", "--print_config"],
