@@ -345,7 +345,7 @@ def markdown(summary: list[dict], records: list[dict]) -> str:
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
     """``ablation.png``: per config a bar (mean ± std) per metric, and a dot per run."""
-    fig = viz.figure(2.2 + 1.6 * max(1, len(summary)), 4)
+    fig = viz.figure(max(5.5, 2.2 + 1.6 * len(summary)), 4)  # room for the title
     ax = fig.add_subplot()
     width, done = 0.8 / len(METRICS), [r for r in records if r["status"] == "done"]
     place = {row["config"]: i for i, row in enumerate(summary)}
