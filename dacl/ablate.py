@@ -87,11 +87,11 @@ def _flatten(prefix: str, options: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``dacl ablate``; raises ``SystemExit`` (non-zero) when a run failed."""
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    configs, seeds = list(dict.fromkeys(args.configs)), dict.fromkeys(args.seeds)
+    configs, seeds = list(dict.fromkeys(map(Path, args.configs))), dict.fromkeys(args.seeds)
     out = Path(args.out)
     owned = [k for k in _flatten("trainer", args.trainer)[::2] if k[len("--trainer.") :] in OWN]
-    missing = [c for c in configs if not Path(c).is_file()]
-    stems = [Path(c).stem for c in configs]
+    missing = [c for c in configs if not c.is_file()]
+    stems = [c.stem for c in configs]
     if owned:
         raise SystemExit(f"dacl ablate: {owned[0]} is set by the runner for each run")
     if missing:
@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"dacl ablate: configs share a file name stem (it names runs): {stems}")
     overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]
     # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
-    runs = [
-        Run(Path(c), s, out / "runs" / f"{Path(c).stem}_seed{s}") for s in seeds for c in configs
-    ]
+    runs = [Run(c, s, out / "runs" / f"{c.stem}_seed{s}") for s in seeds for c in configs]
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "commands.sh").is_file():
         cd = shlex.quote(str(Path.cwd()))
@@ -121,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
     finally:  # the runs so far, also when stopped
-        summary = summarize(records, [str(Path(c)) for c in configs])
+        summary = summarize(records, [str(c) for c in configs])
         results = {"summary": summary, "runs": records}
         (out / "results.json").write_text(json.dumps(results, indent=1))
         (out / "results.md").write_text(markdown(summary, records))

@@ -84,8 +84,8 @@ class AttentionMapLogger(_PictureLogger):
     """Attention vectors of a fixed set of validation images — the first ``per_class`` of each
     class in loader order, chosen when the run sets up — as heat maps, one per class
     (``attention/<class>``), and their per-class mean (``attention/mean``), recomputed after each
-    validation in one small forward pass. ``indices``, ``labels`` and ``inputs`` are the chosen
-    images, ``attention`` the last vectors drawn ``(n, 512)``, row ``i`` for image ``i``."""
+    validation in one small forward pass. ``indices``, ``labels``, ``inputs``, ``faces`` and
+    ``files`` are the chosen images, ``attention`` the last vectors drawn ``(n, 512)``."""
 
     def __init__(self, per_class: PositiveInt = 4) -> None:
         super().__init__()
@@ -95,16 +95,19 @@ class AttentionMapLogger(_PictureLogger):
         self.indices: Tensor | None = None
         self.labels: Tensor | None = None
         self.inputs: Tensor | None = None
+        self.faces: Tensor | None = None
+        self.files: list[str] = []
         self.attention: Tensor | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage not in ("fit", "validate") or self.indices is not None:
             return
-        labels = trainer.datamodule.labels("val")
+        data, labels = trainer.datamodule, trainer.datamodule.labels("val")
         k = len(pl_module.class_names)
         self.indices = torch.cat([(labels == c).nonzero()[: self.per_class, 0] for c in range(k)])
         self.labels = labels[self.indices]
-        self.inputs = trainer.datamodule.inputs("val", self.indices)
+        self.inputs, self.faces = data.inputs("val", self.indices), data.faces("val", self.indices)
+        self.files = [Path(data.names("val")[i]).name for i in self.indices.tolist()]
 
     def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
         if self.inputs is None or not len(self.inputs) or pl_module.hparams.variant != "dacl":
@@ -113,13 +116,11 @@ class AttentionMapLogger(_PictureLogger):
             logits, _, attention = pl_module(self.inputs.to(pl_module.device))
         self.attention = attention.float().cpu()
         conf, pred = logits.float().softmax(-1).max(-1)
-        data, names = trainer.datamodule, pl_module.class_names
-        files = [Path(data.names("val")[i]).name for i in self.indices.tolist()]
+        names, files = pl_module.class_names, self.files
         rows = [f"{f} → {names[p]} {c:.2f}" for f, p, c in zip(files, pred, conf, strict=True)]
         where = f"val · epoch {trainer.current_epoch} · step {trainer.global_step}"
-        faces = data.faces("val", self.indices)
         figures = viz.class_attention_figures(
-            self.attention, self.labels, names, where, rows, faces
+            self.attention, self.labels, names, where, rows, self.faces
         )
         for name, fig in figures.items():
             yield f"attention/{name}", fig

@@ -186,8 +186,8 @@ def find_dataset(
     carve = dataset in ("rafdb", "affectnet", "folders")
     if carve and "val" not in layout.splits and "train" in layout.splits:
         train, val = carve_val(layout.splits["train"], val_fraction, split_seed)
-        layout.splits = {"train": train, "val": val, "test": layout.splits.get("test")}
-        layout.splits = {name: index for name, index in layout.splits.items() if index is not None}
+        test = {name: index for name, index in layout.splits.items() if name == "test"}
+        layout.splits = {"train": train, "val": val, **test}
         layout.notes.append(
             f"val: {len(val)} images carved from train ({val_fraction:.0%} of each class, "
             f"data.split_seed {split_seed}); train: the other {len(train)}"
