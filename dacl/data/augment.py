@@ -28,6 +28,7 @@ stem.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from dacl.data.transforms import FER2013_STATS, FIVE_CROPS, Stats
 __all__ = [
     "crop_offsets",
     "crop_resize",
+    "erase",
     "eval_augment",
     "resize_matrix",
     "resized_size",
@@ -179,6 +181,35 @@ def train_augment(
         crop_index = crop_index.to(x.device, non_blocking=True)
         flip = flip.to(x.device, non_blocking=True)
     return crop_resize(x, crop_index, flip, crop, resize, stats)
+
+
+def erase(
+    x: Tensor,
+    p: float,
+    generator: torch.Generator | None = None,
+    scale: tuple[float, float] = (0.02, 0.33),
+    ratio: tuple[float, float] = (0.3, 3.3),
+) -> Tensor:
+    """Random erasing (Zhong et al., 2020) for a normalised batch, in place: with probability
+    ``p`` a sample gets one rectangle of ``scale`` × its area and aspect ``ratio`` set to 0
+    (the mean face after normalisation), as ``torchvision.transforms.RandomErasing``'s defaults.
+    Drawn for the whole batch at once on ``generator``'s device, like :func:`train_augment`.
+    """
+    b, _, h, w = x.shape
+    dev = generator.device if generator is not None else x.device
+    u = torch.rand(5, b, generator=generator, device=dev).to(x.device)
+    area = (scale[0] + (scale[1] - scale[0]) * u[0]) * h * w
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[1]
+    eh = (area * log_r.exp()).sqrt().round().clamp(1, h)
+    ew = (area / log_r.exp()).sqrt().round().clamp(1, w)
+    top = ((h - eh + 1) * u[2]).floor()
+    left = ((w - ew + 1) * u[3]).floor()
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    inside_r = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+    inside_c = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+    mask = inside_r[:, :, None] & inside_c[:, None, :] & (u[4] < p)[:, None, None]
+    return x.masked_fill_(mask[:, None], 0.0)
 
 
 def eval_augment(x: Tensor, crop: int, resize: int = 256, stats: Stats = FER2013_STATS) -> Tensor:

@@ -25,7 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dacl.data.augment import eval_augment, train_augment
+from dacl.data.augment import erase, eval_augment, train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.datasets import (
     DATASETS,
@@ -195,6 +195,9 @@ class FER2013DataModule(pl.LightningDataModule):
             distribution's top class.
         crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
         resize: smaller edge after ``Resize`` (SPEC: 256).
+        erasing: probability of random erasing of a training face (one rectangle of 2–33 %
+            of the crop set to the mean face, after normalising); 0 (the paper's augmentation)
+            by default.
         batch_size: samples per batch.
         num_workers: loader worker processes for the ``reference`` pipeline; the ``fast``
             pipeline serves batches from memory in the main process.
@@ -228,6 +231,7 @@ class FER2013DataModule(pl.LightningDataModule):
         label_mode: Literal["majority", "crossentropy", "probability", "multi_target"] = "majority",
         crop: int = 200,
         resize: int = 256,
+        erasing: float = 0.0,
         batch_size: int = 64,
         num_workers: int = 2,
         seed: int | None = None,
@@ -242,6 +246,8 @@ class FER2013DataModule(pl.LightningDataModule):
             raise DACLError(f"data.pipeline must be fast or reference, got '{pipeline}'")
         if not 0 < crop <= resize:
             raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
+        if not 0.0 <= erasing <= 1.0:
+            raise DACLError(f"data.erasing must be a probability in 0..1, got {erasing}")
         if batch_size < 1:
             raise DACLError(f"data.batch_size must be positive, got {batch_size}")
         if dataset not in ("auto", *DATASETS):
@@ -252,6 +258,7 @@ class FER2013DataModule(pl.LightningDataModule):
         root, cache_dir = str(root), None if cache_dir is None else str(cache_dir)
         self.save_hyperparameters()
         self.root, self.crop, self.resize, self.batch_size = root, crop, resize, batch_size
+        self.erasing = erasing
         self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
         self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
         self.cache_dir = cache_dir
@@ -444,9 +451,12 @@ class FER2013DataModule(pl.LightningDataModule):
             return _Batches(images, labels, None if targets is None else torch.from_numpy(targets))
         readable = set(names)
         keep = [i for i, n in enumerate(index.names) if n in readable]
-        make = train_transform if split == "train" else eval_transform
         gray = self.format.channels == 1
-        return ReferenceDataset(index, keep, make(self.crop, self.resize, self.format.stats, gray))
+        if split == "train":
+            transform = train_transform(self.crop, self.resize, self.format.stats, gray, self.erasing)
+        else:
+            transform = eval_transform(self.crop, self.resize, self.format.stats, gray)
+        return ReferenceDataset(index, keep, transform)
 
     def _seed(self) -> int:
         # initial_seed() is seed_everything's value, or a random 64-bit one without it.
@@ -559,6 +569,8 @@ class FER2013DataModule(pl.LightningDataModule):
             stats = self.format.stats
             if training:
                 images = train_augment(images, self.crop, self.resize, self._aug_generator, stats)
+                if self.erasing:
+                    images = erase(images, self.erasing, self._aug_generator)
             else:
                 images = eval_augment(images, self.crop, self.resize, stats)
         if training and targets and self.label_mode == "probability":

@@ -59,9 +59,14 @@ def _normalize(stats: Stats) -> list:
 
 
 def train_transform(
-    crop: int, resize: int = 256, stats: Stats = FER2013_STATS, gray: bool = True
+    crop: int,
+    resize: int = 256,
+    stats: Stats = FER2013_STATS,
+    gray: bool = True,
+    erasing: float = 0.0,
 ) -> T.Compose:
-    """SPEC §3 training transform: PIL image → normalised float tensor (3, crop, crop)."""
+    """SPEC §3 training transform: PIL image → normalised float tensor (3, crop, crop);
+    ``erasing`` > 0 adds ``RandomErasing(erasing)`` after normalising."""
     return T.Compose(
         [
             *_color(gray),
@@ -69,6 +74,7 @@ def train_transform(
             RandomFiveCrop(crop),
             T.RandomHorizontalFlip(0.5),
             *_normalize(stats),
+            *([T.RandomErasing(erasing)] if erasing else []),
         ]
     )
 
