@@ -5,7 +5,11 @@ Each run is ``dacl fit --config C --seed_everything S`` in its own process (the 
 version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
 ``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (SPEC §5's model selection),
 ``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config, Welch's t-test
-against the first config, every run), ``results.json``, ``ablation.png`` and ``commands.sh``.
+against the first config; per later config, epoch and measure the paired t-test over the seeds
+both completed, with the mean difference's 95 % interval; every run), ``results.json``,
+``ablation.png`` and ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and
+``.png``: attention weights and feature compactness of each run's best checkpoint
+(:mod:`dacl.analysis`).
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
 non-zero, naming the failed runs.
@@ -14,6 +18,7 @@ non-zero, naming the failed runs.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
 import shlex
@@ -29,15 +34,23 @@ from typing import Any, Literal
 import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from dacl import viz
+from dacl import analysis, viz
 from dacl.classes import REPORTED_METRICS
-from dacl.cli import build_cli
+from dacl.cli import build_cli, resolve_checkpoint
+from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
 
 #: The selection measure first, then the two reported beside it (SPEC §5).
 METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
 LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
+#: Each run's epochs compared: the best-validation one (model selection) and the last.
+EPOCHS = ("best", "final")
+CONFIDENCE = 0.95  # of the paired differences' intervals
+#: ``--analyze``'s measures (dacl.analysis) and their column names.
+COMPACTNESS = {"intra": "intra-class spread", "inter": "inter-class distance",
+               "ratio": "intra / inter"}  # fmt: skip
+ATTENTION = {"mean": "mean a", "low": "a < 0.1", "high": "a > 0.9"}
 DONE, FIT_DONE = "done.json", "fit.json"
 #: Options the runner sets for every run itself.
 OWN = ("logger.init_args.save_dir", "logger.init_args.name", "logger.init_args.version")
@@ -58,7 +71,8 @@ def parser() -> ArgumentParser:
     p = ArgumentParser(
         prog="dacl ablate",
         description="Run experiment configs x seeds one after another and summarise them "
-        "(mean ± std of best-validation metrics, Welch's t-test, a plot, the exact commands).",
+        "(mean ± std of best-validation metrics, paired and Welch's t-tests, a plot, the exact "
+        "commands).",
     )
     p.add_argument("--config", action=ActionConfigFile, help="these options as a YAML file")
     p.add_argument("--configs", nargs="+", type=str, required=True, help="experiment files")
@@ -69,6 +83,11 @@ def parser() -> ArgumentParser:
         help="test the best checkpoint: auto = when the data has a test split",
     )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="runs' output to their logs only")
+    p.add_argument(
+        "--analyze", action="store_true",
+        help="then measure each finished run's best checkpoint on val: attention weights per "
+        "class and feature compactness (attention.md, attention.json, attention.png)",
+    )  # fmt: skip
     for group in ("data", "model", "trainer"):
         p.add_argument(f"--{group}", type=dict[str, Any], default={}, help=f"{group} options")
     return p
@@ -125,6 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         (out / "results.md").write_text(markdown(summary, records))
         _plot(out / "ablation.png", summary, records)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
+    if args.analyze:
+        _analyze(out, records, [str(c) for c in configs], overrides)
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
         raise SystemExit(
@@ -145,11 +166,15 @@ def _command(run: Run, subcommand: str, overrides: list[str], sub_dir: str = "")
 
 
 @functools.cache
+def _datamodule(config: Path, overrides: tuple[str, ...]) -> FER2013DataModule:
+    """The config's data as ``dacl fit`` configures it; built once per config, not per seed."""
+    return build_cli(["--config", str(config), *overrides]).datamodule
+
+
 def _has_test_split(config: Path, overrides: tuple[str, ...]) -> bool:
-    """Whether the config's data (as ``dacl fit`` would configure it) has a test split; asked
-    once per config, not per seed."""
+    """Whether the config's data has a test split."""
     try:
-        return build_cli(["--config", str(config), *overrides]).datamodule.has_split("test")
+        return _datamodule(config, overrides).has_split("test")
     except DACLError:
         return False  # no data there: the fit has failed already and said why
 
@@ -263,6 +288,37 @@ def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
     return {"diff": diff, "t": t, "df": df, "p": 2 * t_tail(abs(t), df)}
 
 
+def paired(diffs: list[float]) -> dict[str, Any] | None:
+    """Paired t-test of per-seed differences (one arm minus the other, same seed): their mean,
+    sample std (n − 1), the mean's two-sided 95 % confidence interval (Student's t quantile at
+    n − 1 degrees of freedom), t and the two-sided p-value. Seeds pair the arms (same initial
+    weights, data order and crops), so seed-to-seed spread cancels out of the differences.
+    ``None`` below two pairs; ``t`` and ``p`` are ``None`` when the differences do not vary."""
+    n = len(diffs)
+    if n < 2:
+        return None
+    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
+    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
+    t = mean / (sd / math.sqrt(n)) if sd > 0 else None
+    p = None if t is None else 2 * t_tail(abs(t), n - 1)
+    return {"n": n, "diff": mean, "sd": sd, "ci": [mean - half, mean + half], "t": t, "df": n - 1,
+            "p": p}  # fmt: skip
+
+
+def t_quantile(q: float, df: float) -> float:
+    """The ``q``-quantile (1/2 ≤ q < 1) of Student's t with ``df`` degrees of freedom, by
+    bisection on :func:`t_tail` (e.g. 2.7764 for q = 0.975, df = 4)."""
+    if not 0.5 <= q < 1:
+        raise DACLError(f"a t quantile needs 0.5 <= q < 1, got {q}")
+    lo, hi = 0.0, 1.0
+    while t_tail(hi, df) > 1 - q:
+        lo, hi = hi, 2 * hi
+    for _ in range(40):  # 40 halvings: the bracket ends far below the tail's own error
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_tail(mid, df) > 1 - q else (lo, mid)
+    return (lo + hi) / 2
+
+
 def t_tail(t: float, df: float, steps: int = 2000) -> float:
     """P(T > t) for Student's t with ``df`` degrees of freedom: 1/2 minus the density's
     integral over [0, t] (Simpson's rule on ``steps`` intervals, error far below 1e-6)."""
@@ -275,10 +331,12 @@ def t_tail(t: float, df: float, steps: int = 2000) -> float:
 
 def summarize(records: list[dict], configs: list[str]) -> list[dict]:
     """Per config (in the order given): runs done, mean/std of the best-validation metrics (and
-    of the test metrics when every done run has them), and for every config after the first
-    Welch's t-test of its best val balanced accuracy against the first config's."""
+    of the test metrics when every done run has them) and of the last epoch's; for every config
+    after the first its comparison with the first: Welch's t-test of the best val balanced
+    accuracy (``vs_first``), and per epoch (best, final) and measure the paired test over the
+    seeds both completed (``paired``; ``pairs`` names them) beside Welch's (``welch``)."""
     done = {c: [r for r in records if r["config"] == c and r["status"] == "done"] for c in configs}
-    first = [r["best"][METRICS[0]] for r in done[configs[0]]]
+    first = {r["seed"]: r for r in done[configs[0]]}
     rows = []
     for config, runs in done.items():
         row: dict[str, Any] = {"config": config, "n": len(runs), "seeds": [r["seed"] for r in runs]}
@@ -286,10 +344,22 @@ def summarize(records: list[dict], configs: list[str]) -> list[dict]:
         for m in METRICS:
             if runs:
                 row[f"val_{m}"] = mean_std([r["best"][m] for r in runs])
+                row[f"final_{m}"] = mean_std([r["final"][m] for r in runs])
             if runs and all(m in (r.get("test") or {}) for r in runs):
                 row[f"test_{m}"] = mean_std([r["test"][m] for r in runs])
         if config != configs[0]:
-            row["vs_first"] = welch([r["best"][METRICS[0]] for r in runs], first)
+            mine = {r["seed"]: r for r in runs}
+            row["pairs"] = pairs = sorted(set(mine) & set(first))
+            row["paired"] = {
+                e: {m: paired([mine[s][e][m] - first[s][e][m] for s in pairs]) for m in METRICS}
+                for e in EPOCHS
+            }
+            row["welch"] = {
+                e: {m: welch([r[e][m] for r in runs], [r[e][m] for r in first.values()])
+                    for m in METRICS}
+                for e in EPOCHS
+            }  # fmt: skip
+            row["vs_first"] = row["welch"]["best"][METRICS[0]]
         rows.append(row)
     return rows
 
@@ -337,8 +407,79 @@ def markdown(summary: list[dict], records: list[dict]) -> str:
     return template("ablation.md").format(
         tested=" and of its best checkpoint on the test split" if tested else "",
         configs=_table(head, configs),
+        paired=_paired_table(summary),
         runs=_table(runs_head, runs),
     )
+
+
+def _paired_table(summary: list[dict]) -> str:
+    """Per later config, epoch and measure: both means, the paired difference with its interval,
+    t and p, and Welch's p; ``n/a`` where there are fewer than two pairs (or runs)."""
+    first, rows = summary[0], []
+    for r in summary[1:]:
+        for e, m in itertools.product(EPOCHS, METRICS):
+            key, pt = f"{'val' if e == 'best' else e}_{m}", r["paired"][e][m]
+            cells = [f"`{r['config']}`", e, LABELS[m], str(len(r["pairs"]))]
+            cells += [_stat(r.get(key)), _stat(first.get(key))]
+            if pt is None:
+                cells += ["n/a"] * 4
+            else:
+                lo, hi = pt["ci"]
+                cells += [f"{pt['diff']:+.4f}", f"[{lo:+.4f}, {hi:+.4f}]"]
+                cells += ["n/a"] * 2 if pt["t"] is None else [f"{pt['t']:.2f} ({pt['df']})", _p(pt)]
+            rows.append([*cells, _p(r["welch"][e][m])])
+    if not rows:
+        return "_One config: nothing to compare._"
+    head = ["config", "epoch", "measure", "pairs", "mean ± std", "first config", "paired diff",
+            f"{CONFIDENCE:.0%} CI", "t (df)", "p", "Welch p"]  # fmt: skip
+    return _table(head, rows)
+
+
+def _p(test: dict | None) -> str:
+    """A test's two-sided p-value, ``n/a`` without one."""
+    return "n/a" if test is None else f"{test['p']:.3f}"
+
+
+def _analyze(out: Path, records: list[dict], configs: list[str], overrides: list[str]) -> None:
+    """``--analyze``: :func:`dacl.analysis.analyze` of each finished run's best checkpoint on
+    its config's val split; per config the mean ± std over its runs in ``attention.md``, every
+    run in ``attention.json``, and :func:`dacl.analysis.figure` as ``attention.png``."""
+    done = [r for r in records if r["status"] == "done"]
+    # every checkpoint found before any is analysed: a missing one fails in the first second
+    ckpts = [resolve_checkpoint("best", Path(r["run_dir"]).parent) for r in done]
+    runs = []
+    for r, ckpt in zip(done, ckpts, strict=True):
+        got = analysis.analyze(ckpt, _datamodule(Path(r["config"]), tuple(overrides)))
+        runs.append({"name": r["name"], "config": r["config"], "seed": r["seed"], **got})
+        print(f"{r['name']}: intra/inter {got['ratio']:.4f} ({ckpt})", flush=True)
+    summary, compact, tables = [], [], []
+    for config in configs:
+        mine = [r for r in runs if r["config"] == config]
+        if not mine:
+            continue
+        variant = mine[0]["variant"]  # a config's runs share it
+        row: dict[str, Any] = {"config": config, "variant": variant, "n": len(mine)}
+        row |= {k: mean_std([r[k] for r in mine]) for k in COMPACTNESS} | {"attention": None}
+        summary.append(row)
+        cells = [f"`{config}` ({variant})", str(len(mine)), *(_stat(row[k]) for k in COMPACTNESS)]
+        compact.append(cells)
+        if mine[0]["attention"]:
+            per = [{"all": r["attention"]["all"], **r["attention"]["per_class"]} for r in mine]
+            row["attention"] = {c: {k: mean_std([p[c][k] for p in per]) for k in ATTENTION}
+                                for c in per[0]}  # fmt: skip
+            cells = [[c, str(n["n"]), *map(_stat, row["attention"][c].values())]
+                     for c, n in per[0].items()]  # fmt: skip
+            table = _table(["class", "faces", *ATTENTION.values()], cells)
+            tables.append(f"### `{config}`\n\n{table}")
+    (out / "attention.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
+    (out / "attention.md").write_text(
+        template("attention.md").format(
+            compactness=_table(["config", "runs", *COMPACTNESS.values()], compact),
+            attention="\n\n".join(tables) or "_No config has attention (center, softmax)._",
+        )
+    )
+    viz.save_figure(analysis.figure(summary, runs), out / "attention.png", dpi=120)
+    print(f"analysis written to {out}/attention.md, attention.json, attention.png")
 
 
 def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:

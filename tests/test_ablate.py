@@ -5,7 +5,9 @@ two seeds on synthetic faces without a test split (one `dacl fit` subprocess
 per run), re-run (all skipped), then one run made partial and resumed for a second epoch; and
 one run on faces with a test split (`dacl fit`, then `dacl test` of the best checkpoint). Most
 of their time is the subprocesses' imports. Failure handling and the resume command are also
-checked with the subprocess replaced by a fake, the event-file reading on hand-written events.
+checked with the subprocess replaced by a fake, the event-file reading on hand-written events,
+the paired and Welch tests on hand-computed cases, and `--analyze` (attention, compactness) on
+untrained tiny models.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from dacl import ablate
+from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis
 from dacl.data.synthetic import write_dataset
 
 TINY = {
@@ -58,7 +61,7 @@ def _config(folder: Path, variant: str) -> Path:
 
 def _summary_rows(md: str) -> dict[str, list[str]]:
     """config → cells of the per-config table in results.md (the first table)."""
-    table = md.split("## Runs")[0]
+    table = md.split("\n## ")[0]  # before the paired comparison and the runs
     rows = {}
     for line in table.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -200,6 +203,7 @@ def test_event_files_are_read_as_best_and_final_epochs(tmp_path):
 def test_one_run_gives_a_dash_for_std(tmp_path):
     records = [{"config": "a.yaml", "seed": 0, "name": "a_seed0", "status": "done", "best": {}}]
     records[0]["best"] = {"balanced_acc": 0.5, "acc": 0.6, "f1_macro": 0.4, "epoch": 3}
+    records[0]["final"] = records[0]["best"]
     md = ablate.markdown(ablate.summarize(records, ["a.yaml"]), records)
     row = _summary_rows(md)["a.yaml"]
     assert row[1:5] == ["1", "0.5000 ± –", "0.6000 ± –", "0.4000 ± –"]
@@ -228,13 +232,168 @@ def test_results_table_compares_each_config_with_the_first(tmp_path):
             best = {"balanced_acc": v, "acc": v, "f1_macro": v, "epoch": 1}
             records.append(
                 {"config": config, "seed": seed, "name": f"{config}{seed}", "status": "done",
-                 "best": best}
+                 "best": best, "final": best}
             )  # fmt: skip
     summary = ablate.summarize(records, ["a.yaml", "b.yaml"])
     assert "vs_first" not in summary[0]
     assert summary[1]["vs_first"]["diff"] == pytest.approx(-0.03)
     md = ablate.markdown(summary, records)
     assert "Welch" in md and _summary_rows(md)["b.yaml"][-1].startswith("-0.0300 (t = -3.67")
+
+
+def test_paired_statistics_against_hand_computed_values():
+    # Differences 0.01, 0.03, 0.02, 0.04, 0.00: mean 0.02, sample sd sqrt(0.001 / 4) = 0.015811,
+    # standard error 0.0070711, t = 2.8284 at 4 df; t(4, 0.975) = 2.776445 (tables), so the
+    # 95 % CI is 0.02 ± 0.019632; two-sided p = 0.047421 (df 4 has a closed-form CDF:
+    # F(t) = 1/2 + 3/8 · x (1 − x² / 12) with x = t / sqrt(1 + t² / 4) = 1.63299 here).
+    assert ablate.t_quantile(0.975, 4) == pytest.approx(2.776445, abs=1e-5)
+    assert ablate.t_quantile(0.975, 1) == pytest.approx(12.706205, abs=1e-4)  # Cauchy: tan(0.475π)
+    assert ablate.t_quantile(0.975, 10) == pytest.approx(2.228139, abs=1e-5)
+    got = ablate.paired([0.01, 0.03, 0.02, 0.04, 0.00])
+    assert got["n"] == 5 and got["df"] == 4
+    assert got["diff"] == pytest.approx(0.02)
+    assert got["sd"] == pytest.approx(0.0158114, abs=1e-7)
+    assert got["ci"] == pytest.approx([0.02 - 0.0196324, 0.02 + 0.0196324], abs=1e-6)
+    assert got["t"] == pytest.approx(2.828427, abs=1e-6)
+    assert got["p"] == pytest.approx(0.0474207, abs=1e-6)
+    assert ablate.paired([0.01]) is None and ablate.paired([]) is None  # below two pairs
+    flat = ablate.paired([0.01, 0.01])  # no spread: an interval of width 0, no t
+    assert flat["ci"] == pytest.approx([0.01, 0.01]) and flat["t"] is None and flat["p"] is None
+    with pytest.raises(DACLError, match=r"0\.5 <= q < 1"):
+        ablate.t_quantile(0.2, 4)
+
+
+def _records(values: dict[str, list[float | None]]) -> list[dict]:
+    """Done runs: per config, per seed a best-epoch value (the final one 0.1 lower), or a
+    failed run for ``None``."""
+    records = []
+    for config, seeds in values.items():
+        for seed, v in enumerate(seeds):
+            r = {"config": config, "seed": seed, "name": f"{config}{seed}", "status": "failed"}
+            if v is not None:
+                best = {"balanced_acc": v, "acc": v + 0.05, "f1_macro": v - 0.05, "epoch": 3}
+                final = {**{m: x - 0.1 for m, x in best.items()}, "epoch": 4}
+                r |= {"status": "done", "best": best, "final": final}
+            records.append(r)
+    return records
+
+
+def test_paired_comparison_pairs_the_seeds_both_configs_completed():
+    # b's seed 1 failed: pairs are seeds 0, 2 and 3, its differences from a 0.02, 0.04, 0.00.
+    first, second = [0.50, 0.52, 0.49, 0.51], [0.52, None, 0.53, 0.51]
+    records = _records({"a.yaml": first, "b.yaml": second, "c.yaml": [0.4, None, None, None]})
+    summary = ablate.summarize(records, ["a.yaml", "b.yaml", "c.yaml"])
+    b, c = summary[1], summary[2]
+    assert b["pairs"] == [0, 2, 3] and c["pairs"] == [0]
+    want = ablate.paired([0.02, 0.04, 0.00])
+    for epoch in ablate.EPOCHS:  # final = best − 0.1 in both: the same differences
+        for m in ablate.METRICS:
+            got = b["paired"][epoch][m]
+            assert got["ci"] == pytest.approx(want["ci"])
+            assert {**got, "ci": 0} == pytest.approx({**want, "ci": 0})
+            assert b["welch"][epoch][m]["diff"] == pytest.approx(0.52 - 0.505)  # all runs
+            assert c["paired"][epoch][m] is None and c["welch"][epoch][m] is None
+    assert b["final_balanced_acc"]["mean"] == pytest.approx(0.42)
+    assert b["vs_first"] == b["welch"]["best"]["balanced_acc"]
+    md = ablate.markdown(summary, records)
+    section = md.split("## Paired comparison")[1].split("## Runs")[0]
+    rows = [r for r in section.splitlines() if r.startswith("| `")]
+    assert len(rows) == 2 * len(ablate.EPOCHS) * len(ablate.METRICS)
+    cells = [x.strip() for x in rows[0].strip("|").split("|")]
+    lo, hi = want["ci"]
+    assert cells[:5] == ["`b.yaml`", "best", "balanced acc", "3", "0.5200 ± 0.0100"]
+    assert cells[5] == "0.5050 ± 0.0129"  # the first config's four runs
+    welch_p = b["vs_first"]["p"]
+    assert cells[6:] == [f"{want['diff']:+.4f}", f"[{lo:+.4f}, {hi:+.4f}]",
+                         f"{want['t']:.2f} (2)", f"{want['p']:.3f}", f"{welch_p:.3f}"]  # fmt: skip
+    assert [x.strip() for x in rows[-1].strip("|").split("|")][3:] == [
+        "1", "0.2500 ± –", "0.3550 ± 0.0129", *["n/a"] * 5
+    ]  # fmt: skip
+    # One config: nothing to compare, and no crash.
+    one = ablate.summarize(records[:4], ["a.yaml"])
+    assert "nothing to compare" in ablate.markdown(one, records[:4])
+
+
+def _tiny_checkpoint(path: Path, variant: str, seed: int = 0) -> Path:
+    """An untrained 32 px gray-stem model saved as a dacl checkpoint (weights, hyper-parameters)."""
+    torch.manual_seed(seed)
+    module = DACLModule(variant=variant, image_size=32, in_chans=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
+
+def test_compactness_against_hand_computed_values():
+    # Class 0 at (0, 0) and (2, 0), mean (1, 0); class 2 at (0, 4) and (0, 6), mean (0, 5); no
+    # class 1. Every face is 1 from its class mean; the means are sqrt(26) apart.
+    f = torch.tensor([[0.0, 0.0], [0.0, 4.0], [2.0, 0.0], [0.0, 6.0]])
+    got = analysis.compactness(f, torch.tensor([0, 2, 0, 2]), ["a", "b", "c"])
+    assert got["intra"] == pytest.approx(1.0) and got["inter"] == pytest.approx(26**0.5)
+    assert got["ratio"] == pytest.approx(26**-0.5)
+    assert got["intra_per_class"] == {"a": pytest.approx(1.0), "c": pytest.approx(1.0)}
+    with pytest.raises(DACLError, match="two classes"):
+        analysis.compactness(f, torch.zeros(4, dtype=torch.long), ["a"])
+
+
+def test_analysis_of_tiny_models_on_val(synthetic_dataset, tmp_path):
+    data = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=36, batch_size=8)
+    results = {
+        v: analysis.analyze(_tiny_checkpoint(tmp_path / f"{v}.ckpt", v), data, "cpu", 16)
+        for v in ("dacl", "center", "softmax")
+    }
+    n = len(data.labels("val"))
+    for variant, got in results.items():
+        assert got["variant"] == variant and got["n_images"] == n
+        assert got["intra"] > 0 and got["inter"] > 0
+        assert got["ratio"] == pytest.approx(got["intra"] / got["inter"])
+        assert set(got["intra_per_class"]) == set(data.class_names)
+    assert results["center"]["attention"] is None and results["softmax"]["attention"] is None
+    att = results["dacl"]["attention"]
+    per = att["per_class"]
+    assert sum(c["n"] for c in per.values()) == att["all"]["n"] == n
+    for stats in [att["all"], *per.values()]:
+        assert 0 < stats["mean"] < 1
+        assert 0 <= stats["low"] <= 1 and 0 <= stats["high"] <= 1
+        assert stats["low"] + stats["high"] <= 1
+        assert len(stats["hist"]) == analysis.BINS and sum(stats["hist"]) == pytest.approx(1)
+        assert sum(stats["hist"][:2]) == pytest.approx(stats["low"], abs=1e-9)  # bins of 0.05
+    for key in ("mean", "low", "high"):  # the classes' values, weighted by faces, are the whole's
+        whole = sum(c[key] * c["n"] for c in per.values()) / n
+        assert whole == pytest.approx(att["all"][key])
+    wrong = FER2013DataModule(str(synthetic_dataset("folders")), classes=["happy", "sad"], crop=32,
+                              resize=36)  # fmt: skip
+    with pytest.raises(DACLError, match="trained on classes"):
+        analysis.analyze(tmp_path / "dacl.ckpt", wrong, "cpu")
+
+
+def test_analyze_option_writes_table_json_and_figure(tmp_path, fake_runs, synthetic_dataset):
+    configs = [_config(tmp_path, v) for v in ("dacl", "softmax")]
+    out = tmp_path / "ablation"
+    for config in configs:
+        for seed in (0, 1):
+            ckpt = out / "runs" / f"{config.stem}_seed{seed}" / "version_0" / "checkpoints"
+            _tiny_checkpoint(ckpt / "best-epoch=00.ckpt", config.stem.removeprefix("tiny_"), seed)
+    data = str(synthetic_dataset("folders"))
+    argv = ["--configs", *map(str, configs), "--seeds", "0", "1", "--out", str(out),
+            "--test", "never", "--analyze", "--data.root", data]  # fmt: skip
+    ablate.main(argv)
+    results = json.loads((out / "attention.json").read_text())
+    assert [r["config"] for r in results["summary"]] == list(map(str, configs))
+    assert len(results["runs"]) == 4 and all(
+        r["checkpoint"].endswith(".ckpt") for r in results["runs"]
+    )
+    dacl, softmax = results["summary"]
+    assert dacl["n"] == 2 and dacl["variant"] == "dacl" and softmax["attention"] is None
+    ratios = [r["ratio"] for r in results["runs"] if r["config"] == str(configs[0])]
+    assert dacl["ratio"]["mean"] == pytest.approx(statistics.fmean(ratios))
+    assert set(dacl["attention"]) == {"all", *FER2013_CLASSES}
+    md = (out / "attention.md").read_text()
+    assert f"`{configs[1]}` (softmax)" in md and "a < 0.1" in md and "attention.png" in md
+    assert (out / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A run without a best checkpoint: one clear error, before any analysis.
+    next((out / "runs" / "tiny_softmax_seed1").rglob("best*.ckpt")).unlink()
+    with pytest.raises(DACLError, match="no best"):
+        ablate.main(argv)
 
 
 @pytest.fixture
