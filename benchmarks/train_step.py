@@ -23,6 +23,7 @@ a large part of a CPU step, and that is where most of the gain comes from.
 
     python benchmarks/train_step.py                 # 200 px (batch 16) and 48 px (batch 64)
     python benchmarks/train_step.py --sizes 48 --rounds 9
+    python benchmarks/train_step.py --sizes 44 64 --bf16   # fp32 and bf16-mixed side by side
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dacl.classes import FER2013_MEAN, FER2013_STD
+from dacl.cli import native_bf16
 from dacl.model import DACLNet
 from dacl.module import DACLModule
 
@@ -80,9 +82,11 @@ class PlainLoop:
 
 class ModuleLoop:
     """DACLModule's training step as Lightning's automatic optimization runs it (no trainer
-    attached: ``self.log`` only warns, and that warning is silenced)."""
+    attached: ``self.log`` only warns, and that warning is silenced); ``bf16`` runs the forward
+    pass and the loss under CPU autocast to bfloat16, as ``--trainer.precision bf16-mixed``."""
 
-    def __init__(self, image_size: int) -> None:
+    def __init__(self, image_size: int, bf16: bool = False) -> None:
+        self.bf16 = bf16
         self.module = DACLModule(
             "dacl", lam=LAM, alpha=ALPHA, image_size=image_size, in_chans=1, channels_last=True
         )
@@ -92,7 +96,8 @@ class ModuleLoop:
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
         self.opt.zero_grad()
-        loss = self.module.training_step((x, y), self.i)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            loss = self.module.training_step((x, y), self.i)
         loss.backward()
         self.opt.step()
         self.i += 1
@@ -122,7 +127,9 @@ def _time_steps(loop, batches, steps: int, start: int) -> float:
     return (time.perf_counter() - t0) / steps
 
 
-def bench_size(size: int, batch: int, rounds: int, steps: int, warmup: int) -> dict:
+def bench_size(
+    size: int, batch: int, rounds: int, steps: int, warmup: int, bf16: bool = False
+) -> dict:
     torch.manual_seed(0)
     dacl = ModuleLoop(size)
     # The plain net gets the same weights, with the gray stem unfolded to RGB: on replicated
@@ -134,6 +141,9 @@ def bench_size(size: int, batch: int, rounds: int, steps: int, warmup: int) -> d
     gray = _batches(3, batch, size, 1, seed=size)
     rgb = [(x.repeat(1, 3, 1, 1).contiguous(), y) for x, y in gray]
     sides = {"dacl": (dacl, gray), "plain": (plain, rgb)}
+    if bf16:
+        torch.manual_seed(0)
+        sides["dacl_bf16"] = (ModuleLoop(size, bf16=True), gray)
 
     for loop, data in sides.values():
         _time_steps(loop, data, warmup, 0)
@@ -151,6 +161,8 @@ def bench_size(size: int, batch: int, rounds: int, steps: int, warmup: int) -> d
     for k in sides:
         out[f"{k}_ips"] = round(ips[k], 2)
     out["ratio"] = round(ips["dacl"] / ips["plain"], 3)
+    if bf16:
+        out["bf16_ratio"] = round(ips["dacl_bf16"] / ips["dacl"], 3)
     out["best_of_rounds_ips"] = {k: round(v, 2) for k, v in best.items()}
     out["step_s"] = {k: [round(t, 4) for t in v] for k, v in times.items()}
     return out
@@ -186,6 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=2, help="steps per side per round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also DACLModule under bf16 autocast (bf16-mixed), beside fp32, on the CPU",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,17 +213,22 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {_cpu_name()}; "
         f"interleaved medians over {args.rounds} rounds x {args.steps} steps; "
-        f"load average before: {load_before}"
+        f"load average before: {load_before}; bf16 in hardware: {native_bf16()}"
     )
     results = []
     for size in args.sizes:
         batch = args.batch or DEFAULT_BATCH.get(size, 32)
-        res = bench_size(size, batch, args.rounds, args.steps, args.warmup)
+        res = bench_size(size, batch, args.rounds, args.steps, args.warmup, args.bf16)
         results.append(res)
         line = (
             f"{size:>4} px, batch {batch:>3}: DACLModule {res['dacl_ips']:8.2f} img/s | "
             f"plain loop {res['plain_ips']:8.2f} img/s | ratio {res['ratio']:.3f}x"
         )
+        if args.bf16:
+            line += (
+                f" | DACLModule bf16 {res['dacl_bf16_ips']:8.2f} img/s, "
+                f"{res['bf16_ratio']:.3f}x fp32"
+            )
         print(line, flush=True)
     load_after = _load()
     print(f"load average after: {load_after}")
@@ -214,6 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "train_step",
         "device": "cpu",
         "cpu": _cpu_name(),
+        "bf16_hardware": native_bf16(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_avg_before_after": [load_before, load_after],

@@ -15,9 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from dacl import pretrained
 from dacl.checkpoint import safe_load
 from dacl.data import FER2013DataModule
 from dacl.data.datasets import FORMATS, declared_classes, resolve
@@ -69,14 +71,46 @@ def log_root(trainer_config) -> Path | None:
     return Path(args.get("save_dir", ".")) / name if name else Path(args.get("save_dir", "."))
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), read from Linux's
+    ``/proc/cpuinfo``; elsewhere ``False``."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def cpu_precision(trainer_config) -> None:
+    """On a CPU run, bf16 precision only where the CPU has it in hardware: elsewhere it is
+    emulated and slower than fp32, so fp32 is used instead. Says which, in one line."""
+    precision = str(trainer_config.get("precision"))
+    accelerator = str(trainer_config.get("accelerator"))
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if not on_cpu or not precision.startswith("bf16"):
+        return
+    if native_bf16():
+        log.info("precision %s: this CPU computes bf16 in hardware (avx512_bf16/amx)", precision)
+        return
+    trainer_config.precision = "32-true"
+    log.info(
+        "precision 32-true instead of %s: this CPU has no bf16 hardware (no avx512_bf16/amx), "
+        "where bf16 is emulated and slower than fp32",
+        precision,
+    )
+
+
 def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
     """``best``/``last`` → that checkpoint of the newest run (``root/version_N``) that has one;
-    a file path is checked to exist and returned."""
+    ``pretrained`` → the model shipped with dacl, as a checkpoint; a file path is checked to
+    exist and returned."""
+    if ckpt_path == "pretrained":
+        return str(pretrained.as_checkpoint())
     if ckpt_path not in ("best", "last"):
         if ckpt_path is not None and not Path(ckpt_path).is_file():
             raise DACLError(
                 f"--ckpt_path '{ckpt_path}': no such checkpoint file; "
-                "pass best, last or an existing .ckpt"
+                "pass best, last, pretrained or an existing .ckpt"
             )
         return ckpt_path
     if root is None:
@@ -116,6 +150,7 @@ class DACLCLI(LightningCLI):
             trainer.logger, trainer.callbacks, trainer.enable_checkpointing = False, [], False
             self.save_config_callback = None  # without a logger it would write to the cwd
         config = self.config[self.subcommand] if self.subcommand else self.config
+        cpu_precision(config.trainer)
         match_data(config, getattr(self, "_trained_data", None))
 
     def _parse_ckpt_path(self) -> None:

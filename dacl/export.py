@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from dacl import pretrained
 from dacl.errors import DACLError
 from dacl.predictor import Predictor
 
@@ -73,7 +74,7 @@ def export(
     faces = {
         n: torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen) for n in (8, 1)
     }
-    checks = {n: predictor.inputs(f).cpu().contiguous() for n, f in faces.items()}
+    checks = {n: predictor.inputs(f, tta="none").cpu().contiguous() for n, f in faces.items()}
     with torch.no_grad():
         if kind == "torchscript":
             traced = torch.jit.trace(model, checks[8])
@@ -108,19 +109,23 @@ def main(argv: list[str] | None = None) -> None:
 
     def command(
         *,
-        ckpt_path: str, format: Literal["onnx", "torchscript"] = "onnx", out: str | None = None,
-        features: bool = False,
+        ckpt_path: str | None = None, format: Literal["onnx", "torchscript"] = "onnx",
+        out: str | None = None, features: bool = False,
     ) -> None:  # fmt: skip
         """Export a checkpoint's network as ONNX or TorchScript, checked against PyTorch.
 
         Args:
-            ckpt_path: the checkpoint (a ``dacl fit`` .ckpt file).
+            ckpt_path: a ``dacl fit`` .ckpt file or a NAME.json weights pair; default: the
+                model shipped with dacl.
             format: onnx or torchscript.
-            out: the file to write; default: the checkpoint's name with .onnx or .pt.
+            out: the file to write; default: the checkpoint's name with .onnx or .pt (the
+                shipped model: dacl_fer2013 in the working folder).
             features: also return the 512 features.
         """
-        target = out or str(Path(ckpt_path).with_suffix(".onnx" if format == "onnx" else ".pt"))
-        result = export(Predictor.from_checkpoint(ckpt_path), target, format, features)
+        predictor = Predictor.load(ckpt_path)
+        source = Path(ckpt_path or pretrained.read_config()["name"])
+        target = out or str(source.with_suffix(".onnx" if format == "onnx" else ".pt"))
+        result = export(predictor, target, format, features)
         print(
             f"{format} model written to {result['out']}: outputs {', '.join(result['outputs'])}, "
             f"max |difference| from PyTorch {result['max_abs_diff']:.1e} on batches of 8 and 1"

@@ -132,6 +132,15 @@ class DACLModule(pl.LightningModule):
         self.confusion: dict[str, Tensor] = {}
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Logits, features f and attention a of a batch (B, C, H, W). Test-time views
+        (B, V, C, H, W) are averaged: the returned logits are the log of the views' mean
+        softmax (so a softmax of them, the measures and L_CE see that mean), f and a the views'
+        means."""
+        if images.dim() == 5:
+            b, v = images.shape[:2]
+            logits, features, attention = self(images.flatten(0, 1))
+            probs = logits.float().softmax(-1).view(b, v, -1).mean(1)
+            return probs.log(), features.view(b, v, -1).mean(1), attention.view(b, v, -1).mean(1)
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)

@@ -2,7 +2,8 @@
 
     from dacl.predictor import Predictor
 
-    predictor = Predictor.from_checkpoint("lightning_logs/cpu/version_0/checkpoints/last.ckpt")
+    predictor = Predictor.from_pretrained()  # the model shipped with dacl
+    # or: Predictor.from_checkpoint("lightning_logs/cpu/version_0/checkpoints/last.ckpt")
     out = predictor(["face.jpg", pil_image, uint8_array])
     out.labels, out.confidence, out.probs   # names, (n,), (n, 7)
 
@@ -29,10 +30,12 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from dacl import pretrained
 from dacl.checkpoint import safe_load
-from dacl.data.augment import eval_augment
+from dacl.data.augment import TTA_VIEWS, eval_augment
 from dacl.data.datasets import FORMATS, Format
 from dacl.data.layouts import image_array
+from dacl.data.transforms import FIVE_CROPS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 
@@ -88,6 +91,7 @@ class Predictor:
         device: ``"cpu"`` (default) or e.g. ``"cuda"``.
         batch_size: pictures per forward pass.
         fmt: how the run's data decoded and normalised faces (default FER2013's: gray, 48 px).
+        tta: test-time augmentation, as ``data.tta``: ``none``, ``flip`` or ``crops``.
     """
 
     def __init__(
@@ -98,7 +102,11 @@ class Predictor:
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         fmt: Format = FORMATS["fer2013"],
+        tta: str = "none",
     ) -> None:
+        if tta not in TTA_VIEWS:
+            raise DACLError(f"tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
+        self.tta = tta
         self.module = module.eval().to(device)
         self.format = fmt
         self.crop, self.resize, self.batch_size = crop, resize, batch_size
@@ -106,8 +114,28 @@ class Predictor:
         self.class_names = tuple(module.class_names)
 
     @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        tta: str | None = None,
+    ) -> Predictor:
+        """The model shipped with dacl (no ``path``), or another weights + config pair
+        (:mod:`dacl.pretrained`); ``tta`` defaults to the config's."""
+        module, config = pretrained.load(path)
+        data = config["data"]
+        fmt = Format(int(data["channels"]), int(data["cache_size"]), (data["mean"], data["std"]))
+        tta = config.get("tta", "none") if tta is None else tta
+        return cls(module, int(data["crop"]), int(data["resize"]), device, batch_size, fmt, tta)
+
+    @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        tta: str = "none",
     ) -> Predictor:
         """The model of a ``dacl fit`` checkpoint (read with ``weights_only=True``), with the
         crop, resize and face format of the datamodule saved beside it."""
@@ -124,7 +152,21 @@ class Predictor:
         if data.get("channels") and data.get("mean"):  # saved since datasets other than FER2013
             stats = (tuple(data["mean"]), tuple(data["std"]))
             fmt = Format(int(data["channels"]), int(data["cache_size"]), stats)
-        return cls(module, crop, int(data.get("resize", crop)), device, batch_size, fmt)
+        return cls(module, crop, int(data.get("resize", crop)), device, batch_size, fmt, tta)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        tta: str | None = None,
+    ) -> Predictor:
+        """A ``dacl fit`` checkpoint, a weights + config pair (``.json`` or ``.safetensors``)
+        or, with no ``path``, the model shipped with dacl."""
+        if path is None or Path(path).suffix in (".json", ".safetensors"):
+            return cls.from_pretrained(path, device, batch_size, tta)
+        return cls.from_checkpoint(path, device, batch_size, tta or "none")
 
     def faces(self, pictures: Iterable[Picture]) -> Tensor:
         """The pictures as the training data's faces: ``uint8 (n, C, S, S)`` (FER2013:
@@ -135,10 +177,12 @@ class Predictor:
         """One picture as the training data's face, ``uint8 (C, S, S)``."""
         return image_array(picture, self.format.size, self.format.channels)
 
-    def inputs(self, faces: Tensor) -> Tensor:
+    def inputs(self, faces: Tensor, tta: str | None = None) -> Tensor:
         """Faces ``uint8 (n, C, S, S)`` (or ``(n, S, S)`` gray) → the model's normalised inputs,
-        as evaluation made them."""
-        return eval_augment(faces.to(self.device), self.crop, self.resize, self.format.stats)
+        as evaluation made them: ``(n, C, crop, crop)``, or ``(n, V, C, crop, crop)`` with
+        test-time views (``tta``, default the predictor's)."""
+        tta = self.tta if tta is None else tta
+        return eval_augment(faces.to(self.device), self.crop, self.resize, self.format.stats, tta)
 
     @torch.no_grad()
     def predict_faces(self, faces: Tensor) -> Predictions:
@@ -184,6 +228,9 @@ class Predictor:
             "mean": list(self.format.stats[0]),
             "std": list(self.format.stats[1]),
             "variant": self.module.hparams.variant,
+            # the file takes one view; dacl averages the softmax over these (crop, flip) views
+            "tta": self.tta,
+            "tta_views": [[FIVE_CROPS[c], flip] for c, flip in TTA_VIEWS[self.tta]],
         }
 
 
@@ -356,6 +403,14 @@ def predict_files(
         yield from flush()
 
 
+def shipped_model() -> str:
+    """One line naming the shipped model and its validation accuracy."""
+    config = pretrained.read_config()
+    val = config.get("metrics", {}).get("val", {})
+    scores = ", ".join(f"val {k} {val[k]:.3f}" for k in ("acc", "balanced_acc") if k in val)
+    return f"the shipped model {config['name']} ({scores or 'not measured'})"
+
+
 def main(argv: list[str]) -> None:
     """``dacl predict --ckpt_path FILE PATH...``: a row per picture, as CSV or JSON lines, on
     stdout or into ``--out``. Exit status 1 when a picture could not be read (its row says
@@ -370,7 +425,14 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("--config", action=ActionConfigFile, help="these options as a file")
     parser.add_argument("paths", nargs="+", help="pictures, videos, folders or globs")
-    parser.add_argument("--ckpt_path", type=str, required=True, help="a dacl fit checkpoint")
+    parser.add_argument(
+        "--ckpt_path", type=str | None, default=None,
+        help="a dacl fit checkpoint or a NAME.json weights pair; default: the shipped model",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tta", type=Literal["none", "flip", "crops"] | None, default=None,
+        help="test-time views averaged; default: none (a pair: its config's)",
+    )  # fmt: skip
     parser.add_argument("--out", type=str | None, default=None, help="file; default: stdout")
     parser.add_argument("--format", type=Literal["csv", "jsonl"], default="csv")
     parser.add_argument(
@@ -385,7 +447,9 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.every < 1 or args.batch_size < 1:
         raise DACLError("--every and --batch_size must be at least 1")
-    predictor = Predictor.from_checkpoint(args.ckpt_path, args.device, args.batch_size)
+    predictor = Predictor.load(args.ckpt_path, args.device, args.batch_size, args.tta)
+    if args.ckpt_path is None:
+        print(f"dacl predict: no --ckpt_path, using {shipped_model()}", file=sys.stderr)
     files = expand(args.paths)
     if not files:
         raise DACLError(f"no pictures found in {', '.join(args.paths)}")

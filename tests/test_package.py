@@ -30,9 +30,11 @@ LAYERS = {
     "dacl.viz": 2,
     "dacl.callbacks": 3,
     "dacl.report": 3,
+    "dacl.pretrained": 3,
     "dacl.predictor": 3,
     "dacl.export": 3,
     "dacl.cli": 4,
+    "dacl.analysis": 4,
     "dacl.ablate": 5,
     "dacl.__main__": 6,
 }
@@ -123,8 +125,11 @@ def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tm
     )  # fmt: skip
     assert where.stdout.strip().startswith(str(site))
     # the report's and the ablation's templates are package data, installed with the code
-    for name in ("report.md", "report_attention.md", "ablation.md"):
+    for name in ("report.md", "report_attention.md", "ablation.md", "attention.md"):
         assert (site / "dacl" / "templates" / name).is_file(), name
+    # so is the shipped model: its config and weights
+    for name in ("dacl_fer2013.json", "dacl_fer2013.safetensors"):
+        assert (site / "dacl" / "weights" / name).is_file(), name
     out = subprocess.run(
         [sys.executable, "-m", "dacl.cli", "fit", "--config", "exp3.yaml", "--print_config"],
         cwd=work, env=env, capture_output=True, text=True, timeout=600,

@@ -37,6 +37,7 @@ from torch import Tensor
 from dacl.data.transforms import FER2013_STATS, FIVE_CROPS, Stats
 
 __all__ = [
+    "TTA_VIEWS",
     "crop_offsets",
     "crop_resize",
     "erase",
@@ -48,6 +49,15 @@ __all__ = [
 
 #: ``crop_index`` counts in :data:`~dacl.data.transforms.FIVE_CROPS` (``FiveCrop``) order.
 CENTER = FIVE_CROPS.index("center")
+
+#: Test-time augmentation: the evaluation views ``(crop_index, flip)`` of each mode. ``none`` is
+#: the paper's single center crop; ``flip`` adds its mirror; ``crops`` is the ten-crop (the five
+#: crops of training and their mirrors). The model averages the views' softmax.
+TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "none": ((CENTER, False),),
+    "flip": ((CENTER, False), (CENTER, True)),
+    "crops": tuple((c, f) for c in range(len(FIVE_CROPS)) for f in (False, True)),
+}
 
 
 def resized_size(h: int, w: int, resize: int) -> tuple[int, int]:
@@ -212,9 +222,17 @@ def erase(
     return x.masked_fill_(mask[:, None], 0.0)
 
 
-def eval_augment(x: Tensor, crop: int, resize: int = 256, stats: Stats = FER2013_STATS) -> Tensor:
-    """SPEC §3 eval transform for a batch: ``Resize(resize)`` → ``CenterCrop(crop)``."""
-    b = x.shape[0]
-    crop_index = torch.full((b,), CENTER, dtype=torch.long, device=x.device)
-    flip = torch.zeros(b, dtype=torch.bool, device=x.device)
-    return crop_resize(x, crop_index, flip, crop, resize, stats)
+def eval_augment(
+    x: Tensor, crop: int, resize: int = 256, stats: Stats = FER2013_STATS, tta: str = "none"
+) -> Tensor:
+    """SPEC §3 eval transform for a batch: ``Resize(resize)`` → ``CenterCrop(crop)``, as
+    (B, C, crop, crop). With test-time augmentation (``tta`` other than ``none``, see
+    :data:`TTA_VIEWS`) every face gives its views, as (B, V, C, crop, crop)."""
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
+    views = torch.tensor(TTA_VIEWS[tta], dtype=torch.long, device=x.device)  # (V, 2)
+    b, v = x.shape[0], len(views)
+    if v > 1:
+        x = x.repeat_interleave(v, 0)
+    out = crop_resize(x, views[:, 0].repeat(b), views[:, 1].bool().repeat(b), crop, resize, stats)
+    return out if v == 1 else out.view(b, v, *out.shape[1:])

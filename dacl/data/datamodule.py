@@ -25,7 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from dacl.data.augment import erase, eval_augment, train_augment
+from dacl.data.augment import TTA_VIEWS, erase, eval_augment, train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.datasets import (
     DATASETS,
@@ -195,6 +195,10 @@ class FER2013DataModule(pl.LightningDataModule):
             distribution's top class.
         crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
         resize: smaller edge after ``Resize`` (SPEC: 256).
+        tta: test-time augmentation of evaluation (val, test, predict): ``none`` (the
+            paper's single center crop), ``flip`` (and its mirror) or ``crops`` (the five
+            crops and their mirrors); the model averages the views' softmax. Training is not
+            affected.
         erasing: probability of random erasing of a training face (one rectangle of 2–33 %
             of the crop set to the mean face, after normalising); 0 (the paper's augmentation)
             by default.
@@ -232,6 +236,7 @@ class FER2013DataModule(pl.LightningDataModule):
         crop: int = 200,
         resize: int = 256,
         erasing: float = 0.0,
+        tta: Literal["none", "flip", "crops"] = "none",
         batch_size: int = 64,
         num_workers: int = 2,
         seed: int | None = None,
@@ -248,6 +253,12 @@ class FER2013DataModule(pl.LightningDataModule):
             raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
         if not 0.0 <= erasing <= 1.0:
             raise DACLError(f"data.erasing must be a probability in 0..1, got {erasing}")
+        if tta not in TTA_VIEWS:
+            raise DACLError(f"data.tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
+        if tta != "none" and pipeline != "fast":
+            raise DACLError(
+                "data.tta builds its views on the fast pipeline: set data.pipeline fast"
+            )
         if batch_size < 1:
             raise DACLError(f"data.batch_size must be positive, got {batch_size}")
         if dataset not in ("auto", *DATASETS):
@@ -258,7 +269,7 @@ class FER2013DataModule(pl.LightningDataModule):
         root, cache_dir = str(root), None if cache_dir is None else str(cache_dir)
         self.save_hyperparameters()
         self.root, self.crop, self.resize, self.batch_size = root, crop, resize, batch_size
-        self.erasing = erasing
+        self.erasing, self.tta = erasing, tta
         self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
         self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
         self.cache_dir = cache_dir
@@ -330,7 +341,7 @@ class FER2013DataModule(pl.LightningDataModule):
 
     def inputs(self, split: str, indices: Tensor) -> Tensor:
         """The model inputs of a set-up split's samples at ``indices`` as evaluation sees
-        them: the eval transform of either pipeline, on the CPU."""
+        them: the eval transform of either pipeline (single view), on the CPU."""
         self.names(split)
         if self.pipeline == "fast":
             faces = self._faces[split][indices]
@@ -453,7 +464,9 @@ class FER2013DataModule(pl.LightningDataModule):
         keep = [i for i, n in enumerate(index.names) if n in readable]
         gray = self.format.channels == 1
         if split == "train":
-            transform = train_transform(self.crop, self.resize, self.format.stats, gray, self.erasing)
+            transform = train_transform(
+                self.crop, self.resize, self.format.stats, gray, self.erasing
+            )
         else:
             transform = eval_transform(self.crop, self.resize, self.format.stats, gray)
         return ReferenceDataset(index, keep, transform)
@@ -572,7 +585,7 @@ class FER2013DataModule(pl.LightningDataModule):
                 if self.erasing:
                     images = erase(images, self.erasing, self._aug_generator)
             else:
-                images = eval_augment(images, self.crop, self.resize, stats)
+                images = eval_augment(images, self.crop, self.resize, stats, self.tta)
         if training and targets and self.label_mode == "probability":
             drawn = torch.multinomial(targets[0], 1, generator=self._aug_generator)
             targets = [torch.zeros_like(targets[0]).scatter_(1, drawn, 1.0)]

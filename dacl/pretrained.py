@@ -1,0 +1,138 @@
+"""Trained models as a weights + config pair, and the one shipped inside the package.
+
+A pair is ``NAME.safetensors`` — the network's weights and the class centers, fp16, in the
+safetensors format (no pickle: loading it runs no code) — and ``NAME.json`` beside it: the
+architecture arguments, class names, face format and statistics, the evaluation transform and
+test-time augmentation, the weights' SHA-256, and how the model was trained and measured.
+
+    dacl predict face.png                           # the shipped model
+    Predictor.from_pretrained()                     # the same, in Python
+    dacl validate --config experiments/cpu_long.yaml --ckpt_path pretrained --data.root DIR
+
+:func:`save` writes a pair from a ``dacl fit`` checkpoint; :func:`load` reads one back, checking
+the SHA-256; :func:`as_checkpoint` turns one into a Lightning checkpoint, so that ``dacl
+validate|test|report`` measure the shipped model as they measure a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from dacl.checkpoint import safe_load
+from dacl.errors import DACLError
+from dacl.module import DACLModule
+
+#: The model shipped with the package (package data).
+SHIPPED = Path(__file__).with_name("weights") / "dacl_fer2013.json"
+#: The module state a pair keeps: the network and the class centers (no optimizer, no metrics).
+KEPT = ("net.", "center_loss.")
+#: Module hyper-parameters a pair leaves out: a trained pair needs no trunk to load or compile.
+DROPPED = ("pretrained", "compile")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
+    """Write the pair ``out`` (``.json``) + ``out.safetensors`` from a ``dacl fit`` checkpoint;
+    ``info`` (e.g. ``trained``, ``metrics``, ``tta``) goes into the config as given.
+    Returns the config."""
+    ckpt = safe_load(ckpt_path)
+    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise DACLError(f"'{ckpt_path}' is not a dacl checkpoint (no model hyper-parameters)")
+    out = Path(out).with_suffix(".json")
+    weights = out.with_suffix(".safetensors")
+    state = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith(KEPT)
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    hparams = ckpt["hyper_parameters"]
+    data = ckpt.get("datamodule_hyper_parameters") or {}
+    config = {
+        "name": out.stem,
+        "weights": weights.name,
+        "sha256": sha256(weights),
+        "model": {k: v for k, v in hparams.items() if not k.startswith("_") and k not in DROPPED},
+        "data": {k: data[k] for k in ("channels", "cache_size", "mean", "std", "crop", "resize")},
+        "tta": "none",
+        **info,
+    }
+    text = json.dumps(config, indent=2)
+    out.write_text(text + "\n")
+    return json.loads(text)
+
+
+def read_config(path: str | Path | None = None) -> dict[str, Any]:
+    """The config of the pair at ``path`` (its ``.json`` or ``.safetensors``; default: the
+    shipped model)."""
+    path = SHIPPED if path is None else Path(path).with_suffix(".json")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DACLError(
+            f"model config '{path}' not found (a pair is NAME.json + NAME.safetensors)"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise DACLError(f"model config '{path}' is not readable JSON ({err})") from None
+
+
+def load(path: str | Path | None = None) -> tuple[DACLModule, dict[str, Any]]:
+    """The model of a pair (default: the shipped one) in float32, and its config. The weights'
+    SHA-256 must match the config's."""
+    config = read_config(path)
+    folder = (SHIPPED if path is None else Path(path)).parent
+    weights = folder / config["weights"]
+    if not weights.is_file():
+        raise DACLError(f"weights '{weights}' not found beside its config")
+    if sha256(weights) != config["sha256"]:
+        raise DACLError(f"weights '{weights}' do not match the SHA-256 in their config")
+    try:
+        state = load_file(str(weights))
+    except SafetensorError as err:
+        raise DACLError(f"weights '{weights}' are not a safetensors file ({err})") from None
+    module = DACLModule(**config["model"])
+    own = module.state_dict()
+    missing = sorted(k for k in own if k.startswith(KEPT) and k not in state)
+    if missing or set(state) - set(own):
+        raise DACLError(f"weights '{weights}' do not fit the model of their config")
+    module.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in state.items()}})
+    return module.eval(), config
+
+
+def as_checkpoint(path: str | Path | None = None) -> Path:
+    """A Lightning checkpoint of a pair (default: the shipped one), written once into dacl's
+    cache folder under the weights' SHA-256, for ``--ckpt_path pretrained``."""
+    module, config = load(path)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dacl"
+    target = cache / f"pretrained-{config['sha256'][:16]}.ckpt"
+    if not target.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        checkpoint = {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams),
+            "datamodule_hyper_parameters": config["data"],
+            "pytorch-lightning_version": pl.__version__,
+            "epoch": 0,
+            "global_step": 0,
+        }
+        partial = target.with_suffix(".part")
+        torch.save(checkpoint, partial)
+        partial.replace(target)
+    return target

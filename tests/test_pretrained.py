@@ -1,0 +1,185 @@
+"""Weights + config pairs (dacl.pretrained), the shipped model, and test-time augmentation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from dacl import DACLError, DACLModule, FER2013DataModule, Predictor, pretrained
+from dacl.data.augment import eval_augment
+from dacl.export import export
+from dacl.predictor import main as predict_main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VAL = REPO.parent / "shared" / "fer2013"
+
+
+@pytest.fixture(scope="module")
+def pair(synthetic_dataset, tmp_path_factory):
+    """A two-step run at 32 px crops of 36 px, saved as a checkpoint and as a weights pair."""
+    root = synthetic_dataset("folders")
+    data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, seed=0)
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32, in_chans=1)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, data)
+    folder = tmp_path_factory.mktemp("pair")
+    ckpt = folder / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    config = pretrained.save(ckpt, folder / "tiny.json", tta="flip", trained={"command": "test"})
+    data.setup("validate")
+    return ckpt, folder / "tiny.json", config, data, root
+
+
+def test_a_pair_holds_the_run_in_fp16_and_says_how_to_use_it(pair):
+    _, path, config, _, _ = pair
+    weights = load_file(str(path.with_suffix(".safetensors")))
+    assert config["sha256"] == pretrained.sha256(path.with_suffix(".safetensors"))
+    assert weights["net.classifier.weight"].dtype == torch.float16
+    assert "center_loss.centers" in weights and not any(k.startswith("val_") for k in weights)
+    assert config["data"] | {"crop": 32, "resize": 36} == config["data"]
+    assert config["model"]["class_names"] == list(DACLModule().class_names)
+    assert json.loads(path.read_text()) == config
+
+
+def test_from_pretrained_equals_the_checkpoint_to_fp16_rounding(pair):
+    ckpt, path, _, data, root = pair
+    files = [root / name for name in data.names("val")[:8]]
+    want = Predictor.from_checkpoint(ckpt)(files).probs
+    got = Predictor.from_pretrained(path, tta="none")(files)
+    torch.testing.assert_close(got.probs, want, atol=3e-3, rtol=0)
+
+
+def test_pairs_load_without_pickle(pair, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load (pickle) used")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    assert Predictor.from_pretrained(pair[1]).tta == "flip"
+
+
+def test_weights_that_do_not_match_their_sha256_are_refused(pair, tmp_path):
+    _, path, config, _, _ = pair
+    weights = tmp_path / config["weights"]
+    blob = bytearray(path.with_suffix(".safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    (tmp_path / path.name).write_text(path.read_text())
+    with pytest.raises(DACLError, match="do not match the SHA-256"):
+        pretrained.load(tmp_path / path.name)
+    with pytest.raises(DACLError, match="not found"):
+        pretrained.load(tmp_path / "other.json")
+
+
+def test_from_pretrained_equals_its_onnx_export(pair, tmp_path):
+    predictor = Predictor.from_pretrained(pair[1], tta="none")
+    result = export(predictor, tmp_path / "m.onnx", "onnx")
+    assert result["tta"] == "none"
+    faces = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    x = predictor.inputs(faces)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    logits = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    torch.testing.assert_close(logits.softmax(-1), predictor.predict_faces(faces).probs)
+
+
+def test_tta_views_are_the_crops_and_mirrors(pair):
+    faces = torch.randint(0, 256, (3, 1, 48, 48), dtype=torch.uint8)
+    single = eval_augment(faces, 32, 36)
+    flip = eval_augment(faces, 32, 36, tta="flip")
+    crops = eval_augment(faces, 32, 36, tta="crops")
+    assert flip.shape == (3, 2, 1, 32, 32) and crops.shape == (3, 10, 1, 32, 32)
+    torch.testing.assert_close(flip[:, 0], single)
+    torch.testing.assert_close(flip[:, 1], single.flip(-1))
+    torch.testing.assert_close(crops[:, 8], single)  # the center crop, unflipped
+
+
+def test_tta_averages_the_views_softmax(pair):
+    predictor = Predictor.from_pretrained(pair[1], tta="crops")
+    faces = torch.randint(0, 256, (4, 1, 48, 48), dtype=torch.uint8)
+    views = predictor.inputs(faces)
+    with torch.no_grad():
+        each = predictor.module(views.flatten(0, 1))[0].softmax(-1).view(4, 10, -1)
+    torch.testing.assert_close(predictor.predict_faces(faces).probs, each.mean(1))
+
+
+def test_tta_of_a_mirror_symmetric_face_equals_no_tta(pair):
+    half = np.random.default_rng(0).integers(0, 256, (48, 24), dtype=np.uint8)
+    face = np.concatenate([half, half[:, ::-1]], axis=1)  # symmetric about the middle
+    plain = Predictor.from_pretrained(pair[1], tta="none")(face).probs
+    flip = Predictor.from_pretrained(pair[1], tta="flip")(face).probs
+    torch.testing.assert_close(flip, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_tta_in_validation_changes_only_the_views(pair):
+    ckpt, _, _, _, root = pair
+    module = Predictor.from_checkpoint(ckpt).module
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    scores = {}
+    for tta in ("none", "flip"):
+        data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, tta=tta)
+        scores[tta] = trainer.validate(module, data, verbose=False)[0]
+    assert set(scores["none"]) == set(scores["flip"])
+    with pytest.raises(DACLError, match=r"data\.tta"):
+        FER2013DataModule(str(root), tta="ten")
+
+
+# -- the shipped model -------------------------------------------------------------------
+
+
+def test_the_shipped_weights_match_their_config():
+    config = pretrained.read_config()
+    weights = pretrained.SHIPPED.with_name(config["weights"])
+    assert weights.stat().st_size <= 45 * 2**20
+    assert pretrained.sha256(weights) == config["sha256"]
+    state = load_file(str(weights))
+    module, _ = pretrained.load()
+    assert module.class_names == tuple(config["model"]["class_names"])
+    assert state["net.classifier.weight"].shape == (len(module.class_names), 512)
+    assert config["data"]["crop"] == module.hparams.image_size
+    assert {"acc", "balanced_acc", "f1_macro"} <= set(config["metrics"]["val"])
+
+
+def test_dacl_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path, capsys):
+    face = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48), np.uint8)).save(face)
+    predict_main([str(face)])
+    out, err = capsys.readouterr()
+    assert "the shipped model dacl_fer2013" in err
+    header, row = out.strip().splitlines()
+    want = Predictor.from_pretrained()(face)
+    assert row.split(",")[header.split(",").index("prediction")] == want.labels[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_VAL / "val").is_dir(), reason="no FER2013 copy beside the repo")
+def test_the_shipped_model_remeasured_on_fer2013_val(tmp_path, monkeypatch):
+    """The model card's val numbers, re-measured through the documented command."""
+    from dacl.cli import build_cli
+
+    monkeypatch.setattr(sys, "argv", ["dacl"])
+    config = pretrained.read_config()
+    for tta in ("none", config["tta"]):
+        cli = build_cli(
+            ["validate", "--config", str(REPO / "experiments" / "cpu_long.yaml"),
+             "--ckpt_path", "pretrained", "--data.root", str(SHARED_VAL), "--data.tta", tta,
+             "--trainer.default_root_dir", str(tmp_path)],
+            run=True,
+        )  # fmt: skip
+        want = config["metrics"]["val" if tta == "none" else f"val_tta_{tta}"]
+        for key in ("acc", "balanced_acc"):
+            got = float(cli.trainer.callback_metrics[f"val/{key}"])
+            assert got == pytest.approx(want[key], abs=2e-3)
