@@ -1,6 +1,6 @@
 """Images/s delivered to the model at exp3 settings: fast data path vs the reference pipeline.
 
-exp3 settings: train transform (SPEC §3), crop 200, resize 256, batch 64. Both sides are timed
+exp3 settings: train transform (method.md §3), crop 200, resize 256, batch 64. Both sides are timed
 by the same harness (:func:`measure`: warm-up batches, then timed batches, epochs reshuffled
 and cycled as in training), in ``--rounds`` interleaved rounds (reference, then fast) so that
 load from other processes falls on both sides alike:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ("exp3", "exp3_center", "exp3_softmax")
-SPEC_EPOCHS, SPEC_LR_STEP = 30, 20
+RECIPE_EPOCHS, RECIPE_LR_STEP = 30, 20
 
 
 def run_one(name: str, args: argparse.Namespace) -> dict:
@@ -26,8 +26,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     from dacl.cli import build_cli
 
     epochs = args.epochs
-    # A shortened recipe keeps the SPEC's shape: the lr drop at 2/3 of training.
-    lr_step = SPEC_LR_STEP if epochs == SPEC_EPOCHS else max(1, round(epochs * 2 / 3))
+    # A shortened recipe keeps method.md's shape: the lr drop at 2/3 of training.
+    lr_step = RECIPE_LR_STEP if epochs == RECIPE_EPOCHS else max(1, round(epochs * 2 / 3))
     overrides = [
         "--config",
         str(REPO / "experiments" / f"{name}.yaml"),
@@ -94,7 +94,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", default="data/fer2013")
-    parser.add_argument("--epochs", type=int, default=SPEC_EPOCHS)
+    parser.add_argument("--epochs", type=int, default=RECIPE_EPOCHS)
     parser.add_argument("--out", default="lightning_logs/gpu_reproduce")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop each fit after")
@@ -160,7 +160,7 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
         "parallel": not args.sequential,
         "recipe": f"{args.epochs} epochs"
-        + (" (SPEC: 30, sized down to fit the call)" if args.epochs != SPEC_EPOCHS else " (SPEC)"),
+        + (" (method.md §4: 30, sized down to fit the call)" if args.epochs != RECIPE_EPOCHS else " (method.md §4)"),
         "smoke": args.smoke,
     }
     print(json.dumps(summary))

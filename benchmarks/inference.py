@@ -1,6 +1,6 @@
 """CPU inference of a DACL network: eager PyTorch vs TorchScript vs ONNX Runtime, side by side.
 
-For each input size (SPEC's 200 px and FER2013's native 48 px) the same weights are run as
+For each input size (method.md's 200 px and FER2013's native 48 px) the same weights are run as
 
 - ``eager``: ``DACLModule`` in eval mode under ``torch.inference_mode`` (gray stem,
   channels-last), as :class:`dacl.Predictor` runs it;

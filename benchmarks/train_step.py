@@ -1,7 +1,7 @@
 """Images/s of DACLModule's training step vs the same network as a plain PyTorch loop.
 
 One training step is: forward, L = L_CE + λ·L_SC, backward, SGD step, center
-update (SPEC §2). Data loading is excluded: each side cycles over a few batches already in
+update (method.md §2). Data loading is excluded: each side cycles over a few batches already in
 memory, so only the step itself is timed.
 
 - ``dacl``: ``DACLModule`` with its fast FER2013 settings (``in_chans=1`` gray stem fed a
@@ -9,7 +9,7 @@ memory, so only the step itself is timed.
   drives it: ``zero_grad``, ``training_step``, ``backward``, ``step``.
 - ``plain``: the reference code's style — fp32, contiguous NCHW, a 3-channel batch, a plain
   ``nn.Module`` (``DACLNet(in_chans=3)``, channels-last off), the loss written inline from the
-  SPEC formula and the center update inline.
+  formulas of docs/method.md §2 and the center update inline.
 
 Both start from the same weights. After a warm-up the sides are interleaved (A B A B ...) over
 several rounds and the median step time of each is reported, because a shared 2-core machine
@@ -54,7 +54,7 @@ DEFAULT_BATCH = {200: 16, 48: 64}
 
 class PlainLoop:
     """The reference code's training step: fp32, contiguous NCHW, 3-channel input, loss and
-    center update written inline (SPEC §2)."""
+    center update written inline (method.md §2)."""
 
     def __init__(self, image_size: int, state: dict[str, Tensor], centers: Tensor) -> None:
         self.net = DACLNet(NUM_CLASSES, image_size, attention=True, in_chans=3)

@@ -3,7 +3,7 @@
 Each run is ``dacl fit --config C --seed_everything S`` in its own process (the ``--data.*``,
 ``--model.*`` and ``--trainer.*`` options passed on), logged to ``OUT/runs/<config stem>_seed<S>/
 version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
-``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (SPEC §5's model selection),
+``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (method.md §5's model selection),
 ``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config, Welch's t-test
 against the first config; per later config, epoch and measure the paired t-test over the seeds
 both completed, with the mean difference's 95 % interval; every run), ``results.json``,
@@ -41,7 +41,7 @@ from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
 
-#: The selection measure first, then the two reported beside it (SPEC §5).
+#: The selection measure first, then the two reported beside it (method.md §5).
 METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
 LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
 #: Each run's epochs compared: the best-validation one (model selection) and the last.

@@ -1,5 +1,5 @@
 """Callbacks for :class:`~dacl.module.DACLModule` and :class:`~dacl.data.FER2013DataModule`:
-SPEC §5's pictures in the run's TensorBoard while it trains, its HPARAMS tab, and ``dacl
+method.md §5's pictures in the run's TensorBoard while it trains, its HPARAMS tab, and ``dacl
 predict``'s ``predictions.csv``. The pictures are drawn on global rank 0 through a
 :class:`TensorBoardLogger` only (without one they say so once), from what validation computed:
 no second pass over the data, nothing added to the training steps."""

@@ -1,6 +1,6 @@
 """The class and dataset constants, in one place: the canonical class order, other datasets'
 label ids and the folder-name synonyms users meet, FER2013's image side and train-split
-statistics (SPEC §3), ImageNet's, and the measures every evaluation reports (SPEC §5)."""
+statistics (method.md §3), ImageNet's, and the measures every evaluation reports (method.md §5)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ DATASET_IDS: dict[str, dict[int, str]] = {
 #: FER2013's image side: 48x48 gray faces.
 FER2013_SIDE = 48
 
-#: Train-split grayscale statistics (pixel / 255) of the sharp train images, SPEC §3.
+#: Train-split grayscale statistics (pixel / 255) of the sharp train images, method.md §3.
 FER2013_MEAN = 0.5077
 FER2013_STD = 0.2546
 

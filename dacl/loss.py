@@ -1,4 +1,4 @@
-"""Sparse center loss and its class centers (SPEC §2)."""
+"""Sparse center loss and its class centers (method.md §2)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from torch import Tensor, nn
 
 
 class SparseCenterLoss(nn.Module):
-    """L_SC = 1/(2m) · Σ_i Σ_j a_ij · (f_ij − c_{y_i,j})²  (SPEC §2).
+    """L_SC = 1/(2m) · Σ_i Σ_j a_ij · (f_ij − c_{y_i,j})²  (method.md §2).
 
-    Autograd of this expression gives exactly the SPEC's gradients: ``a ⊙ (f − c) / m`` for the
+    Autograd of this expression gives exactly method.md's gradients: ``a ⊙ (f − c) / m`` for the
     features and ``(f − c)² / (2m)`` for the attention (λ comes from the total loss). The centers
     are a buffer, not a parameter: no optimizer, weight decay or scheduler touches them; they
     move only by :meth:`update_centers`, and they are saved in the ``state_dict``.
@@ -37,7 +37,7 @@ class SparseCenterLoss(nn.Module):
 
     @torch.no_grad()
     def update_centers(self, features: Tensor, attention: Tensor, labels: Tensor) -> None:
-        """c_k ← c_k + α·Σ_{i: y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k)  (SPEC §2, after Wen et al.).
+        """c_k ← c_k + α·Σ_{i: y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k)  (method.md §2, after Wen et al.).
 
         No λ: the reference's custom backward returns this step as the centers' gradient without
         scaling it by the incoming gradient (reference ``loss.py``,

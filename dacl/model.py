@@ -1,4 +1,4 @@
-"""The DACL network (SPEC §1): ResNet-18 trunk, CE-Unit, multi-head binary attention, classifier."""
+"""The DACL network (method.md §1): ResNet-18 trunk, CE-Unit, multi-head binary attention, classifier."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _fold_rgb_stem(weight: Tensor, in_chans: int) -> Tensor:
 
 
 class ContextEncoder(nn.Sequential):
-    """CE-Unit (SPEC §1): the flattened 512·h·w map → 3584 → 512 → 64, BN after each layer,
+    """CE-Unit (method.md §1): the flattened 512·h·w map → 3584 → 512 → 64, BN after each layer,
     ReLU between and Tanh at the end, giving the latent code e."""
 
     def __init__(self, in_features: int, hidden: tuple[int, int] = (3584, 512)) -> None:
@@ -53,7 +53,7 @@ class ContextEncoder(nn.Sequential):
 
 
 class AttentionHeads(nn.Module):
-    """Multi-head binary classification (SPEC §1): ``heads`` two-way softmaxes over one linear
+    """Multi-head binary classification (method.md §1): ``heads`` two-way softmaxes over one linear
     map of e; the probability of class 1 of head j is the attention weight a_j ∈ (0, 1)."""
 
     def __init__(self, in_features: int = LATENT_DIM, heads: int = FEAT_DIM) -> None:
@@ -77,7 +77,7 @@ class DACLNet(nn.Module):
             cache) or the path of a trunk checkpoint (e.g. the MS-Celeb-1M ResNet-18).
         attention: build the CE-Unit and heads. Without them (the ``center`` and ``softmax``
             variants) ``a`` is all ones and the 92M CE-Unit parameters are not allocated.
-        in_chans: 3 (SPEC) or 1: a gray stem, an exact reparametrisation of the RGB stem on
+        in_chans: 3 (method.md §1) or 1: a gray stem, an exact reparametrisation of the RGB stem on
             FER2013's replicated-gray input at a third of the stem's work (see
             :meth:`param_groups`).
         small_input: drop the trunk's 3x3/2 max-pool, so a 48 px face ends in a 3x3 map
@@ -113,7 +113,7 @@ class DACLNet(nn.Module):
         self.encoder = ContextEncoder(FEAT_DIM * side * side) if attention else None
         self.heads = AttentionHeads() if attention else None
         self.pool = nn.AdaptiveAvgPool2d(1)
-        # SPEC §1: the CE-Unit's and the heads' Linears Kaiming-normal with zero bias; the
+        # method.md §1: the CE-Unit's and the heads' Linears Kaiming-normal with zero bias; the
         # classifier keeps nn.Linear's default init (the reference builds it after that loop).
         for m in self.modules():
             if isinstance(m, nn.Linear):
@@ -137,7 +137,7 @@ class DACLNet(nn.Module):
         return logits, f, a
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """SGD parameter groups that make the gray stem train exactly like the RGB one (SPEC §1).
+        """SGD parameter groups that make the gray stem train exactly like the RGB one (method.md §1).
 
         On gray input replicated to 3 channels the RGB stem's output depends only on
         V = W_r + W_g + W_b, and all three slices receive the same gradient g. One SGD step with

@@ -1,4 +1,4 @@
-"""DACLModule: the LightningModule that trains DACLNet with L = L_CE + λ·L_SC (SPEC §2, §5)."""
+"""DACLModule: the LightningModule that trains DACLNet with L = L_CE + λ·L_SC (method.md §2, §5)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ Variant = Literal["dacl", "center", "softmax"]
 
 
 def _train_metrics(num_classes: int) -> MetricCollection:
-    """Train-side accuracy and balanced accuracy (SPEC §5), accumulated over the epoch;
+    """Train-side accuracy and balanced accuracy (method.md §5), accumulated over the epoch;
     ``validate_args=False`` keeps the per-step update free of host syncs."""
     return MetricCollection(
         {
@@ -39,7 +39,7 @@ def _train_metrics(num_classes: int) -> MetricCollection:
 
 
 def eval_metrics(num_classes: int) -> MetricCollection:
-    """The report's measures (SPEC §5); balanced accuracy is macro recall."""
+    """The report's measures (method.md §5); balanced accuracy is macro recall."""
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -53,7 +53,7 @@ def eval_metrics(num_classes: int) -> MetricCollection:
 
 
 class DACLModule(pl.LightningModule):
-    """DACL on FER2013 (SPEC §2, §4).
+    """DACL on FER2013 (method.md §2, §4).
 
     Args:
         variant: ``dacl`` (attention-weighted sparse center loss), ``center`` (a ≡ 1: plain
@@ -61,13 +61,13 @@ class DACLModule(pl.LightningModule):
         lam: λ, the weight of L_SC.
         alpha: α, the centers' own update rate.
         lr, momentum, weight_decay: SGD over the network's parameters (not the centers).
-        lr_schedule: ``step`` (SPEC §4: StepLR by ``lr_step`` epochs and ``lr_gamma``) or
+        lr_schedule: ``step`` (method.md §4: StepLR by ``lr_step`` epochs and ``lr_gamma``) or
             ``cosine`` (cosine annealing to zero over all training steps, stepped per batch).
         lr_step, lr_gamma: StepLR, stepped once per epoch.
         image_size: input side (the CLI links it to ``data.crop``).
         pretrained: ``None``, ``"imagenet"`` or a trunk checkpoint path; loaded when ``fit``
             starts, so a saved run reloads from its checkpoint alone.
-        in_chans: 3 as in the SPEC, or 1 for the folded gray stem (see :class:`DACLNet`).
+        in_chans: 3 as in method.md, or 1 for the folded gray stem (see :class:`DACLNet`).
         small_input: a trunk without the max-pool for small faces (see :class:`DACLNet`).
         channels_last: run the network in channels-last memory format (faster convolutions).
         compile: wrap the forward pass in ``torch.compile``.

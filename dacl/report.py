@@ -28,7 +28,7 @@ SPLITS = ("val", "test")
 
 
 def compute_metrics(logits: Tensor, labels: Tensor, class_names: Sequence[str]) -> dict[str, Any]:
-    """SPEC §5's measures of ``logits`` ``(n, K)`` against ``labels`` by torchmetrics: ``acc``,
+    """method.md §5's measures of ``logits`` ``(n, K)`` against ``labels`` by torchmetrics: ``acc``,
     ``balanced_acc`` (macro recall), ``f1_macro``, per-class ``recall`` and ``precision`` (by
     class name), ``confusion_matrix`` (rows = true class), true and predicted ``counts``."""
     k = len(class_names)

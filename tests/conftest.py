@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic FER2013 sets (dacl.data.synthetic) in every SPEC §3 layout.
+"""Shared fixtures: small synthetic FER2013 sets (dacl.data.synthetic) in every method.md §3 layout.
 
 Tests never need the real FER2013. Read-only sets are written once per session (as is the short
 fit the callback and report tests share); tests that damage their data get a fresh copy under

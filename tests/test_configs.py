@@ -1,4 +1,4 @@
-"""Every experiment config resolves through the CLI and states the SPEC §4 recipe."""
+"""Every experiment config resolves through the CLI and states the method.md §4 recipe."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# name: (crop, batch, epochs, lr_step, lr_gamma, variant) — SPEC §4
+# name: (crop, batch, epochs, lr_step, lr_gamma, variant) — method.md §4
 RECIPES = {
     "exp0": (224, 128, 60, 20, 0.1, "dacl"),
     "exp1": (200, 128, 30, 20, 0.1, "dacl"),
@@ -86,7 +86,7 @@ def test_cpu_recipes_differ_from_each_other_only_where_stated(name, variant, epo
     assert trainer["max_epochs"] == epochs and trainer["logger"]["init_args"]["name"] == name
     assert (data["crop"], data["resize"], data["batch_size"]) == (44, 48, 64)
     assert (model["lr"], model["lr_schedule"], model["variant"]) == (0.03, "cosine", variant)
-    # the method stays DACL's: SPEC §2 and §4 constants, the paper's trunk
+    # the method stays DACL's: method.md §2 and §4 constants, the paper's trunk
     assert (model["lam"], model["alpha"], model["momentum"]) == (0.01, 0.5, 0.9)
     assert model["weight_decay"] == 5e-4 and model["small_input"] is False
 

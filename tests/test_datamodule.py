@@ -65,7 +65,7 @@ def test_fast_and_reference_eval_batches_agree(synthetic_dataset, tmp_path):
     xf, yf = _augmented(fast, next(iter(fast.val_dataloader())), training=False)
     xr, yr = next(iter(ref.val_dataloader()))
     assert torch.equal(yf, yr)
-    # Same SPEC §3 eval transform; the reference rounds to uint8 after resizing.
+    # Same method.md §3 eval transform; the reference rounds to uint8 after resizing.
     assert (xf[:, 0] - xr[:, 0]).abs().max() < 1.0 / 255 / FER2013_STD
 
 

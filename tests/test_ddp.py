@@ -1,4 +1,4 @@
-"""Data-parallel centers (SPEC §2): every process applies the update of the global batch."""
+"""Data-parallel centers (method.md §2): every process applies the update of the global batch."""
 
 import os
 import socket

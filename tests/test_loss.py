@@ -1,4 +1,4 @@
-"""SparseCenterLoss and the center rule (SPEC §2), checked against values computed by hand."""
+"""SparseCenterLoss and the center rule (method.md §2), checked against values computed by hand."""
 
 import pytest
 import torch
@@ -72,7 +72,7 @@ def test_center_update_equals_spec_rule_and_absent_class_stays():
         members = [i for i in range(M) if LABELS[i] == k]
         for j in range(D):
             pull = sum(ATTENTION[i][j] * (FEATURES[i][j] - CENTERS[k][j]) for i in members)
-            # SPEC §2: no λ in the rule
+            # method.md §2: no λ in the rule
             want = CENTERS[k][j] + alpha * pull / (1 + len(members))
             assert scl.centers[k, j].item() == pytest.approx(want, abs=1e-7)
     assert torch.equal(scl.centers[2], torch.tensor(CENTERS[2]))
@@ -91,7 +91,7 @@ def test_lambda_changes_the_loss_but_not_the_centers():
 
 
 class _ReferenceSparseCenterLoss(torch.autograd.Function):
-    """The reference's custom autograd function, re-derived from SPEC §2: forward L_SC; backward
+    """The reference's custom autograd function, re-derived from method.md §2: forward L_SC; backward
     scales the f and a gradients by the incoming gradient (λ), but returns the centers' gradient
     −Σ_{i:y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k) unscaled."""
 
@@ -195,7 +195,7 @@ def test_center_variant_is_plain_center_loss():
     torch.manual_seed(1)
     loss = _step(module, images, labels)
     torch.testing.assert_close(loss, ce + 0.01 * plain, rtol=1e-5, atol=1e-6)
-    # the Wen et al. rule with a ≡ 1, no λ (SPEC §2)
+    # the Wen et al. rule with a ≡ 1, no λ (method.md §2)
     expected = centers.clone()
     for k in labels.unique():
         idx = labels == k

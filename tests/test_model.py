@@ -1,4 +1,4 @@
-"""DACLNet: the architecture of SPEC §1 and pretrained trunk loading."""
+"""DACLNet: the architecture of method.md §1 and pretrained trunk loading."""
 
 import logging
 import pickle

@@ -94,7 +94,7 @@ def _gray_loader(size=64, n=48):
 
 @pytest.mark.slow
 def test_gray_stem_trains_exactly_like_the_rgb_stem(tmp_path):
-    """SPEC §1: 3 SGD steps through each module's own configure_optimizers, in float64."""
+    """method.md §1: 3 SGD steps through each module's own configure_optimizers, in float64."""
     torch.manual_seed(0)
     rgb = DACLModule(image_size=64, in_chans=3, channels_last=False).double()
     gray = DACLModule(image_size=64, in_chans=1, channels_last=False).double()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import dacl
 
 PACKAGE = Path(dacl.__file__).parent
 REPO = PACKAGE.parent
+METHOD = REPO / "docs" / "method.md"
 
 #: Import layers: a module may import from its own layer or lower ones only.
 LAYERS = {
@@ -135,7 +137,19 @@ def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tm
         cwd=work, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
-    # the shared defaults: checkpoint plugin, callbacks, SPEC §4 optimizer, and exp3's own
+    # the shared defaults: checkpoint plugin, callbacks, method.md §4 optimizer, and exp3's own
     for text in ("dacl.checkpoint.AtomicCheckpointIO", "dacl.callbacks.ConfusionMatrixLogger"):
         assert text in out.stdout
     assert "weight_decay: 0.0005" in out.stdout and "name: exp3" in out.stdout
+
+
+def test_every_method_citation_names_a_section_of_docs_method_md():
+    headings = re.findall(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", METHOD.read_text(), flags=re.M)
+    cited = {
+        (path.relative_to(REPO), number)
+        for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.yaml"), *PACKAGE.rglob("*.md")]
+        for number in re.findall(r"method\.md §(\d+(?:\.\d+)*)", path.read_text())
+    }
+    assert cited, "dacl cites no section of docs/method.md"
+    missing = sorted(str(c) for c in cited if c[1] not in headings)
+    assert not missing, f"cited sections that docs/method.md lacks: {missing}"

@@ -1,4 +1,4 @@
-"""SPEC §3 reference transforms, checked on images with known content."""
+"""method.md §3 reference transforms, checked on images with known content."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _pixels(t: torch.Tensor) -> np.ndarray:
 
 
 def _candidates(img: Image.Image) -> dict[tuple[str, bool], np.ndarray]:
-    """The ten SPEC outputs (5 crops x flip), cut by hand from the resized image."""
+    """The ten method.md outputs (5 crops x flip), cut by hand from the resized image."""
     big = np.asarray(img.resize((RESIZE, RESIZE), Image.Resampling.BILINEAR), dtype=np.float64)
     far, mid = RESIZE - CROP, round((RESIZE - CROP) / 2)
     offsets = {

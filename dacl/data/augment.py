@@ -1,4 +1,4 @@
-"""Batched SPEC §3 augmentation of decoded images (gray or RGB, any size), on the batch's
+"""Batched method.md §3 augmentation of decoded images (gray or RGB, any size), on the batch's
 own device.
 
 The reference pipeline (``transforms.train_transform``) works per PIL image:
@@ -149,7 +149,7 @@ def crop_resize(
         crop_index: (B,) integers in 0..4 — top-left, top-right, bottom-left, bottom-right, centre.
         flip: (B,) bools — mirror the crop left-right.
         crop: output side.
-        resize: the smaller edge after ``Resize`` (SPEC §3: 256).
+        resize: the smaller edge after ``Resize`` (method.md §3: 256).
         stats: per-channel (means, stds) of pixel / 255 (one value: every channel).
 
     Returns:
@@ -176,7 +176,7 @@ def train_augment(
     generator: torch.Generator | None = None,
     stats: Stats = FER2013_STATS,
 ) -> Tensor:
-    """SPEC §3 train transform for a batch: uniform one of five crops, flip with p = 0.5.
+    """method.md §3 train transform for a batch: uniform one of five crops, flip with p = 0.5.
 
     The draws are made for the whole batch at once on ``generator``'s device (``x``'s device,
     with its default generator, when none is given). Give a generator on ``x``'s device (e.g.
@@ -225,7 +225,7 @@ def erase(
 def eval_augment(
     x: Tensor, crop: int, resize: int = 256, stats: Stats = FER2013_STATS, tta: str = "none"
 ) -> Tensor:
-    """SPEC §3 eval transform for a batch: ``Resize(resize)`` → ``CenterCrop(crop)``, as
+    """method.md §3 eval transform for a batch: ``Resize(resize)`` → ``CenterCrop(crop)``, as
     (B, C, crop, crop). With test-time augmentation (``tta`` other than ``none``, see
     :data:`TTA_VIEWS`) every face gives its views, as (B, V, C, crop, crop)."""
     if tta not in TTA_VIEWS:

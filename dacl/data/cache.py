@@ -1,6 +1,6 @@
 """Decoded-split cache: decode a split's images once, keep them as one uint8 tensor on disk.
 
-A split (any SPEC §3 layout, see :mod:`dacl.data.layouts`) is decoded by
+A split (any method.md §3 layout, see :mod:`dacl.data.layouts`) is decoded by
 :func:`~dacl.data.layouts.decode_split` into ``uint8 (N, C, S, S)`` images, ``int64 (N,)``
 labels and the ``N`` sample names, and saved with ``torch.save`` as ONE file in ``cache_dir``
 beside a *fingerprint* of what it was built from. Later runs recompute the fingerprint and reuse

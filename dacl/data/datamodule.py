@@ -1,7 +1,7 @@
-"""FER2013DataModule: FER2013 in any SPEC §3 layout, or FER+, RAF-DB, AffectNet or a class-folder
-tree (:mod:`dacl.data.datasets`) → train/val/test loaders with SPEC §3 transforms.
+"""FER2013DataModule: FER2013 in any method.md §3 layout, or FER+, RAF-DB, AffectNet or a class-folder
+tree (:mod:`dacl.data.datasets`) → train/val/test loaders with method.md §3 transforms.
 
-Two pipelines give the same transforms (SPEC §3):
+Two pipelines give the same transforms (method.md §3):
 
 - ``fast`` (default): each split is decoded once into a uint8 (N, C, S, S) tensor (FER2013:
   gray 48), cached on disk (:mod:`dacl.data.cache`); loaders hand out uint8 batches from memory and
@@ -127,7 +127,7 @@ class EpochSampler(DistributedSampler):
 
 
 class ReferenceDataset(Dataset):
-    """SPEC §3's per-image path: PIL image from the split, then a torchvision transform.
+    """method.md §3's per-image path: PIL image from the split, then a torchvision transform.
 
     ``keep`` lists the sample indices to serve: the readable ones (see ``load_or_build``).
     """
@@ -165,8 +165,8 @@ def _format(
 
 
 class FER2013DataModule(pl.LightningDataModule):
-    """FER2013 in any SPEC §3 layout — or FER+, RAF-DB, AffectNet or a class-folder tree —
-    with SPEC §3 transforms and per-epoch reshuffling.
+    """FER2013 in any method.md §3 layout — or FER+, RAF-DB, AffectNet or a class-folder tree —
+    with method.md §3 transforms and per-epoch reshuffling.
 
     Args:
         root: the dataset: a folder (or a ``fer2013.csv`` path) as :mod:`dacl.data.datasets`
@@ -185,7 +185,7 @@ class FER2013DataModule(pl.LightningDataModule):
         channels: decode gray (1) or RGB (3); default: the dataset's (FER2013 and FER+ gray).
         cache_size: side the faces are decoded (and cached) at; default: the dataset's own
             (FER2013 48, RAF-DB 100, AffectNet 128, folders 112).
-        mean, std: per-channel normalisation of pixel / 255; default: FER2013's (SPEC §3)
+        mean, std: per-channel normalisation of pixel / 255; default: FER2013's (method.md §3)
             for the gray datasets, ImageNet's for the RGB ones.
         balanced: draw training samples class-balanced (with replacement), not shuffled.
         label_mode: FER+'s labels: ``majority`` (hard), ``crossentropy`` (the vote
@@ -193,8 +193,8 @@ class FER2013DataModule(pl.LightningDataModule):
             and batch) or ``multi_target`` (every emotion with 30 % of the votes a target; the
             CLI sets ``model.target_loss`` to match); the centers and the measures use the
             distribution's top class.
-        crop: input side after cropping (SPEC: 200 or 224; the CLI links ``model.image_size``).
-        resize: smaller edge after ``Resize`` (SPEC: 256).
+        crop: input side after cropping (method.md: 200 or 224; the CLI links ``model.image_size``).
+        resize: smaller edge after ``Resize`` (method.md: 256).
         tta: test-time augmentation of evaluation (val, test, predict): ``none`` (the
             paper's single center crop), ``flip`` (and its mirror) or ``crops`` (the five
             crops and their mirrors); the model averages the views' softmax. Training is not
@@ -560,7 +560,7 @@ class FER2013DataModule(pl.LightningDataModule):
     def on_after_batch_transfer(
         self, batch: tuple[Tensor, ...], dataloader_idx: int
     ) -> tuple[Tensor, ...]:
-        """``fast`` pipeline: SPEC §3 transforms on the whole uint8 batch, on its device.
+        """``fast`` pipeline: method.md §3 transforms on the whole uint8 batch, on its device.
         FER+'s ``probability`` mode: one label per training sample drawn from its votes."""
         trainer = self.trainer
         training = trainer is not None and trainer.training

@@ -4,7 +4,7 @@ layouts, :mod:`dacl.data.layouts`), FER+, RAF-DB, AffectNet and any ``split/<cla
 ========== ========================================================== ========== ===========
 dataset    on disk                                                    classes    images
 ========== ========================================================== ========== ===========
-fer2013    ``train/ val/ [test/]``, ``train/ test/`` or ``fer2013.csv`` 7 (SPEC §3) gray 48
+fer2013    ``train/ val/ [test/]``, ``train/ test/`` or ``fer2013.csv`` 7 (method.md §3) gray 48
 ferplus    ``fer2013.csv`` + ``fer2013new.csv`` (FER+ votes)            8          gray 48
 rafdb      ``EmoLabel/list_patition_label.txt`` + ``Image/aligned/``    7          RGB 100
            (or ``Image/original/``); or ``train/ test/`` class folders
@@ -14,7 +14,7 @@ folders    ``train/ [val/] [test/]`` class folders, ``data.class_map``  as mappe
 ========== ========================================================== ========== ===========
 
 Labels are always ids into the dataset's declared classes (:func:`declared_classes`): FER2013's
-7 in SPEC §3 order, and contempt as 8th where a dataset has it, whatever order or numbering the
+7 in method.md §3 order, and contempt as 8th where a dataset has it, whatever order or numbering the
 dataset uses on disk (RAF-DB's 1–7, AffectNet's 0–7). Where a dataset has no validation split
 (RAF-DB, AffectNet, a ``folders`` tree without ``val/``), a stratified, seeded one is carved from
 train (:func:`carve_val`) and the test split is left to ``dacl test``; the layout's notes say
@@ -78,7 +78,7 @@ class Format:
 RAFDB_STATS: Stats = ((0.5752, 0.4495, 0.4012), (0.2086, 0.1911, 0.1827))
 
 #: Per dataset: decoded channels and side, and the normalisation: FER2013's statistics for its
-#: gray faces (SPEC §3), RAF-DB's own as the reference code, ImageNet's for the others.
+#: gray faces (method.md §3), RAF-DB's own as the reference code, ImageNet's for the others.
 FORMATS: dict[str, Format] = {
     "fer2013": Format(1, FER2013_SIDE, FER2013_STATS),
     "ferplus": Format(1, FER2013_SIDE, FER2013_STATS),

@@ -1,4 +1,4 @@
-"""FER2013 on disk: the three layouts of SPEC §3, found and indexed, and their images decoded.
+"""FER2013 on disk: the three layouts of method.md §3, found and indexed, and their images decoded.
 
 1. ``folders``: ``root/{train,val,test}/<class>/*`` (the report's three folders; any subset).
 2. ``train_test``: ``root/{train,test}/<class>/*``, the common download, where ``test/`` mixes
@@ -6,7 +6,7 @@
 3. ``csv``: ``root/fer2013.csv`` (or ``root`` is the ``.csv``) with columns
    ``emotion,pixels,Usage``.
 
-Labels are always the canonical ids of SPEC §3: class folders map by *name* through
+Labels are always the canonical ids of method.md §3: class folders map by *name* through
 :func:`dacl.classes.class_index`, never by alphabetical position. Every user-fixable problem
 raises a one-line :class:`DACLError` naming the path (and line) and what was expected.
 """
@@ -34,7 +34,7 @@ log = logging.getLogger("dacl.data")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
 SPLITS = ("train", "val", "test")
 CSV_NAME = "fer2013.csv"
-#: CSV ``Usage`` values → split names (SPEC §3).
+#: CSV ``Usage`` values → split names (method.md §3).
 USAGE_SPLITS = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 #: ``test/`` file-name prefixes of the common download → split names.
 TEST_PREFIXES = {"PublicTest_": "val", "PrivateTest_": "test"}
@@ -44,7 +44,7 @@ _SHOW = 5
 
 @dataclass
 class SplitIndex:
-    """One split's samples (SPEC §3), labels as canonical ids.
+    """One split's samples (method.md §3), labels as canonical ids.
 
     ``names`` are paths relative to the layout root (``test/happy/PublicTest_1.jpg``) or
     ``fer2013.csv:<line number>``. ``sources`` are the files the split reads, for fingerprinting:
@@ -113,7 +113,7 @@ class Layout:
 
 
 def find_layout(root: str | Path) -> Layout:
-    """Detect and index the FER2013 layout at ``root`` (SPEC §3).
+    """Detect and index the FER2013 layout at ``root`` (method.md §3).
 
     Split folders win over a ``fer2013.csv`` beside them. ``val/`` present → ``folders``;
     ``train/`` + ``test/`` without ``val/`` → ``train_test`` (``test/`` split by prefix).
@@ -241,7 +241,7 @@ class CsvRows:
 
 
 def read_csv_rows(path: Path) -> CsvRows:
-    """Parse ``fer2013.csv`` (SPEC §3); every bad row is a :class:`DACLError` with its line."""
+    """Parse ``fer2013.csv`` (method.md §3); every bad row is a :class:`DACLError` with its line."""
     try:
         return _parse_csv(path)
     except UnicodeDecodeError as err:

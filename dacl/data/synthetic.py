@@ -1,4 +1,4 @@
-"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any SPEC §3 layout —
+"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any method.md §3 layout —
 and, tinted and resized to RGB where those datasets are, as FER+, RAF-DB and AffectNet store
 theirs (:data:`LAYOUTS`).
 
@@ -22,7 +22,7 @@ Per image the expression has a random intensity and jitter, and the picture vari
 (contrast, brightness, a linear gradient) and noise, so a CNN must learn the cues rather than
 pixels. Every feature is left/right symmetric, so horizontal flips keep the class.
 
-Labels follow FER2013's training-split imbalance (SPEC §3), with a floor of 5% of ``n`` per
+Labels follow FER2013's training-split imbalance (method.md §3), with a floor of 5% of ``n`` per
 class so the rare class (disgust, 1.5% in FER2013) still has enough samples in a small set.
 Where a dataset has contempt (FER+, AffectNet), :data:`CONTEMPT_SHARE` of the neutral faces
 become contempt: one mouth corner pulled up and darkened.
@@ -46,7 +46,7 @@ from dacl.data.ferplus import VOTE_COLUMNS
 from dacl.data.layouts import USAGE_SPLITS
 from dacl.errors import DACLError
 
-#: FER2013 Training-split class counts, canonical order (SPEC §3, fer2013/README.md).
+#: FER2013 Training-split class counts, canonical order (method.md §3, fer2013/README.md).
 FER2013_TRAIN_COUNTS = (3995, 436, 4097, 7215, 4830, 3171, 4965)
 #: Every class gets at least this fraction of ``n`` (the disgust floor, see module docstring).
 MIN_CLASS_FRACTION = 0.05
@@ -281,7 +281,7 @@ def write_dataset(
 ) -> Path:
     """Write synthetic faces under ``root`` in one of :data:`LAYOUTS` and return ``root``.
 
-    FER2013 (SPEC §3): ``folders``: ``root/{train,val,test}/<class>/``; ``train_test``:
+    FER2013 (method.md §3): ``folders``: ``root/{train,val,test}/<class>/``; ``train_test``:
     ``root/{train,test}/<class>/`` with PublicTest_ and PrivateTest_ files together in
     ``test/``; ``csv``: ``root/fer2013.csv``. Files use FER2013's names (``Training_<k>.png``,
     ``PublicTest_<k>.png``, ``PrivateTest_<k>.png``). ``class_dirs`` renames class folders

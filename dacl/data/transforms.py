@@ -1,4 +1,4 @@
-"""The reference PIL/torchvision transforms of SPEC §3.
+"""The reference PIL/torchvision transforms of method.md §3.
 
 train: Grayscale(3) → Resize(256) → random one of the five crops (4 corners + centre) →
 RandomHorizontalFlip(0.5) → ToTensor → Normalize(FER2013 mean/std).
@@ -23,7 +23,7 @@ FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 
 
 class RandomFiveCrop(torch.nn.Module):
-    """One of FiveCrop's five crops, chosen uniformly at random per image (SPEC §3).
+    """One of FiveCrop's five crops, chosen uniformly at random per image (method.md §3).
 
     The choice uses torch's RNG (not :mod:`random`), so ``torch.manual_seed`` and DataLoader
     worker seeding make it reproducible.
@@ -43,12 +43,12 @@ class RandomFiveCrop(torch.nn.Module):
 
 #: Per-channel (means, stds) of pixel / 255; one value applies to every channel.
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
-#: FER2013's train statistics (SPEC §3): the default normalisation.
+#: FER2013's train statistics (method.md §3): the default normalisation.
 FER2013_STATS: Stats = ((FER2013_MEAN,), (FER2013_STD,))
 
 
 def _color(gray: bool) -> list:
-    # Gray faces replicated to 3 channels (SPEC §3); RGB faces arrive as RGB already.
+    # Gray faces replicated to 3 channels (method.md §3); RGB faces arrive as RGB already.
     return [T.Grayscale(num_output_channels=3)] if gray else []
 
 
@@ -65,7 +65,7 @@ def train_transform(
     gray: bool = True,
     erasing: float = 0.0,
 ) -> T.Compose:
-    """SPEC §3 training transform: PIL image → normalised float tensor (3, crop, crop);
+    """method.md §3 training transform: PIL image → normalised float tensor (3, crop, crop);
     ``erasing`` > 0 adds ``RandomErasing(erasing)`` after normalising."""
     return T.Compose(
         [
@@ -82,5 +82,5 @@ def train_transform(
 def eval_transform(
     crop: int, resize: int = 256, stats: Stats = FER2013_STATS, gray: bool = True
 ) -> T.Compose:
-    """SPEC §3 evaluation transform: PIL image → normalised float tensor (3, crop, crop)."""
+    """method.md §3 evaluation transform: PIL image → normalised float tensor (3, crop, crop)."""
     return T.Compose([*_color(gray), T.Resize(resize), T.CenterCrop(crop), *_normalize(stats)])
