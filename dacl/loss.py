@@ -37,7 +37,7 @@ class SparseCenterLoss(nn.Module):
 
     @torch.no_grad()
     def update_centers(self, features: Tensor, attention: Tensor, labels: Tensor) -> None:
-        """c_k ← c_k + α·Σ_{i: y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k)  (method.md §2, after Wen et al.).
+        """c_k ← c_k + α·Σ_{i: y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k)  (method.md §2.3, Wen et al.).
 
         No λ: the reference's custom backward returns this step as the centers' gradient without
         scaling it by the incoming gradient (reference ``loss.py``,

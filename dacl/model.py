@@ -1,4 +1,5 @@
-"""The DACL network (method.md §1): ResNet-18 trunk, CE-Unit, multi-head binary attention, classifier."""
+"""The DACL network (method.md §1): ResNet-18 trunk, CE-Unit, multi-head binary attention,
+classifier."""
 
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ class DACLNet(nn.Module):
         return logits, f, a
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """SGD parameter groups that make the gray stem train exactly like the RGB one (method.md §1).
+        """SGD parameter groups: the gray stem trains exactly like the RGB one (method.md §1.4).
 
         On gray input replicated to 3 channels the RGB stem's output depends only on
         V = W_r + W_g + W_b, and all three slices receive the same gradient g. One SGD step with

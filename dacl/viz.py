@@ -1,5 +1,5 @@
-"""method.md §5's pictures (report §4.3–4.6) as matplotlib figures of arrays or tensors; nothing here
-knows about Lightning. Each figure has its own Agg canvas, outside ``pyplot``: no display is
+"""method.md §5's pictures (report §4.3–4.6) as matplotlib figures of arrays or tensors; nothing
+here knows about Lightning. Each figure has its own Agg canvas, outside ``pyplot``: no display is
 needed, the user's backend is untouched and nothing accumulates epoch after epoch. Captions use
 class names; every heat map has a colour bar."""
 

@@ -1,4 +1,4 @@
-"""method.md §3 layouts: detection, split sizes, class mapping by name, and every bad-input error."""
+"""method.md §3 layouts: detection, split sizes, class mapping by name, every bad-input error."""
 
 from __future__ import annotations
 

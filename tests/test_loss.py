@@ -91,9 +91,9 @@ def test_lambda_changes_the_loss_but_not_the_centers():
 
 
 class _ReferenceSparseCenterLoss(torch.autograd.Function):
-    """The reference's custom autograd function, re-derived from method.md §2: forward L_SC; backward
-    scales the f and a gradients by the incoming gradient (λ), but returns the centers' gradient
-    −Σ_{i:y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k) unscaled."""
+    """The reference's custom autograd function, re-derived from method.md §2: forward L_SC;
+    backward scales the f and a gradients by the incoming gradient (λ), but returns the centers'
+    gradient −Σ_{i:y_i=k} a_i ⊙ (f_i − c_k) / (1 + n_k) unscaled."""
 
     @staticmethod
     def forward(ctx, f, a, labels, centers):

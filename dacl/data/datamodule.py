@@ -1,5 +1,5 @@
-"""FER2013DataModule: FER2013 in any method.md §3 layout, or FER+, RAF-DB, AffectNet or a class-folder
-tree (:mod:`dacl.data.datasets`) → train/val/test loaders with method.md §3 transforms.
+"""FER2013DataModule: FER2013 in any method.md §3 layout, or FER+, RAF-DB, AffectNet or a
+class-folder tree (:mod:`dacl.data.datasets`) → train/val/test loaders with method.md §3 transforms.
 
 Two pipelines give the same transforms (method.md §3):
 

@@ -1,6 +1,6 @@
-"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any method.md §3 layout —
-and, tinted and resized to RGB where those datasets are, as FER+, RAF-DB and AffectNet store
-theirs (:data:`LAYOUTS`).
+"""Synthetic FER2013-like faces: 48x48 grayscale, deterministic, written in any method.md §3
+layout — and, tinted and resized to RGB where those datasets are, as FER+, RAF-DB and AffectNet
+store theirs (:data:`LAYOUTS`).
 
 The demo and the tests need data without the real FER2013. Each face is drawn (vectorised numpy)
 as an oval with eyes, brows, nose and mouth whose *expression* is what the label says:
