@@ -1,39 +1,61 @@
-"""The ``dacl`` command: ``dacl ablate …`` (:mod:`dacl.ablate`), ``dacl export …``
-(:mod:`dacl.export`) and ``dacl predict --ckpt_path F PICTURE...`` (:mod:`dacl.predictor`);
-every other subcommand (fit, validate, test, predict of a dataset split, report) is the
-LightningCLI of :mod:`dacl.cli`."""
+"""The ``dacl`` command: one subcommand, one program. ``fit``, ``validate``, ``test``,
+``report`` and ``predict_split`` are the LightningCLI of :mod:`dacl.cli`; ``predict``
+(:mod:`dacl.predictor`), ``export`` (:mod:`dacl.export`), ``ablate`` (:mod:`dacl.ablate`) and
+``demo`` (:mod:`dacl.demo`) are programs of their own."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
 
-from dacl import ablate, cli, export, predictor
+from dacl import cli
 from dacl.errors import DACLError
 
-RUNNERS = {"ablate": ablate.main, "export": export.main, "pictures": predictor.main}
+USAGE = """usage: dacl COMMAND [options]       (dacl COMMAND --help: its options)
+
+Training and evaluation — Lightning's CLI: --config FILE, --model.*, --data.*, --trainer.*
+  fit             train a model (dacl fit --config experiments/cpu_long.yaml --data.root DIR)
+  validate        measure a checkpoint on the val split (--ckpt_path best|last|pretrained|FILE)
+  test            measure a checkpoint on the test split
+  report          a checkpoint's measures and pictures as report.md
+  predict_split   a dataset split's predictions as predictions.csv in the run's folder
+
+Using a trained model (default: the model shipped with dacl)
+  predict         expressions of the faces in pictures, folders, globs and videos
+  export          a model as ONNX or TorchScript, checked against PyTorch
+  demo            a web page to try a model on photos and webcam shots
+
+Experiments
+  ablate          configs x seeds one after another, mean ± std and paired tests"""
 
 
-def _names_pictures(argv: list[str]) -> bool:
-    """Whether ``dacl predict`` was given pictures (positional arguments), not a config."""
-    rest = iter(argv)
-    for arg in rest:
-        if not arg.startswith("-"):
-            return True
-        if arg.startswith("--") and "=" not in arg and arg not in ("--help", "--print_config"):
-            next(rest, None)  # its value
-    return False
+def _program(module: str) -> Callable[[list[str]], None]:
+    """A program's ``main``, imported when it runs (the demo's extra need not be installed)."""
+    return lambda argv: importlib.import_module(module).main(argv)
+
+
+PROGRAMS = {
+    name: _program(f"dacl.{module}")
+    for name, module in {
+        "predict": "predictor",
+        "export": "export",
+        "ablate": "ablate",
+        "demo": "demo",
+    }.items()
+}
 
 
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command == "predict" and _names_pictures(sys.argv[2:]):
-        command = "pictures"
-    if command not in RUNNERS:
+    if command in ("", "-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if command else 2)
+    if command not in PROGRAMS:
         cli.main()
         return
-    argv, sys.argv = sys.argv[2:], sys.argv[:1]
     try:
-        RUNNERS[command](argv)
+        PROGRAMS[command](sys.argv[2:])
     except DACLError as err:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -4,12 +4,10 @@ Each run is ``dacl fit --config C --seed_everything S`` in its own process (the 
 ``--model.*`` and ``--trainer.*`` options passed on), logged to ``OUT/runs/<config stem>_seed<S>/
 version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
 ``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (method.md §5's model selection),
-``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config, Welch's t-test
-against the first config; per later config, epoch and measure the paired t-test over the seeds
-both completed, with the mean difference's 95 % interval; every run), ``results.json``,
+``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config; the paired t-test
+over the seeds both completed and Welch's against the first config; every run), ``results.json``,
 ``ablation.png`` and ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and
-``.png``: attention weights and feature compactness of each run's best checkpoint
-(:mod:`dacl.analysis`).
+``.png`` (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint).
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
 non-zero, naming the failed runs.
@@ -22,7 +20,6 @@ import itertools
 import json
 import math
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -31,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from dacl import analysis, viz
 from dacl.classes import REPORTED_METRICS
-from dacl.cli import build_cli, resolve_checkpoint
+from dacl.cli import build_cli
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
@@ -46,11 +42,6 @@ METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc")
 LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
 #: Each run's epochs compared: the best-validation one (model selection) and the last.
 EPOCHS = ("best", "final")
-CONFIDENCE = 0.95  # of the paired differences' intervals
-#: ``--analyze``'s measures (dacl.analysis) and their column names.
-COMPACTNESS = {"intra": "intra-class spread", "inter": "inter-class distance",
-               "ratio": "intra / inter"}  # fmt: skip
-ATTENTION = {"mean": "mean a", "low": "a < 0.1", "high": "a > 0.9"}
 DONE, FIT_DONE = "done.json", "fit.json"
 #: Options the runner sets for every run itself.
 OWN = ("logger.init_args.save_dir", "logger.init_args.name", "logger.init_args.version")
@@ -63,7 +54,7 @@ class Run:
     home: Path  # OUT/runs/<name>: markers and logs; the logger's version_0 below it
 
     @property
-    def run_dir(self) -> Path:  # the TensorBoard logger's version_0: events and checkpoints
+    def run_dir(self) -> Path:  # the logger's version_0: metrics, events and checkpoints
         return self.home / "version_0"
 
 
@@ -142,10 +133,12 @@ def main(argv: list[str] | None = None) -> None:
         results = {"summary": summary, "runs": records}
         (out / "results.json").write_text(json.dumps(results, indent=1))
         (out / "results.md").write_text(markdown(summary, records))
-        _plot(out / "ablation.png", summary, records)
+        viz.save_figure(analysis.bars(summary, records, LABELS), out / "ablation.png", dpi=120)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
-    if args.analyze:
-        _analyze(out, records, [str(c) for c in configs], overrides)
+    if args.analyze:  # each finished run's best checkpoint on its config's val split
+        done = [r for r in records if r["status"] == "done"]
+        data = functools.partial(_datamodule, overrides=tuple(overrides))
+        analysis.write(out, done, [str(c) for c in configs], lambda c: data(Path(c)))
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
         raise SystemExit(
@@ -198,9 +191,9 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
         record["fit_wall_s"] = round(wall, 1)
         try:
             if rc != 0:
-                raise ValueError(f"fit exited {rc} (log: {run.home / 'fit.log'})")
+                raise DACLError(f"fit exited {rc} (log: {run.home / 'fit.log'})")
             fit = read_fit_metrics(run.run_dir) | {"fit_wall_s": record["fit_wall_s"]}
-        except ValueError as err:
+        except DACLError as err:
             say(f"FAILED, {err}")
             return {**record, "returncode": rc, "failed_step": "fit"}
         record.update(fit)
@@ -244,10 +237,10 @@ def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]
 def read_fit_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     """``{"best": ..., "final": ...}``: epoch, step and the ``val/*`` measures of the epoch of
     maximal ``val/balanced_acc`` (the earliest of equal maxima) and of the last one."""
-    s = {tag: dict(series) for tag, series in viz.read_scalars(run_dir).items()}
+    s = {tag: dict(series) for tag, series in viz.read_metrics(run_dir).items()}
     key = "val/balanced_acc"
     if not s.get(key):
-        raise ValueError(f"no '{key}' scalars in the event files of {run_dir}")
+        raise DACLError(f"no '{key}' in {run_dir / viz.METRICS_FILE}")
     steps, epochs = sorted(s[key]), s.get("epoch", {})
     best = max(steps, key=lambda st: (s[key][st], -st))
 
@@ -262,71 +255,9 @@ def read_test_metrics(log_dir: Path) -> dict[str, float]:
     """The last value of every ``test/*`` scalar (acc, balanced_acc, f1_macro, recalls, ...)."""
     return {
         tag.removeprefix("test/"): series[-1][1]
-        for tag, series in viz.read_scalars(log_dir).items()
+        for tag, series in viz.read_metrics(log_dir).items()
         if tag.startswith("test/") and series
     }
-
-
-def mean_std(values: list[float]) -> dict[str, float | None]:
-    """Mean and sample standard deviation (n − 1); ``None`` for the std of a single value."""
-    std = statistics.stdev(values) if len(values) > 1 else None
-    return {"mean": statistics.fmean(values), "std": std}
-
-
-def welch(a: list[float], b: list[float]) -> dict[str, float] | None:
-    """Welch's two-sample t-test of ``mean(a) − mean(b)`` (unequal variances): the difference,
-    t, the Welch–Satterthwaite degrees of freedom and the two-sided p-value; ``None`` unless
-    both samples have two values or more and some spread."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        return None
-    diff = statistics.fmean(a) - statistics.fmean(b)
-    t = diff / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    return {"diff": diff, "t": t, "df": df, "p": 2 * t_tail(abs(t), df)}
-
-
-def paired(diffs: list[float]) -> dict[str, Any] | None:
-    """Paired t-test of per-seed differences (one arm minus the other, same seed): their mean,
-    sample std (n − 1), the mean's two-sided 95 % confidence interval (Student's t quantile at
-    n − 1 degrees of freedom), t and the two-sided p-value. Seeds pair the arms (same initial
-    weights, data order and crops), so seed-to-seed spread cancels out of the differences.
-    ``None`` below two pairs; ``t`` and ``p`` are ``None`` when the differences do not vary."""
-    n = len(diffs)
-    if n < 2:
-        return None
-    mean, sd = statistics.fmean(diffs), statistics.stdev(diffs)
-    half = t_quantile(0.5 + CONFIDENCE / 2, n - 1) * sd / math.sqrt(n)
-    t = mean / (sd / math.sqrt(n)) if sd > 0 else None
-    p = None if t is None else 2 * t_tail(abs(t), n - 1)
-    return {"n": n, "diff": mean, "sd": sd, "ci": [mean - half, mean + half], "t": t, "df": n - 1,
-            "p": p}  # fmt: skip
-
-
-def t_quantile(q: float, df: float) -> float:
-    """The ``q``-quantile (1/2 ≤ q < 1) of Student's t with ``df`` degrees of freedom, by
-    bisection on :func:`t_tail` (e.g. 2.7764 for q = 0.975, df = 4)."""
-    if not 0.5 <= q < 1:
-        raise DACLError(f"a t quantile needs 0.5 <= q < 1, got {q}")
-    lo, hi = 0.0, 1.0
-    while t_tail(hi, df) > 1 - q:
-        lo, hi = hi, 2 * hi
-    for _ in range(40):  # 40 halvings: the bracket ends far below the tail's own error
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_tail(mid, df) > 1 - q else (lo, mid)
-    return (lo + hi) / 2
-
-
-def t_tail(t: float, df: float, steps: int = 2000) -> float:
-    """P(T > t) for Student's t with ``df`` degrees of freedom: 1/2 minus the density's
-    integral over [0, t] (Simpson's rule on ``steps`` intervals, error far below 1e-6)."""
-    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    x = np.linspace(0.0, t, steps + 1)
-    pdf = np.exp(log_norm - (df + 1) / 2 * np.log1p(x * x / df))
-    area = pdf[0] + pdf[-1] + 4 * pdf[1:-1:2].sum() + 2 * pdf[2:-1:2].sum()
-    return max(0.0, 0.5 - float(area) * t / steps / 3)
 
 
 def summarize(records: list[dict], configs: list[str]) -> list[dict]:
@@ -343,37 +274,26 @@ def summarize(records: list[dict], configs: list[str]) -> list[dict]:
         row["failed"] = [r["name"] for r in records if r["config"] == config and r not in runs]
         for m in METRICS:
             if runs:
-                row[f"val_{m}"] = mean_std([r["best"][m] for r in runs])
-                row[f"final_{m}"] = mean_std([r["final"][m] for r in runs])
+                row[f"val_{m}"] = analysis.mean_std([r["best"][m] for r in runs])
+                row[f"final_{m}"] = analysis.mean_std([r["final"][m] for r in runs])
             if runs and all(m in (r.get("test") or {}) for r in runs):
-                row[f"test_{m}"] = mean_std([r["test"][m] for r in runs])
+                row[f"test_{m}"] = analysis.mean_std([r["test"][m] for r in runs])
         if config != configs[0]:
             mine = {r["seed"]: r for r in runs}
             row["pairs"] = pairs = sorted(set(mine) & set(first))
             row["paired"] = {
-                e: {m: paired([mine[s][e][m] - first[s][e][m] for s in pairs]) for m in METRICS}
+                e: {m: analysis.paired([mine[s][e][m] - first[s][e][m] for s in pairs])
+                    for m in METRICS}
                 for e in EPOCHS
-            }
+            }  # fmt: skip
             row["welch"] = {
-                e: {m: welch([r[e][m] for r in runs], [r[e][m] for r in first.values()])
+                e: {m: analysis.welch([r[e][m] for r in runs], [r[e][m] for r in first.values()])
                     for m in METRICS}
                 for e in EPOCHS
             }  # fmt: skip
             row["vs_first"] = row["welch"]["best"][METRICS[0]]
         rows.append(row)
     return rows
-
-
-def _stat(cell: dict | None) -> str:
-    """A ``mean ± std`` cell; ``–`` for a missing value or std."""
-    if cell is None:
-        return "–"
-    return f"{cell['mean']:.4f} ± " + ("–" if cell["std"] is None else f"{cell['std']:.4f}")
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(cells) + " |" for cells in [head, *rows]]
-    return "\n".join([lines[0], "|" + "---|" * len(head), *lines[1:]])
 
 
 def markdown(summary: list[dict], records: list[dict]) -> str:
@@ -386,7 +306,7 @@ def markdown(summary: list[dict], records: list[dict]) -> str:
         t = r.get("vs_first")
         vs = t and f"{t['diff']:+.4f} (t = {t['t']:.2f}, df = {t['df']:.1f}, p = {t['p']:.3f})"
         configs.append(
-            [f"`{r['config']}`", str(r["n"]), *(_stat(r.get(k)) for k in label), vs or "–"]
+            [f"`{r['config']}`", str(r["n"]), *(analysis.cell(r.get(k)) for k in label), vs or "–"]
         )
     runs, dashes = [], ["–"] * (1 + len(METRICS))  # no epoch: no metrics
     for r in records:
@@ -406,9 +326,9 @@ def markdown(summary: list[dict], records: list[dict]) -> str:
     head = ["config", "runs", *label.values(), welch_head]
     return template("ablation.md").format(
         tested=" and of its best checkpoint on the test split" if tested else "",
-        configs=_table(head, configs),
+        configs=analysis.table(head, configs),
         paired=_paired_table(summary),
-        runs=_table(runs_head, runs),
+        runs=analysis.table(runs_head, runs),
     )
 
 
@@ -420,88 +340,23 @@ def _paired_table(summary: list[dict]) -> str:
         for e, m in itertools.product(EPOCHS, METRICS):
             key, pt = f"{'val' if e == 'best' else e}_{m}", r["paired"][e][m]
             cells = [f"`{r['config']}`", e, LABELS[m], str(len(r["pairs"]))]
-            cells += [_stat(r.get(key)), _stat(first.get(key))]
+            cells += [analysis.cell(r.get(key)), analysis.cell(first.get(key))]
             if pt is None:
                 cells += ["n/a"] * 4
             else:
                 lo, hi = pt["ci"]
                 cells += [f"{pt['diff']:+.4f}", f"[{lo:+.4f}, {hi:+.4f}]"]
-                cells += ["n/a"] * 2 if pt["t"] is None else [f"{pt['t']:.2f} ({pt['df']})", _p(pt)]
-            rows.append([*cells, _p(r["welch"][e][m])])
+                cells += (
+                    ["n/a"] * 2
+                    if pt["t"] is None
+                    else [f"{pt['t']:.2f} ({pt['df']})", analysis.p_cell(pt)]
+                )
+            rows.append([*cells, analysis.p_cell(r["welch"][e][m])])
     if not rows:
         return "_One config: nothing to compare._"
     head = ["config", "epoch", "measure", "pairs", "mean ± std", "first config", "paired diff",
-            f"{CONFIDENCE:.0%} CI", "t (df)", "p", "Welch p"]  # fmt: skip
-    return _table(head, rows)
-
-
-def _p(test: dict | None) -> str:
-    """A test's two-sided p-value, ``n/a`` without one."""
-    return "n/a" if test is None else f"{test['p']:.3f}"
-
-
-def _analyze(out: Path, records: list[dict], configs: list[str], overrides: list[str]) -> None:
-    """``--analyze``: :func:`dacl.analysis.analyze` of each finished run's best checkpoint on
-    its config's val split; per config the mean ± std over its runs in ``attention.md``, every
-    run in ``attention.json``, and :func:`dacl.analysis.figure` as ``attention.png``."""
-    done = [r for r in records if r["status"] == "done"]
-    # every checkpoint found before any is analysed: a missing one fails in the first second
-    ckpts = [resolve_checkpoint("best", Path(r["run_dir"]).parent) for r in done]
-    runs = []
-    for r, ckpt in zip(done, ckpts, strict=True):
-        got = analysis.analyze(ckpt, _datamodule(Path(r["config"]), tuple(overrides)))
-        runs.append({"name": r["name"], "config": r["config"], "seed": r["seed"], **got})
-        print(f"{r['name']}: intra/inter {got['ratio']:.4f} ({ckpt})", flush=True)
-    summary, compact, tables = [], [], []
-    for config in configs:
-        mine = [r for r in runs if r["config"] == config]
-        if not mine:
-            continue
-        variant = mine[0]["variant"]  # a config's runs share it
-        row: dict[str, Any] = {"config": config, "variant": variant, "n": len(mine)}
-        row |= {k: mean_std([r[k] for r in mine]) for k in COMPACTNESS} | {"attention": None}
-        summary.append(row)
-        cells = [f"`{config}` ({variant})", str(len(mine)), *(_stat(row[k]) for k in COMPACTNESS)]
-        compact.append(cells)
-        if mine[0]["attention"]:
-            per = [{"all": r["attention"]["all"], **r["attention"]["per_class"]} for r in mine]
-            row["attention"] = {c: {k: mean_std([p[c][k] for p in per]) for k in ATTENTION}
-                                for c in per[0]}  # fmt: skip
-            cells = [[c, str(n["n"]), *map(_stat, row["attention"][c].values())]
-                     for c, n in per[0].items()]  # fmt: skip
-            table = _table(["class", "faces", *ATTENTION.values()], cells)
-            tables.append(f"### `{config}`\n\n{table}")
-    (out / "attention.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
-    (out / "attention.md").write_text(
-        template("attention.md").format(
-            compactness=_table(["config", "runs", *COMPACTNESS.values()], compact),
-            attention="\n\n".join(tables) or "_No config has attention (center, softmax)._",
-        )
-    )
-    viz.save_figure(analysis.figure(summary, runs), out / "attention.png", dpi=120)
-    print(f"analysis written to {out}/attention.md, attention.json, attention.png")
-
-
-def _plot(path: Path, summary: list[dict], records: list[dict]) -> None:
-    """``ablation.png``: per config a bar (mean ± std) per metric, and a dot per run."""
-    fig = viz.figure(max(5.5, 2.2 + 1.6 * len(summary)), 4)  # room for the title
-    ax = fig.add_subplot()
-    width, done = 0.8 / len(METRICS), [r for r in records if r["status"] == "done"]
-    place = {row["config"]: i for i, row in enumerate(summary)}
-    for j, m in enumerate(METRICS):
-        shift = (j - (len(METRICS) - 1) / 2) * width
-        stats = [row.get(f"val_{m}", {"mean": math.nan, "std": None}) for row in summary]
-        means, stds = [s["mean"] for s in stats], [s["std"] or 0.0 for s in stats]
-        x = np.arange(len(summary)) + shift
-        ax.bar(x, means, width * 0.9, yerr=stds, capsize=3, label=f"best val {LABELS[m]}")
-        xs, ys = [place[r["config"]] + shift for r in done], [r["best"][m] for r in done]
-        ax.scatter(xs, ys, s=12, color="k", zorder=3)
-    ticks = [f"{Path(r['config']).stem}\n(n={r['n']})" for r in summary]
-    ax.set_xticks(range(len(summary)), ticks, fontsize=8)
-    ax.set(ylabel="score (mean ± std over seeds; dots: runs)", ylim=(0, 1))
-    ax.set_title("Ablation: best-validation metrics per config")
-    ax.legend(fontsize=8, loc="upper right")
-    viz.save_figure(fig, path, dpi=120)
+            f"{analysis.CONFIDENCE:.0%} CI", "t (df)", "p", "Welch p"]  # fmt: skip
+    return analysis.table(head, rows)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,16 @@
 """Callbacks for :class:`~dacl.module.DACLModule` and :class:`~dacl.data.FER2013DataModule`:
 method.md §5's pictures in the run's TensorBoard while it trains, its HPARAMS tab, and ``dacl
-predict``'s ``predictions.csv``. The pictures are drawn on global rank 0 through a
-:class:`TensorBoardLogger` only (without one they say so once), from what validation computed:
-no second pass over the data, nothing added to the training steps."""
+predict``'s ``predictions.csv``; and the run's logger, TensorBoard's with a ``metrics.csv``. The
+pictures are drawn on global rank 0 through a :class:`TensorBoardLogger` only (without one they
+say so once), from what validation computed: no second pass over the data, nothing added to the
+training steps."""
 
 from __future__ import annotations
 
 import csv
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from jsonargparse.typing import PositiveInt
 from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 
 from dacl import viz
@@ -27,20 +29,42 @@ from dacl.errors import DACLError
 
 log = logging.getLogger(__name__)
 
-#: What a picture callback draws: ``(tag, figure)`` pairs.
-Pictures = Iterator[tuple[str, Figure]]
+#: What a picture callback draws: figures by TensorBoard tag.
+Pictures = dict[str, Figure]
+
+
+class CSVTensorBoardLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger that also appends every scalar it logs to ``metrics.csv``
+    (:data:`dacl.viz.METRICS_FILE`, read by :func:`dacl.viz.read_metrics`) in its ``log_dir``,
+    beside the event files and checkpoints, one ``step,metric,value`` row each.
+
+    One logger, not Lightning's CSVLogger beside it: two loggers pick their versions apart, and
+    CSVLogger deletes the metrics of a run resumed into its folder. Here rows are only appended
+    (a resumed run adds to them) and each call closes the file (a killed run keeps them all)."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        super().log_metrics(metrics, step)
+        path = Path(self.log_dir) / viz.METRICS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.is_file()
+        with path.open("a", newline="") as f:
+            rows = csv.writer(f)
+            if new:
+                rows.writerow(("step", "metric", "value"))
+            # add_scalars groups (dict values) stay TensorBoard's; a step-less one is step 0 there
+            scalars = ((k, v) for k, v in metrics.items() if not isinstance(v, Mapping))
+            rows.writerows((step or 0, k, float(v)) for k, v in scalars)
 
 
 class _PictureLogger(pl.Callback):
     """Draws :meth:`_pictures` into the run's TensorBoard after each validation (not the sanity
     check)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._told = False
+    _told = False  # said once that there is no TensorBoard to draw in
 
     def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
-        """The ``(tag, figure)`` pairs to draw for ``split``."""
+        """The figures to draw for ``split``, by tag."""
         raise NotImplementedError
 
     def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> None:
@@ -50,7 +74,7 @@ class _PictureLogger(pl.Callback):
             log.info("%s: no TensorBoardLogger on the trainer; skipped", type(self).__name__)
         if not trainer.is_global_zero or not boards:
             return
-        for tag, fig in self._pictures(trainer, pl_module, split):
+        for tag, fig in self._pictures(trainer, pl_module, split).items():
             boards[0].add_figure(tag, fig, trainer.global_step)
         boards[0].flush()
 
@@ -77,7 +101,7 @@ class ConfusionMatrixLogger(_PictureLogger):
         where = at if split == "val" else ckpt or f"weights at {at}"
         cm = self.last[split] = pl_module.confusion[split].detach().cpu()
         title = f"{split} confusion matrix · {where}"
-        yield f"confusion/{split}", viz.confusion_figure(cm, pl_module.class_names, title)
+        return {f"confusion/{split}": viz.confusion_figure(cm, pl_module.class_names, title)}
 
 
 class AttentionMapLogger(_PictureLogger):
@@ -103,29 +127,23 @@ class AttentionMapLogger(_PictureLogger):
         if stage not in ("fit", "validate") or self.indices is not None:
             return
         data, labels = trainer.datamodule, trainer.datamodule.labels("val")
-        k = len(pl_module.class_names)
-        self.indices = torch.cat([(labels == c).nonzero()[: self.per_class, 0] for c in range(k)])
+        self.indices = viz.first_of_each_class(labels, len(pl_module.class_names), self.per_class)
         self.labels = labels[self.indices]
         self.inputs, self.faces = data.inputs("val", self.indices), data.faces("val", self.indices)
         self.files = [Path(data.names("val")[i]).name for i in self.indices.tolist()]
 
     def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
         if self.inputs is None or not len(self.inputs) or pl_module.hparams.variant != "dacl":
-            return  # the center and softmax variants have no attention branch (a ≡ 1)
+            return {}  # the center and softmax variants have no attention branch (a ≡ 1)
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             logits, _, attention = pl_module(self.inputs.to(pl_module.device))
         self.attention = attention.float().cpu()
-        conf, pred = logits.float().softmax(-1).max(-1)
-        names, files = pl_module.class_names, self.files
-        rows = [f"{f} → {names[p]} {c:.2f}" for f, p, c in zip(files, pred, conf, strict=True)]
         where = f"val · epoch {trainer.current_epoch} · step {trainer.global_step}"
-        figures = viz.class_attention_figures(
-            self.attention, self.labels, names, where, rows, self.faces
-        )
-        for name, fig in figures.items():
-            yield f"attention/{name}", fig
-        title = f"{where} · {len(self.attention)} fixed images"
-        yield "attention/mean", viz.mean_attention_figure(self.attention, self.labels, names, title)
+        maps, mean = viz.attention_pictures(
+            self.attention, self.labels, logits.cpu(), self.files, lambda idx: self.faces[idx],
+            pl_module.class_names, where, self.per_class,
+        )  # fmt: skip
+        return {**{f"attention/{c}": fig for c, (_, fig) in maps.items()}, "attention/mean": mean}
 
 
 class SampleGridLogger(_PictureLogger):
@@ -148,14 +166,9 @@ class SampleGridLogger(_PictureLogger):
         self._parts = []
 
     def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: dict[str, Tensor],
-        batch: tuple[Tensor, Tensor],
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: dict[str, Tensor],
+        batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0,
+    ) -> None:  # fmt: skip
         stride = max(1, math.ceil(trainer.num_val_batches[0] / self.max_batches))
         chosen = batch_idx % stride == 0 and batch_idx < stride * self.max_batches
         if not chosen or trainer.sanity_checking or not trainer.is_global_zero:
@@ -167,24 +180,19 @@ class SampleGridLogger(_PictureLogger):
 
     def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
         if not self._parts:
-            return
+            return {}
         labels, pred, conf, positions = (torch.cat(t).cpu() for t in zip(*self._parts, strict=True))
         # Rank 0's position p of a distributed, unshuffled loader is dataset index p·W (mod N).
         data = trainer.datamodule
         self.candidates = positions * trainer.world_size % len(data.labels("val"))
         where = f"val · epoch {trainer.current_epoch} · of {len(labels)} images"
-        wrong, correct = viz.select_samples(labels, pred, conf, self.n)
+        grids = viz.sample_grids(
+            labels, pred, conf, lambda idx: data.faces("val", self.candidates[idx]),
+            pl_module.class_names, self.n, where,
+        )  # fmt: skip
         found = {"indices": self.candidates, "labels": labels, "pred": pred, "conf": conf}
-        names = pl_module.class_names
-        for kind, idx, note in (
-            ("wrong", wrong, ", most confident first"),
-            ("correct", correct, ""),
-        ):
-            self.last[kind] = {key: t[idx] for key, t in found.items()}
-            faces = data.faces("val", self.candidates[idx])
-            title = f"{where} · {len(idx)} {kind}{note}"
-            fig = viz.sample_grid_figure(faces, labels[idx], pred[idx], conf[idx], names, title)
-            yield f"samples/val_{kind}", fig
+        self.last = {k: {key: t[idx] for key, t in found.items()} for k, (idx, _) in grids.items()}
+        return {f"samples/val_{kind}": fig for kind, (_, fig) in grids.items()}
 
 
 class HParamsLogger(pl.Callback):
@@ -253,12 +261,9 @@ class PredictionWriter(BasePredictionWriter):
         self.filename = filename
 
     def write_on_epoch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        predictions: Sequence[Any],
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any],
         batch_indices: Sequence[Any],
-    ) -> None:
+    ) -> None:  # fmt: skip
         if trainer.world_size > 1:
             raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
         data = trainer.datamodule

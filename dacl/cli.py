@@ -1,5 +1,6 @@
 """The ``dacl`` LightningCLI over DACLModule and FER2013DataModule: ``fit``, ``validate``,
-``test``, ``predict`` and ``report`` (pictures and metrics of one checkpoint, :mod:`dacl.report`).
+``test``, ``predict_split`` (a dataset split's predictions) and ``report`` (pictures and
+metrics of one checkpoint, :mod:`dacl.report`).
 
 ``dacl fit --config experiments/exp3.yaml`` reads the shipped ``configs/default.yaml`` first
 (trainer, logger, callbacks), then the experiment. ``--ckpt_path best|last`` resolves to the
@@ -8,6 +9,8 @@ newest run of that experiment under the logger's folder.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import re
 import signal
@@ -15,7 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
+from jsonargparse import ArgumentError
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
@@ -133,55 +138,99 @@ def resolve_checkpoint(ckpt_path: str | None, root: Path | None) -> str | None:
 
 
 class DACLCLI(LightningCLI):
-    """LightningCLI with ``model.image_size`` linked to ``data.crop``, ``best``/``last`` as
-    checkpoint paths, and ``report`` beside Lightning's subcommands."""
+    """LightningCLI with ``model.image_size`` linked to ``data.crop``, ``best``/``last``/
+    ``pretrained`` as checkpoint paths, ``report`` beside Lightning's subcommands, and
+    Lightning's ``predict`` of a dataset split as ``predict_split`` (``dacl predict`` is the
+    picture classifier of :mod:`dacl.predictor`)."""
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        return {**LightningCLI.subcommands(), "report": {"model", "datamodule"}}
+        own = {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+        return {
+            **own,
+            "predict_split": {"model", "dataloaders", "datamodule"},
+            "report": {"model", "datamodule"},
+        }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.crop", "model.image_size")
         parser.link_arguments("data.label_mode", "model.target_loss", compute_fn=target_loss)
 
-    def before_instantiate_classes(self) -> None:
-        if self.subcommand == "report":  # an evaluation that writes files, not a run to log
-            trainer = self.config.report.trainer
-            trainer.logger, trainer.callbacks, trainer.enable_checkpointing = False, [], False
-            self.save_config_callback = None  # without a logger it would write to the cwd
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        cpu_precision(config.trainer)
-        match_data(config, getattr(self, "_trained_data", None))
-
-    def _parse_ckpt_path(self) -> None:
-        # best/last are resolved and files checked (one line, not a traceback) before the
-        # checkpoint's hyper-parameters replace the config's model, so `test --ckpt_path best`
-        # rebuilds the model that was trained; tensors are only mapped here, not read.
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        # Before LightningCLI merges a checkpoint's hyper-parameters into the model's config:
+        # outputs placed, best/last/pretrained resolved and the file checked, so that a missing,
+        # damaged or foreign checkpoint is one line, not a traceback, and `test --ckpt_path
+        # best` rebuilds the model that was trained. Tensors are only mapped here, not read.
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise DACLError(usage_error(str(err))) from None
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         place_outputs(config.trainer)
         root = log_root(config.trainer)
         if subcommand == "fit" and root is not None:
             check_writable(root)
+        self.trained_data = None
         if not subcommand or "ckpt_path" not in config:
             return
         config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
         if config.ckpt_path is None:
             return
-        # truncated, damaged, code-running or foreign files fail here in one line, not in a
-        # traceback from Lightning's own loading
         checkpoint = safe_load(config.ckpt_path, "--ckpt_path file", mmap=True)
-        hparams = checkpoint.get("hyper_parameters")
-        if "state_dict" not in checkpoint or hparams is None:
+        if "state_dict" not in checkpoint or not checkpoint.get("hyper_parameters"):
             raise DACLError(
                 f"--ckpt_path '{config.ckpt_path}' is not a dacl checkpoint (no model "
                 "hyper-parameters): pass a checkpoint written by dacl fit"
             )
         if subcommand != "fit":
-            self._trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
-        if hparams:
-            hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
-            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+            self.trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
+        trained = checkpoint["hyper_parameters"].get("image_size")
+        if trained is not None and trained != config.data.crop:
+            sizes = (self.trained_data or {}).get("resize")
+            also = f" --data.resize {sizes}" if sizes else ""
+            raise DACLError(
+                f"--ckpt_path '{config.ckpt_path}' was trained on {trained} px crops, but "
+                f"data.crop is {config.data.crop}: pass the config it was trained with, or "
+                f"--data.crop {trained}{also}"
+            )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        if self.subcommand == "report":  # an evaluation that writes files, not a run to log
+            trainer.logger, trainer.callbacks, trainer.enable_checkpointing = False, [], False
+            self.save_config_callback = None  # without a logger it would write to the cwd
+        if trainer.enable_checkpointing is False or trainer.fast_dev_run:
+            # no checkpoint at all: Lightning refuses a checkpoint callback without
+            # checkpointing, and a fast_dev_run has no run folder to put one in
+            trainer.callbacks = [c for c in trainer.callbacks or [] if not writes_checkpoints(c)]
+            trainer.enable_checkpointing = False
+        cpu_precision(trainer)
+        match_data(config, self.trained_data)
+
+
+def usage_error(message: str) -> str:
+    """jsonargparse's complaint in one line; an unknown ``--model.*``, ``--data.*`` or
+    ``--trainer.*`` option with the closest real one (``--model.lamda``: ``--model.lam``)."""
+    first = message.strip().splitlines()[0] if message.strip() else "bad arguments"
+    unknown = re.findall(r"--((?:model|data|trainer)\.\w+)", first)
+    owners = {"model": DACLModule, "data": FER2013DataModule, "trainer": pl.Trainer}
+    known = [
+        f"{group}.{name}"
+        for group, owner in owners.items()
+        for name in inspect.signature(owner.__init__).parameters
+        if name != "self"
+    ]
+    close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
+    hint = f" (did you mean {', '.join(f'--{m}' for m in close)}?)" if close else ""
+    return f"{first}{hint}; see dacl {{fit,validate,test,...}} --help"
+
+
+def writes_checkpoints(callback) -> bool:
+    """Whether a configured callback is ``ModelCheckpoint`` or dacl's ``LastCheckpoint``."""
+    name = str(callback.get("class_path", "")) if hasattr(callback, "get") else ""
+    return name.endswith(("ModelCheckpoint", "LastCheckpoint"))
 
 
 def target_loss(label_mode: str) -> str:
@@ -216,27 +265,21 @@ def build_cli(args: list[str], run: bool = False) -> DACLCLI:
     """The ``dacl`` LightningCLI over ``args``, with the shipped defaults read first (so an
     experiment file can override parts of their logger and callbacks: jsonargparse merges
     nested ``init_args`` only onto a class given by an earlier --config). With ``run=False``
-    (no subcommand) it only configures: ``.model``, ``.datamodule``, ``.trainer``."""
+    (no subcommand) it only configures: ``.model``, ``.datamodule``, ``.trainer``.
+
+    A run (``run=True``) reads its arguments from ``sys.argv``, set here to the command with
+    the defaults in place: Lightning's DDP launcher starts every other process with the same
+    ``sys.argv``, and each then parses the same command."""
     at = 1 if run and args and not args[0].startswith("-") else 0
-    return DACLCLI(
-        DACLModule,
-        FER2013DataModule,
-        trainer_class=Trainer,
-        args=[*args[:at], "--config", str(default_config()), *args[at:]],
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": "dacl"} if run else {},
-    )
-
-
-EXTRA_HELP = """
-  Also:
-    ablate              Configs x seeds one after another, with a mean ± std table
-                        (dacl ablate --configs A.yaml B.yaml --seeds 0 1 2).
-    export              A checkpoint's network as ONNX or TorchScript, checked
-                        (dacl export --ckpt_path F --format onnx|torchscript).
-    predict PICTURE...  Expressions of pictures, folders, globs and videos, a row per
-                        face (dacl predict --ckpt_path F PICTURE... --help)."""
+    defaults = ["--config", str(default_config())]
+    if args[at : at + 2] != defaults:  # a DDP process's command has them already
+        args = [*args[:at], *defaults, *args[at:]]
+    kwargs = {"save_config_kwargs": {"overwrite": True}, "trainer_class": Trainer}
+    if not run:
+        return DACLCLI(DACLModule, FER2013DataModule, args=args, run=False, **kwargs)
+    sys.argv = [sys.argv[0], *args]
+    parser_kwargs = {"prog": "dacl", "exit_on_error": False}  # errors in one line, not usage
+    return DACLCLI(DACLModule, FER2013DataModule, parser_kwargs=parser_kwargs, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,17 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
-    if argv is None:
-        # LightningCLI warns when it gets args and sys.argv both: hand it the arguments once.
-        argv, sys.argv = sys.argv[1:], sys.argv[:1]
     try:
-        if argv[:1] in ([], ["-h"], ["--help"]):
-            try:
-                build_cli(argv, run=True)
-            finally:
-                print(EXTRA_HELP)
-        else:
-            build_cli(argv, run=True)
+        build_cli(sys.argv[1:] if argv is None else argv, run=True)
     except DACLError as err:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -15,12 +15,14 @@ autograd, in batches.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import glob
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,18 +31,24 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
+from tqdm import tqdm
 
 from dacl import pretrained
 from dacl.checkpoint import safe_load
 from dacl.data.augment import TTA_VIEWS, eval_augment
 from dacl.data.datasets import FORMATS, Format
-from dacl.data.layouts import image_array
+from dacl.data.layouts import eight_bit, image_array
 from dacl.data.transforms import FIVE_CROPS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 
 #: What a picture may be: a file path, a PIL image, or an (H, W) / (H, W, 3) uint8 array.
 Picture = str | Path | Image.Image | np.ndarray
+#: A face's box in its picture: ``(x, y, width, height)`` in pixels.
+Box = tuple[int, int, int, int]
+#: Where the faces of a picture are: ``crop`` (the whole picture is one face, as in FER2013),
+#: ``detect`` (OpenCV's Haar cascade) or any detector, a function picture → boxes.
+Faces = Literal["crop", "detect"] | Callable[[Image.Image], Sequence[Sequence[float]]]
 
 
 @dataclass
@@ -67,19 +75,35 @@ class Predictions:
 
 
 def load_picture(picture: Picture) -> Image.Image:
-    """A picture as a PIL image, EXIF orientation applied; one-line :class:`DACLError` for a file
-    that is missing or not an image."""
+    """A picture as a PIL image at 8 bits a channel (:func:`~dacl.data.layouts.eight_bit`),
+    EXIF orientation applied; one-line :class:`DACLError` for a file that is missing, not an
+    image, or larger than Pillow's decompression-bomb limit. An animated picture gives its
+    first frame here; :func:`pictures_of` reads every frame."""
     if isinstance(picture, np.ndarray):
         return Image.fromarray(np.ascontiguousarray(picture))
     if isinstance(picture, Image.Image):
-        return ImageOps.exif_transpose(picture)
+        return eight_bit(ImageOps.exif_transpose(picture))
+    with opened(picture) as im:
+        return eight_bit(ImageOps.exif_transpose(im)).convert("RGB")  # convert() decodes it all
+
+
+@contextlib.contextmanager
+def opened(path: str | Path) -> Iterator[Image.Image]:
+    """``Image.open(path)`` with every failure as one :class:`DACLError` line naming the file."""
     try:
-        with Image.open(picture) as im:
-            return ImageOps.exif_transpose(im).convert("RGB")  # convert() decodes it all
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                yield im
     except FileNotFoundError:
-        raise DACLError(f"'{picture}': no such file") from None
+        raise DACLError(f"'{path}': no such file") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DACLError(
+            f"'{path}': over {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
+            "decompression bombs; downscale the picture first"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DACLError(f"'{picture}': not a readable image ({err})") from None
+        raise DACLError(f"'{path}': not a readable image ({err})") from None
 
 
 class Predictor:
@@ -155,18 +179,13 @@ class Predictor:
         return cls(module, crop, int(data.get("resize", crop)), device, batch_size, fmt, tta)
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path | None = None,
-        device: str | torch.device = "cpu",
-        batch_size: int = 64,
-        tta: str | None = None,
-    ) -> Predictor:
+    def load(cls, path: str | Path | None = None, tta: str | None = None, **options) -> Predictor:
         """A ``dacl fit`` checkpoint, a weights + config pair (``.json`` or ``.safetensors``)
-        or, with no ``path``, the model shipped with dacl."""
+        or, with no ``path``, the model shipped with dacl; ``options``: ``device`` and
+        ``batch_size``, as :meth:`from_checkpoint` and :meth:`from_pretrained` take them."""
         if path is None or Path(path).suffix in (".json", ".safetensors"):
-            return cls.from_pretrained(path, device, batch_size, tta)
-        return cls.from_checkpoint(path, device, batch_size, tta or "none")
+            return cls.from_pretrained(path, tta=tta, **options)
+        return cls.from_checkpoint(path, tta=tta or "none", **options)
 
     def faces(self, pictures: Iterable[Picture]) -> Tensor:
         """The pictures as the training data's faces: ``uint8 (n, C, S, S)`` (FER2013:
@@ -195,11 +214,10 @@ class Predictor:
             attention.append(att.float().cpu())
         return Predictions(self.class_names, torch.cat(probs), torch.cat(attention))
 
-    def __call__(
-        self, pictures: Sequence[Picture] | Picture, faces: Literal["crop", "detect"] = "crop"
-    ) -> Predictions:
+    def __call__(self, pictures: Sequence[Picture] | Picture, faces: Faces = "crop") -> Predictions:
         """Predictions for one picture or a sequence of them (paths, PIL images, arrays): one
-        row per picture (``crop``: each picture is a face) or per face found (``detect``)."""
+        row per picture (``crop``: each picture is a face) or per face found (``detect``, or
+        the boxes a detector function of your own returns for the picture)."""
         if isinstance(pictures, (str, Path, Image.Image, np.ndarray)):
             pictures = [pictures]
         boxes, sources, crops = [], [], []
@@ -274,10 +292,18 @@ def _cv2():
 
 
 def pictures_of(path: Path, every: int = 1) -> Iterable[tuple[int | str, Image.Image]]:
-    """``(frame, picture)`` of a file: ``("", picture)`` for a picture, every ``every``-th frame
-    (numbered from 0) of a video. :class:`DACLError` for a file that cannot be read."""
+    """``(frame, picture)`` of a file: ``("", picture)`` for a picture; every ``every``-th frame
+    (numbered from 0) of a video or an animated picture (GIF, WebP, multi-page TIFF).
+    :class:`DACLError` for a file that cannot be read."""
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        yield "", load_picture(path)
+        with opened(path) as im:
+            frames = getattr(im, "n_frames", 1)
+            if frames == 1:
+                yield "", load_picture(path)
+                return
+            for index in range(0, frames, every):
+                im.seek(index)
+                yield index, eight_bit(im).convert("RGB")
         return
     if not path.is_file():
         raise DACLError(f"'{path}': no such file")
@@ -316,15 +342,59 @@ def detect_faces(picture: Image.Image) -> list[tuple[int, int, int, int]]:
     return boxes
 
 
+def face_boxes(picture: Image.Image, faces: Faces) -> list[Box]:
+    """The boxes of a picture's faces: the whole picture (``crop``), :func:`detect_faces`'
+    (``detect``), or a detector function's, rounded and clipped to the picture; a box that is
+    not four numbers with a positive width and height inside the picture is a :class:`DACLError`."""
+    if faces == "crop":
+        return [(0, 0, *picture.size)]
+    if faces == "detect":
+        return detect_faces(picture)
+    boxes = []
+    for box in faces(picture):
+        try:
+            x, y, w, h = (round(float(v)) for v in box)
+        except (TypeError, ValueError):
+            raise DACLError(
+                f"a face box must be 4 numbers (x, y, width, height), got {box!r}"
+            ) from None
+        x0, y0 = max(0, x), max(0, y)
+        x1, y1 = min(picture.width, x + w), min(picture.height, y + h)
+        if x1 <= x0 or y1 <= y0:
+            raise DACLError(f"face box {box!r} has no area inside the {picture.size} picture")
+        boxes.append((x0, y0, x1 - x0, y1 - y0))
+    return boxes
+
+
 def _face_crops(
-    picture: Image.Image,
-    faces: Literal["crop", "detect"],
-    face: Callable[[Image.Image], np.ndarray],
-) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-    """The picture's faces as ``(box, face(crop))``: the whole picture (``crop``, as the
-    datasets' pictures are faces) or each face :func:`detect_faces` finds (``detect``)."""
-    boxes = detect_faces(picture) if faces == "detect" else [(0, 0, *picture.size)]
-    return [((x, y, w, h), face(picture.crop((x, y, x + w, y + h)))) for x, y, w, h in boxes]
+    picture: Image.Image, faces: Faces, face: Callable[[Image.Image], np.ndarray]
+) -> list[tuple[Box, np.ndarray]]:
+    """The picture's faces (:func:`face_boxes`) as ``(box, face(crop))``."""
+    return [
+        ((x, y, w, h), face(picture.crop((x, y, x + w, y + h))))
+        for x, y, w, h in face_boxes(picture, faces)
+    ]
+
+
+def read_boxes(path: str | Path) -> dict[tuple[str, str], list[Box]]:
+    """A CSV of face boxes from another detector: columns ``file``, ``x``, ``y``, ``width``,
+    ``height`` (and ``frame`` for videos), a row per face → boxes by ``(file, frame)``."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise DACLError(f"--boxes '{path}': {err.strerror or err}") from None
+    table: dict[tuple[str, str], list[Box]] = {}
+    for line, row in enumerate(rows, 2):
+        try:
+            box = tuple(round(float(row[k])) for k in BOX)
+            table.setdefault((row["file"], row.get("frame") or ""), []).append(box)
+        except (KeyError, TypeError, ValueError):
+            raise DACLError(
+                f"--boxes '{path}' line {line}: expected columns file, x, y, width, height "
+                "(and frame) with numbers"
+            ) from None
+    return table
 
 
 def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Image:
@@ -348,15 +418,16 @@ def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Imag
 
 def predict_files(
     predictor: Predictor,
-    files: Sequence[Path],
-    faces: Literal["crop", "detect"] = "crop",
+    files: Iterable[Path],
+    faces: Faces | dict[tuple[str, str], list[Box]] = "crop",
     attention: bool = False,
     every: int = 1,
     annotate_to: Path | None = None,
 ) -> Iterable[dict[str, Any]]:
     """Rows in the order of ``files`` (and of a video's frames, every ``every``-th): one per
-    face — the whole picture (``crop``: the picture is the face, as in FER2013) or each face
-    found (``detect``) — with its box, the prediction, its confidence and every class's
+    face — the whole picture (``crop``: the picture is the face, as in FER2013), each face
+    found (``detect`` or a detector function), or each box of a :func:`read_boxes` table
+    for that file and frame — with its box, the prediction, its confidence and every class's
     probability. A file that cannot be read, or a picture without a face, gets one row saying
     so in ``error``; the others go on. Faces are predicted in batches. With ``annotate_to``,
     each picture is written there with its boxes and labels drawn."""
@@ -385,7 +456,11 @@ def predict_files(
     for path in files:
         try:
             for frame, picture in pictures_of(path, every):
-                found = _face_crops(picture, faces, predictor.face)
+                finder = faces
+                if isinstance(faces, dict):  # boxes from a file: by the path given, or its name
+                    listed = faces.get((str(path), str(frame)), faces.get((path.name, str(frame))))
+                    finder = functools.partial(lambda boxes, _: boxes, listed or [])
+                found = _face_crops(picture, finder, predictor.face)
                 if not found:
                     yield from flush() if batch else ()  # rows stay in the order of the files
                     yield {"file": str(path), "frame": frame, "error": f"'{path}': no face found"}
@@ -420,11 +495,10 @@ def main(argv: list[str]) -> None:
     parser = ArgumentParser(
         prog="dacl predict",
         description="Expressions of the faces in pictures and videos (files, folders, glob "
-        "patterns), one row per face. `dacl predict --config C --ckpt_path X` (no pictures) "
-        "predicts a dataset split.",
+        "patterns), one row per face. A dataset split's predictions: `dacl predict_split`.",
     )
     parser.add_argument("--config", action=ActionConfigFile, help="these options as a file")
-    parser.add_argument("paths", nargs="+", help="pictures, videos, folders or globs")
+    parser.add_argument("paths", nargs="*", help="pictures, videos, folders or globs")
     parser.add_argument(
         "--ckpt_path", type=str | None, default=None,
         help="a dacl fit checkpoint or a NAME.json weights pair; default: the shipped model",
@@ -439,15 +513,27 @@ def main(argv: list[str]) -> None:
         "--faces", type=Literal["crop", "detect"], default="crop",
         help="crop: each picture is one face (as in FER2013); detect: find the faces in photos",
     )  # fmt: skip
+    parser.add_argument(
+        "--boxes", type=str | None, default=None,
+        help="a CSV of face boxes from your own detector (file, [frame,] x, y, width, height); "
+        "replaces --faces",
+    )  # fmt: skip
     parser.add_argument("--attention", type=bool, default=False, help="add the 512 weights")
     parser.add_argument("--every", type=int, default=1, help="videos: every N-th frame")
     parser.add_argument("--annotate", type=str | None, default=None, help="folder for pictures")
     parser.add_argument("--batch_size", type=int, default=64, help="pictures per forward pass")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
+    if not args.paths:
+        raise DACLError(
+            "dacl predict takes pictures, videos, folders or globs; a dataset split's "
+            "predictions: dacl predict_split --config C --ckpt_path X"
+        )
     if args.every < 1 or args.batch_size < 1:
         raise DACLError("--every and --batch_size must be at least 1")
-    predictor = Predictor.load(args.ckpt_path, args.device, args.batch_size, args.tta)
+    predictor = Predictor.load(
+        args.ckpt_path, args.tta, device=args.device, batch_size=args.batch_size
+    )
     if args.ckpt_path is None:
         print(f"dacl predict: no --ckpt_path, using {shipped_model()}", file=sys.stderr)
     files = expand(args.paths)
@@ -465,7 +551,10 @@ def main(argv: list[str]) -> None:
         annotate_to = Path(args.annotate) if args.annotate else None
         if annotate_to is not None:
             annotate_to.mkdir(parents=True, exist_ok=True)
-        rows = predict_files(predictor, files, args.faces, args.attention, args.every, annotate_to)
+        # a bar on the terminal for long lists, as for training; none in pipes and logs
+        bar = tqdm(files, desc="dacl predict", unit="file", disable=None, file=sys.stderr)
+        faces = read_boxes(args.boxes) if args.boxes else args.faces
+        rows = predict_files(predictor, bar, faces, args.attention, args.every, annotate_to)
         for row in rows:
             failed += bool(row["error"]) and not row["error"].endswith("no face found")
             if writer is None:

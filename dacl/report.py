@@ -1,12 +1,13 @@
 """``dacl report``: one checkpoint evaluated once on one split and written up as the report's
 chapter 4 (:meth:`Trainer.report`): confusion matrices, attention maps (per class and the class
 means; none for the ``center`` and ``softmax`` variants, whose ``a ≡ 1``), the most confident
-mistakes and correct faces, training curves (from the run's TensorBoard events, when found),
+mistakes and correct faces, training curves (from the run's ``metrics.csv``, when found),
 ``metrics.json`` and ``report.md`` (the package's ``templates/report.md``, filled in).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,27 +38,23 @@ def compute_metrics(logits: Tensor, labels: Tensor, class_names: Sequence[str]) 
     values = metrics(logits.float().cpu(), labels.cpu())
     cm = values["confmat"].long()
 
-    def by_class(t: Tensor) -> dict[str, Any]:
-        return dict(zip(class_names, t.tolist(), strict=True))
-
+    per_class = {"recall": values["recall"], "precision": values["precision"],
+                 "counts": cm.sum(1), "predicted_counts": cm.sum(0)}  # fmt: skip
     return {
         **{m: float(values[m]) for m in ("acc", "balanced_acc", "f1_macro")},
-        "recall": by_class(values["recall"]),
-        "precision": by_class(values["precision"]),
-        "counts": by_class(cm.sum(1)),
-        "predicted_counts": by_class(cm.sum(0)),
+        **{k: dict(zip(class_names, t.tolist(), strict=True)) for k, t in per_class.items()},
         "confusion_matrix": cm.tolist(),
     }
 
 
 def find_log_dir(ckpt_path: str | Path | None) -> Path | None:
     """The run directory of a Lightning checkpoint (``<run>/checkpoints/x.ckpt`` → ``<run>``)
-    when it holds TensorBoard event files, else ``None``."""
+    when it holds the run's :data:`~dacl.viz.METRICS_FILE`, else ``None``."""
     if ckpt_path is None:
         return None
     parent = Path(ckpt_path).resolve().parent
     runs = (parent.parent, parent) if parent.name == "checkpoints" else (parent,)
-    return next((run for run in runs if any(run.glob("events.out.tfevents.*"))), None)
+    return next((run for run in runs if (run / viz.METRICS_FILE).is_file()), None)
 
 
 class _Gather(pl.Callback):
@@ -73,18 +70,23 @@ class _Gather(pl.Callback):
 
 
 class Trainer(pl.Trainer):
-    """Lightning's Trainer with one more entry point, ``report`` (``dacl report``)."""
+    """Lightning's Trainer with two more entry points: ``report`` (``dacl report``) and
+    ``predict_split`` (``dacl predict_split``: Lightning's ``predict`` under the name that
+    leaves ``dacl predict`` to pictures)."""
+
+    def predict_split(
+        self, model: pl.LightningModule | None = None, dataloaders: Any = None,
+        datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None,
+        ckpt_path: str | None = None,
+    ) -> Any:  # fmt: skip
+        """Predictions of the data's predict split (test, else val), as ``Trainer.predict``."""
+        return self.predict(model, dataloaders, datamodule, return_predictions, ckpt_path)
 
     def report(
-        self,
-        model: pl.LightningModule,
-        datamodule: pl.LightningDataModule,
-        ckpt_path: str | None = None,
-        split: Literal["val", "test"] = "val",
-        out: str | None = None,
-        per_class: int = 6,
-        grid_size: int = 24,
-    ) -> dict[str, Any]:
+        self, model: pl.LightningModule, datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None, split: Literal["val", "test"] = "val", out: str | None = None,
+        per_class: int = 6, grid_size: int = 24,
+    ) -> dict[str, Any]:  # fmt: skip
         """Evaluate the model once on one split through Lightning's own loop; write the pictures,
         ``metrics.json`` and ``report.md`` and return ``metrics.json``: ``split``, ``checkpoint``,
         ``n_images``, ``class_names``, the measures of :func:`compute_metrics`, ``attention_rows``
@@ -113,45 +115,37 @@ class Trainer(pl.Trainer):
             raise DACLError(f"the {split} split has no images")
         logits, attention, labels = (torch.cat(t).cpu() for t in zip(*gather.parts, strict=True))
         names, n = tuple(model.class_names), len(labels)
-        faces = datamodule.faces(split, torch.arange(n))
-        images = [Path(f).name for f in datamodule.names(split)]
+        files = [Path(f).name for f in datamodule.names(split)]
         ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
-        title, where = f"{split} · {ckpt_label}", f"{split} · {ckpt_label} · {n} images"
+        where = f"{split} · {ckpt_label}"
         log_dir = find_log_dir(ckpt_path)
         out = Path(out) if out else (log_dir or Path(ckpt_path or ".").parent) / f"report_{split}"
         out.mkdir(parents=True, exist_ok=True)
         metrics = compute_metrics(logits, labels, names)
+        faces = functools.partial(datamodule.faces, split)
 
         def save(fig: Figure, name: str) -> str:
             return viz.save_figure(fig, out / f"{name}.png").name
 
-        cm_fig = viz.confusion_figure(metrics["confusion_matrix"], names, title)
-        written: dict[str, Any] = {"confusion": save(cm_fig, "confusion")}
-        conf, pred = logits.softmax(-1).max(-1)
+        title = f"{split} confusion matrix · {ckpt_label}"
+        cm = viz.confusion_figure(metrics["confusion_matrix"], names, title)
+        written: dict[str, Any] = {"confusion": save(cm, "confusion")}
         attention_rows: dict[str, list[str]] = {}
-        if not bool((attention == 1).all()):
-            k = len(names)
-            chosen = torch.cat([(labels == c).nonzero()[:per_class, 0] for c in range(k)]).tolist()
-            rows = [f"{images[i]} → {names[pred[i]]} {conf[i]:.2f}" for i in chosen]
-            attention_rows = {
-                c: [images[i] for i in chosen if labels[i] == j] for j, c in enumerate(names)
-            }
-            figures = viz.class_attention_figures(
-                attention[chosen], labels[chosen], names, title, rows, faces[chosen]
+        if not bool((attention == 1).all()):  # the center and softmax variants have a ≡ 1
+            maps, mean = viz.attention_pictures(
+                attention, labels, logits, files, faces, names, where, per_class
             )
-            written["attention"] = {c: save(f, f"attention_{c}") for c, f in figures.items()}
-            mean_fig = viz.mean_attention_figure(attention, labels, names, where)
-            written["attention_mean"] = save(mean_fig, "attention_mean")
-        wrong, correct = viz.select_samples(labels, pred, conf, grid_size)
-        for kind, idx, note in (
-            ("wrong", wrong, f"{len(wrong)} most confident mistakes"),
-            ("correct", correct, f"{len(correct)} correct, class by class"),
-        ):
-            fig = viz.sample_grid_figure(
-                faces[idx], labels[idx], pred[idx], conf[idx], names, f"{where} · {note}"
-            )
+            written["attention"] = {c: save(fig, f"attention_{c}") for c, (_, fig) in maps.items()}
+            written["attention_mean"] = save(mean, "attention_mean")
+            rows = {c: [files[i] for i in idx.tolist()] for c, (idx, _) in maps.items()}
+            attention_rows = {c: rows.get(c, []) for c in names}  # a class without images: none
+        conf, pred = logits.softmax(-1).max(-1)
+        grids = viz.sample_grids(
+            labels, pred, conf, faces, names, grid_size, f"{where} · {n} images"
+        )
+        for kind, (_, fig) in grids.items():
             written[f"samples_{kind}"] = save(fig, f"samples_{kind}")
-        scalars = viz.read_scalars(log_dir) if log_dir is not None else {}
+        scalars = viz.read_metrics(log_dir) if log_dir is not None else {}
         if any(viz.curve_panel(tag) for tag in scalars):
             curves = viz.curves_figure(scalars, f"training curves · {log_dir}")
             written["curves"] = save(curves, "curves")
@@ -175,13 +169,9 @@ class Trainer(pl.Trainer):
 
 
 def write_report(
-    module: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
-    *,
-    accelerator: str = "auto",
-    precision: str | int | None = None,
-    **kwargs: Any,
-) -> dict[str, Any]:
+    module: pl.LightningModule, datamodule: pl.LightningDataModule, *, accelerator: str = "auto",
+    precision: str | int | None = None, **kwargs: Any,
+) -> dict[str, Any]:  # fmt: skip
     """:meth:`Trainer.report` on a quiet one-device Trainer (``accelerator``, ``precision``)."""
     trainer = Trainer(
         accelerator=accelerator, devices=1, precision=precision, logger=False,
@@ -209,7 +199,7 @@ def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, 
         curves = f"Accuracy and losses as logged in `{log_dir}`.\n\n![training curves](curves.png)"
     else:
         where = f"in `{log_dir}`" if log_dir is not None else "next to the checkpoint"
-        curves = f"_No TensorBoard scalars found {where}._"
+        curves = f"_No accuracy or loss metrics ({viz.METRICS_FILE}) found {where}._"
     attention = "_This model has no attention branch (variant `center` or `softmax`)._"
     if "attention" in written:
         maps = [

@@ -5,9 +5,10 @@ class names; every heat map has a colour bar."""
 
 from __future__ import annotations
 
+import csv
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +18,24 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from torch import Tensor
 from torchmetrics.functional.classification import multiclass_recall
 
 from dacl.classes import REPORTED_METRICS
+from dacl.errors import DACLError
 
 Scalars = dict[str, list[tuple[int, float]]]
+#: The faces of images given by their indices (a datamodule's ``faces`` of one split).
+Faces = Callable[[Tensor], Any]
+#: A run's metrics, beside its TensorBoard events and checkpoints (:func:`read_metrics`).
+METRICS_FILE = "metrics.csv"
 
 CORRECT_COLOR = "#1a7f37"
 WRONG_COLOR = "#cf222e"
 
 
 def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    return x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _join(*parts: str | None) -> str:
@@ -127,10 +134,7 @@ def _heatmap(ax: Axes, values: np.ndarray, rows: Sequence[str], label: str, **st
 
 
 def attention_figure(
-    attn: Any,
-    title: str | None = None,
-    row_labels: Sequence[str] | None = None,
-    images: Any = None,
+    attn: Any, title: str | None = None, row_labels: Sequence[str] | None = None, images: Any = None
 ) -> Figure:
     """Attention vectors ``attn`` ``(n, d)`` as heat-map rows on a fixed (0, 1) range, so maps
     compare across classes and epochs (report Fig. 4.11–4.12); ``row_labels`` caption the rows
@@ -154,30 +158,6 @@ def attention_figure(
     rows = list(row_labels) if row_labels is not None else [f"#{i}" for i in range(n)]
     _heatmap(ax, attn, rows, "attention weight", vmin=0.0, vmax=1.0)
     return fig
-
-
-def class_attention_figures(
-    attn: Any,
-    labels: Any,
-    class_names: Sequence[str],
-    title: str | None = None,
-    row_labels: Sequence[str] | None = None,
-    images: Any = None,
-) -> dict[str, Figure]:
-    """One :func:`attention_figure` per class present in ``labels``, keyed by class name;
-    rows are that class's images in their given order."""
-    attn, labels = _np(attn), _np(labels).astype(np.int64)
-    figures: dict[str, Figure] = {}
-    for k, name in enumerate(class_names):
-        idx = np.flatnonzero(labels == k)
-        if idx.size:
-            figures[name] = attention_figure(
-                attn[idx],
-                title=_join(f"{name}: attention weights of {idx.size} images", title),
-                row_labels=[row_labels[i] for i in idx] if row_labels is not None else None,
-                images=_np(images)[idx] if images is not None else None,
-            )
-    return figures
 
 
 def mean_attention_figure(
@@ -205,9 +185,7 @@ def mean_attention_figure(
     return fig
 
 
-def select_samples(
-    labels: torch.Tensor, pred: torch.Tensor, conf: torch.Tensor, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def select_samples(labels: Tensor, pred: Tensor, conf: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Indices of up to ``n`` mistakes, most confident first, and of up to ``n`` correct
     predictions taken class by class in turn, each class's most confident first."""
     order = torch.argsort(conf, descending=True, stable=True)
@@ -219,14 +197,9 @@ def select_samples(
 
 
 def sample_grid_figure(
-    images: Any,
-    true: Any,
-    pred: Any,
-    conf: Any,
-    class_names: Sequence[str],
-    title: str | None = None,
-    ncols: int = 8,
-) -> Figure:
+    images: Any, true: Any, pred: Any, conf: Any, class_names: Sequence[str],
+    title: str | None = None, ncols: int = 8,
+) -> Figure:  # fmt: skip
     """Faces in gray with ``true / pred (confidence)`` captions, green when right, red when
     wrong (report Fig. 4.13–4.14). ``images``: ``(n, H, W)`` or ``(n, C, H, W)``, ``uint8``
     or floats in [0, 1]."""
@@ -248,6 +221,48 @@ def sample_grid_figure(
     return fig
 
 
+def first_of_each_class(labels: Tensor, num_classes: int, per_class: int) -> Tensor:
+    """Indices of the first ``per_class`` images of each class in ``labels``' order, class by
+    class: the attention maps' rows, the same images in every epoch and report."""
+    return torch.cat([(labels == c).nonzero()[:per_class, 0] for c in range(num_classes)])
+
+
+def attention_pictures(
+    attention: Tensor, labels: Tensor, logits: Tensor, files: Sequence[str], faces: Faces,
+    class_names: Sequence[str], where: str, per_class: int,
+) -> tuple[dict[str, tuple[Tensor, Figure]], Figure]:  # fmt: skip
+    """The attention maps of TensorBoard and the report alike: per class present, the indices of
+    its first ``per_class`` images and their :func:`attention_figure`, rows captioned ``file →
+    predicted class confidence`` beside their ``faces(indices)``; and the
+    :func:`mean_attention_figure` of all the images given."""
+    chosen = first_of_each_class(labels, len(class_names), per_class)
+    conf, pred = logits.float().softmax(-1).max(-1)
+    maps = {}
+    for k, name in enumerate(class_names):
+        if len(idx := chosen[labels[chosen] == k]):
+            rows = [f"{files[i]} → {class_names[pred[i]]} {conf[i]:.2f}" for i in idx.tolist()]
+            title = _join(f"{name}: attention weights of {len(idx)} images", where)
+            maps[name] = idx, attention_figure(attention[idx], title, rows, faces(idx))
+    mean = mean_attention_figure(attention, labels, class_names, f"{where} · {len(labels)} images")
+    return maps, mean
+
+
+def sample_grids(
+    labels: Tensor, pred: Tensor, conf: Tensor, faces: Faces, class_names: Sequence[str], n: int,
+    where: str,
+) -> dict[str, tuple[Tensor, Figure]]:  # fmt: skip
+    """The sample grids of TensorBoard and the report alike, ``wrong`` and ``correct``: the
+    indices :func:`select_samples` picks and their :func:`sample_grid_figure` of
+    ``faces(indices)``."""
+    wrong, correct = select_samples(labels, pred, conf, n)
+    grids = {}
+    for kind, idx, note in (("wrong", wrong, "most confident first"), ("correct", correct, "")):
+        title = _join(where, f"{len(idx)} {kind}", note)
+        fig = sample_grid_figure(faces(idx), labels[idx], pred[idx], conf[idx], class_names, title)
+        grids[kind] = idx, fig
+    return grids
+
+
 #: The :func:`curves_figure` panels, in their order.
 PANELS = ("accuracy", "loss (L = L_CE + λ·L_SC, and L_CE)", "sparse center loss L_SC")
 
@@ -264,11 +279,9 @@ def curve_panel(tag: str) -> str | None:
     return PANELS[1] if name.startswith("loss") else None
 
 
-def curves_figure(
-    scalars: Mapping[str, Sequence[tuple[int, float]]], title: str | None = None
-) -> Figure:
+def curves_figure(scalars: Scalars, title: str | None = None) -> Figure:
     """Accuracy and loss curves from ``{tag: [(step, value), ...]}`` (e.g.
-    :func:`read_scalars`), in the :data:`PANELS` of :func:`curve_panel`; other tags are left
+    :func:`read_metrics`), in the :data:`PANELS` of :func:`curve_panel`; other tags are left
     out. Dense series (per-step training losses) are drawn faintly with a smoothed line."""
     groups: dict[str, list[str]] = {}
     for tag in sorted(scalars):
@@ -297,30 +310,16 @@ def curves_figure(
     return fig
 
 
-def _order(file: Path) -> tuple[int, int, str]:
-    """Write order of ``events.out.tfevents.<time>.<host>.<pid>.<n>[<suffix>]``: by time, then
-    by the writer counter ``n``, the name's last number, as a number (by name, ``.10`` would come
-    before ``.9``)."""
-    parts = file.name.split(".")
-    numbers = [int(p) for p in parts[4:] if p.isdigit()]
-    return (int(parts[3]) if parts[3].isdigit() else 0, numbers[-1] if numbers else 0, file.name)
-
-
-def read_scalars(event_dir: str | Path) -> Scalars:
-    """All scalars of the TensorBoard event files in ``event_dir`` (a run's directory, e.g.
-    ``lightning_logs/version_0``; not searched recursively) or of one event file, as
-    ``{tag: [(step, value), ...]}`` sorted by step. Files are read in the order they were
-    written and a later file's value wins for a repeated (tag, step), as after a resumed run."""
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
-
-    path = Path(event_dir)
-    files = [path] if path.is_file() else sorted(path.glob("events.out.tfevents.*"), key=_order)
+def read_metrics(run_dir: str | Path) -> Scalars:
+    """Every metric of the run folder's :data:`METRICS_FILE` (``step,metric,value`` rows, as
+    :class:`dacl.callbacks.CSVTensorBoardLogger` appends them) as ``{metric: [(step, value),
+    ...]}`` sorted by step. The file only grows, so a later row wins for a repeated (metric,
+    step): a run resumed into the same folder logs its last epoch again."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise DACLError(f"'{run_dir}' has no {METRICS_FILE} (runs of this dacl version write one)")
     merged: dict[str, dict[int, float]] = {}
-    for file in files:
-        acc = EventAccumulator(str(file), size_guidance={SCALARS: 0})
-        acc.Reload()
-        for tag in acc.Tags().get("scalars", []):
-            merged.setdefault(tag, {}).update(
-                (int(e.step), float(e.value)) for e in acc.Scalars(tag)
-            )
-    return {tag: sorted(series.items()) for tag, series in merged.items()}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            merged.setdefault(row["metric"], {})[int(row["step"])] = float(row["value"])
+    return {metric: sorted(series.items()) for metric, series in merged.items()}

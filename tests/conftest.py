@@ -12,12 +12,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import TensorBoardLogger
 from standin import PER_CLASS, SpyAttention, StandInData, trainer_for
 
-from dacl import DACLModule
-from dacl.callbacks import ConfusionMatrixLogger, HParamsLogger, SampleGridLogger
+from dacl import DACLModule, FER2013DataModule
+from dacl.callbacks import (
+    ConfusionMatrixLogger,
+    CSVTensorBoardLogger,
+    HParamsLogger,
+    SampleGridLogger,
+)
 from dacl.data.synthetic import write_dataset
 
 #: Split sizes of the shared sets: every class present in each split (5% floor, n >= 7).
@@ -58,9 +63,30 @@ def fresh_dataset(tmp_path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def tiny_checkpoint(synthetic_dataset, tmp_path_factory):
+    """Two training steps of a gray-stem model at 32 px crops of 36 px on the folders set, saved
+    as ``dacl fit`` does: ``(checkpoint path, module in eval mode, datamodule set up for
+    validation, data root)``. Treat as read-only."""
+    root = synthetic_dataset("folders")
+    data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, seed=0)
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32, in_chans=1)
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, data)
+    ckpt = tmp_path_factory.mktemp("trained") / "model.ckpt"
+    trainer.save_checkpoint(ckpt)
+    data.setup("validate")
+    return ckpt, module.eval(), data, root
+
+
+@pytest.fixture(scope="session")
 def fitted_run(tmp_path_factory):
-    """2 epochs × 2 training batches, validation on 35 images, then a test run; TensorBoard
-    logger and all four callbacks on. Shared with test_report.py. Treat as read-only."""
+    """2 epochs × 2 training batches, validation on 35 images, then a test run; dacl's logger
+    (TensorBoard and metrics.csv) and all four callbacks on. Shared with test_report.py. Treat
+    as read-only."""
     root = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
     module = DACLModule(image_size=32)
@@ -71,7 +97,7 @@ def fitted_run(tmp_path_factory):
         samples=SampleGridLogger(n=6, max_batches=2),
         hparams=HParamsLogger(),
     )
-    logger = TensorBoardLogger(root, name="run", version=0)
+    logger = CSVTensorBoardLogger(root, name="run", version=0)
     trainer = trainer_for(
         root,
         max_epochs=2,

@@ -5,13 +5,14 @@ two seeds on synthetic faces without a test split (one `dacl fit` subprocess
 per run), re-run (all skipped), then one run made partial and resumed for a second epoch; and
 one run on faces with a test split (`dacl fit`, then `dacl test` of the best checkpoint). Most
 of their time is the subprocesses' imports. Failure handling and the resume command are also
-checked with the subprocess replaced by a fake, the event-file reading on hand-written events,
-the paired and Welch tests on hand-computed cases, and `--analyze` (attention, compactness) on
-untrained tiny models.
+checked with the subprocess replaced by a fake, the metrics-file reading on logged metrics, the
+paired and Welch tests (dacl.analysis) on hand-computed cases, and `--analyze` (attention,
+compactness) on untrained tiny models.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import statistics
@@ -21,7 +22,8 @@ import pytest
 import torch
 import yaml
 
-from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis
+from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis, viz
+from dacl.callbacks import CSVTensorBoardLogger
 from dacl.data.synthetic import write_dataset
 
 TINY = {
@@ -95,13 +97,9 @@ def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
     assert sorted(r["name"] for r in runs) == ["tiny_dacl_seed0", "tiny_dacl_seed1"]
     assert all(r["status"] == "done" for r in runs)
 
-    # Per-run metrics agree with the run's own event files (max val balanced acc).
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
+    # Per-run metrics agree with the run's own metrics file (max val balanced acc).
     for r in runs:
-        acc = EventAccumulator(r["run_dir"])
-        acc.Reload()
-        bal = [e.value for e in acc.Scalars("val/balanced_acc")]
+        bal = [v for _, v in viz.read_metrics(r["run_dir"])["val/balanced_acc"]]
         assert r["best"]["balanced_acc"] == pytest.approx(max(bal))
         assert r["test"] is None
 
@@ -124,7 +122,8 @@ def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
     markers = sorted((out / "runs").glob("*/done.json"))
     assert len(markers) == 2
     stamps = {m: m.stat().st_mtime_ns for m in markers}
-    events = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("events.out.tfevents.*")}
+    logs = [*(out / "runs").rglob("events.out.tfevents.*"), *(out / "runs").rglob("metrics.csv")]
+    events = {p: p.stat().st_mtime_ns for p in logs}
     capsys.readouterr()
     ablate.main(argv)
     log = capsys.readouterr().out
@@ -145,7 +144,10 @@ def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
     assert f"resuming from {partial / 'version_0' / 'checkpoints' / 'last.ckpt'}" in log
     resumed = json.loads((partial / "done.json").read_text())
     assert resumed["final"]["epoch"] == 1
-    assert "Restoring states from the checkpoint" in (partial / "fit.log").read_text()
+    # resumed, not retrained: epoch 0 validated once, epoch 1 added to the same metrics file
+    with (partial / "version_0" / viz.METRICS_FILE).open() as f:
+        validated = [row for row in csv.DictReader(f) if row["metric"] == "val/acc"]
+    assert len(validated) == 2
     cmds = (out / "commands.sh").read_text()
     assert cmds.count(" -m dacl.cli fit ") == 3 and cmds.count("--ckpt_path ") == 1
 
@@ -170,24 +172,17 @@ def test_test_split_is_tested_with_the_best_checkpoint(tmp_path):
     assert _parse(cells[5]) == (pytest.approx(run["test"]["balanced_acc"], abs=5e-5), None)
 
 
-def test_event_files_are_read_as_best_and_final_epochs(tmp_path):
-    from torch.utils.tensorboard import SummaryWriter
-
+def test_metrics_file_is_read_as_best_and_final_epochs(tmp_path):
     # Three epochs, then a resumed run (crashed after logging epoch 2, before checkpointing it)
-    # logs epoch 2 again, at the same step, in a second event file: the later value counts.
-    values = {10: (0, 0.30), 20: (1, 0.50), 30: (2, 0.40)}
-    with SummaryWriter(tmp_path) as w:
-        for step, (epoch, bal) in values.items():
-            w.add_scalar("epoch", epoch, step)
-            w.add_scalar("val/balanced_acc", bal, step)
-            w.add_scalar("val/acc", bal + 0.1, step)
-            w.add_scalar("val/f1_macro", bal - 0.1, step)
-    with SummaryWriter(tmp_path, filename_suffix=".resumed") as w:
-        w.add_scalar("epoch", 2, 30)
-        w.add_scalar("val/balanced_acc", 0.35, 30)
-        w.add_scalar("val/acc", 0.36, 30)
-        w.add_scalar("val/f1_macro", 0.37, 30)
-    m = ablate.read_fit_metrics(tmp_path)
+    # logs epoch 2 again, at the same step, into the same folder: the later value counts.
+    first = {10: (0, 0.30, 0.40, 0.20), 20: (1, 0.50, 0.60, 0.40), 30: (2, 0.40, 0.50, 0.30)}
+    for logged in (first, {30: (2, 0.35, 0.36, 0.37)}):
+        logger = CSVTensorBoardLogger(tmp_path, name="run", version=0)
+        for step, (epoch, bal, acc, f1) in logged.items():
+            val = {"val/balanced_acc": bal, "val/acc": acc, "val/f1_macro": f1}
+            logger.log_metrics({"epoch": epoch, **val}, step)
+        logger.finalize("success")
+    m = ablate.read_fit_metrics(tmp_path / "run" / "version_0")
     assert m["best"]["epoch"] == 1 and m["best"]["step"] == 20
     assert m["best"]["balanced_acc"] == pytest.approx(0.50)
     assert m["best"]["acc"] == pytest.approx(0.60)
@@ -196,7 +191,7 @@ def test_event_files_are_read_as_best_and_final_epochs(tmp_path):
     assert [m["final"][k] for k in ("balanced_acc", "acc", "f1_macro")] == pytest.approx(
         [0.35, 0.36, 0.37]
     )
-    with pytest.raises(ValueError, match="val/balanced_acc"):
+    with pytest.raises(DACLError, match=r"has no metrics\.csv"):
         ablate.read_fit_metrics(tmp_path / "missing")
 
 
@@ -212,17 +207,17 @@ def test_one_run_gives_a_dash_for_std(tmp_path):
 def test_welch_test_against_hand_computed_values():
     # Student's t tails at textbook points: df 1 is Cauchy (P(|T| > 1) = 1/2); 2.776 is the
     # two-sided 5 % critical value at df 4, 2.228 at df 10
-    assert 2 * ablate.t_tail(1.0, 1) == pytest.approx(0.5, abs=1e-6)
-    assert 2 * ablate.t_tail(2.776, 4) == pytest.approx(0.05, abs=2e-4)
-    assert 2 * ablate.t_tail(2.228, 10) == pytest.approx(0.05, abs=2e-4)
+    assert 2 * analysis.t_tail(1.0, 1) == pytest.approx(0.5, abs=1e-6)
+    assert 2 * analysis.t_tail(2.776, 4) == pytest.approx(0.05, abs=2e-4)
+    assert 2 * analysis.t_tail(2.228, 10) == pytest.approx(0.05, abs=2e-4)
     a, b = [0.60, 0.62, 0.61], [0.58, 0.59, 0.57, 0.60]
     va, vb = 0.0001 / 3, (0.000166666 + 0.0000) / 4  # sample variances 1e-4 and 1.6667e-4
-    got = ablate.welch(a, b)
+    got = analysis.welch(a, b)
     assert got["diff"] == pytest.approx(0.61 - 0.585)
     assert got["t"] == pytest.approx(0.025 / (va + vb) ** 0.5, rel=1e-4)
     assert got["df"] == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 3), rel=1e-4)
     assert 0.01 < got["p"] < 0.05
-    assert ablate.welch([0.5], b) is None  # one run: no test
+    assert analysis.welch([0.5], b) is None  # one run: no test
 
 
 def test_results_table_compares_each_config_with_the_first(tmp_path):
@@ -246,21 +241,23 @@ def test_paired_statistics_against_hand_computed_values():
     # standard error 0.0070711, t = 2.8284 at 4 df; t(4, 0.975) = 2.776445 (tables), so the
     # 95 % CI is 0.02 ± 0.019632; two-sided p = 0.047421 (df 4 has a closed-form CDF:
     # F(t) = 1/2 + 3/8 · x (1 − x² / 12) with x = t / sqrt(1 + t² / 4) = 1.63299 here).
-    assert ablate.t_quantile(0.975, 4) == pytest.approx(2.776445, abs=1e-5)
-    assert ablate.t_quantile(0.975, 1) == pytest.approx(12.706205, abs=1e-4)  # Cauchy: tan(0.475π)
-    assert ablate.t_quantile(0.975, 10) == pytest.approx(2.228139, abs=1e-5)
-    got = ablate.paired([0.01, 0.03, 0.02, 0.04, 0.00])
+    assert analysis.t_quantile(0.975, 4) == pytest.approx(2.776445, abs=1e-5)
+    assert analysis.t_quantile(0.975, 1) == pytest.approx(
+        12.706205, abs=1e-4
+    )  # Cauchy: tan(0.475π)
+    assert analysis.t_quantile(0.975, 10) == pytest.approx(2.228139, abs=1e-5)
+    got = analysis.paired([0.01, 0.03, 0.02, 0.04, 0.00])
     assert got["n"] == 5 and got["df"] == 4
     assert got["diff"] == pytest.approx(0.02)
     assert got["sd"] == pytest.approx(0.0158114, abs=1e-7)
     assert got["ci"] == pytest.approx([0.02 - 0.0196324, 0.02 + 0.0196324], abs=1e-6)
     assert got["t"] == pytest.approx(2.828427, abs=1e-6)
     assert got["p"] == pytest.approx(0.0474207, abs=1e-6)
-    assert ablate.paired([0.01]) is None and ablate.paired([]) is None  # below two pairs
-    flat = ablate.paired([0.01, 0.01])  # no spread: an interval of width 0, no t
+    assert analysis.paired([0.01]) is None and analysis.paired([]) is None  # below two pairs
+    flat = analysis.paired([0.01, 0.01])  # no spread: an interval of width 0, no t
     assert flat["ci"] == pytest.approx([0.01, 0.01]) and flat["t"] is None and flat["p"] is None
     with pytest.raises(DACLError, match=r"0\.5 <= q < 1"):
-        ablate.t_quantile(0.2, 4)
+        analysis.t_quantile(0.2, 4)
 
 
 def _records(values: dict[str, list[float | None]]) -> list[dict]:
@@ -285,7 +282,7 @@ def test_paired_comparison_pairs_the_seeds_both_configs_completed():
     summary = ablate.summarize(records, ["a.yaml", "b.yaml", "c.yaml"])
     b, c = summary[1], summary[2]
     assert b["pairs"] == [0, 2, 3] and c["pairs"] == [0]
-    want = ablate.paired([0.02, 0.04, 0.00])
+    want = analysis.paired([0.02, 0.04, 0.00])
     for epoch in ablate.EPOCHS:  # final = best − 0.1 in both: the same differences
         for m in ablate.METRICS:
             got = b["paired"][epoch][m]

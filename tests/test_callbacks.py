@@ -1,8 +1,7 @@
-"""The TensorBoard picture callbacks after a short CPU fit on random stand-in data."""
+"""The TensorBoard picture callbacks and dacl's logger after a short CPU fit on random stand-in
+data."""
 
 from __future__ import annotations
-
-import logging
 
 import pytest
 import torch
@@ -15,6 +14,7 @@ from dacl import FER2013_CLASSES, DACLModule, viz
 from dacl.callbacks import (
     AttentionMapLogger,
     ConfusionMatrixLogger,
+    CSVTensorBoardLogger,
     HParamsLogger,
     SampleGridLogger,
 )
@@ -35,11 +35,42 @@ def test_train_and_best_accuracies_are_logged_and_drawn(fitted_run, events):
     best = [e.value for e in events.Scalars("val/acc_best")]
     vals = [e.value for e in events.Scalars("val/acc")]
     assert best == pytest.approx([max(vals[: i + 1]) for i in range(len(vals))])
-    fig = viz.curves_figure(viz.read_scalars(fitted_run.log_dir))
+    fig = viz.curves_figure(viz.read_metrics(fitted_run.log_dir))
     accuracy = next(ax for ax in fig.axes if ax.get_title() == "accuracy")
     legend = {t.get_text() for t in accuracy.get_legend().get_texts()}
     assert {"train/acc", "train/balanced_acc", "val/acc", "val/balanced_acc"} <= legend
     assert not any(label.endswith("_best") for label in legend)
+
+
+def test_metrics_file_holds_every_scalar_of_the_event_files(fitted_run, events):
+    metrics = viz.read_metrics(fitted_run.log_dir)  # fit and test, beside their event files
+    assert set(metrics) == set(events.Tags()["scalars"])
+    for tag, series in metrics.items():
+        logged = {e.step: e.value for e in events.Scalars(tag)}  # the later of a repeated step
+        assert dict(series) == pytest.approx(logged), tag
+
+
+def test_metrics_file_events_and_checkpoints_share_the_run_folder(tmp_path):
+    (tmp_path / "logs" / "exp" / "version_0").mkdir(parents=True)  # an earlier run's
+    logger = CSVTensorBoardLogger(tmp_path / "logs", name="exp")
+    trainer = trainer_for(
+        tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=logger
+    )
+    trainer.fit(DACLModule(image_size=32), StandInData())
+    run = tmp_path / "logs" / "exp" / "version_1"
+    assert any(run.glob("events.out.tfevents.*")) and any((run / "checkpoints").glob("*.ckpt"))
+    assert len(viz.read_metrics(run)["val/balanced_acc"]) == 1
+
+
+def test_metrics_file_grows_when_a_run_resumes_into_its_folder(tmp_path):
+    for values in ({10: 0.3, 20: 0.5}, {20: 0.45, 30: 0.6}):  # killed after step 20, resumed
+        logger = CSVTensorBoardLogger(tmp_path, name="exp", version=0)
+        for step, value in values.items():
+            logger.log_metrics({"val/acc": value, "epoch": torch.tensor(step // 10)}, step)
+        logger.finalize("success")
+    metrics = viz.read_metrics(tmp_path / "exp" / "version_0")
+    assert metrics["val/acc"] == [(10, 0.3), (20, 0.45), (30, 0.6)]
+    assert metrics["epoch"] == [(10, 1.0), (20, 2.0), (30, 3.0)]
 
 
 def test_event_file_holds_the_pictures(fitted_run, events):
@@ -148,7 +179,7 @@ def test_confusion_matrices_sum_to_the_class_counts(fitted_run):
         assert torch.equal(cm, fitted_run.module.confusion[split])
 
 
-def test_callbacks_skip_quietly_without_tensorboard(tmp_path, caplog):
+def test_callbacks_skip_without_tensorboard(tmp_path):
     callbacks = [
         ConfusionMatrixLogger(),
         AttentionMapLogger(per_class=2),
@@ -156,11 +187,8 @@ def test_callbacks_skip_quietly_without_tensorboard(tmp_path, caplog):
         HParamsLogger(),
     ]
     trainer = trainer_for(tmp_path, limit_val_batches=2, logger=False, callbacks=callbacks)
-    with caplog.at_level(logging.INFO, logger="dacl.callbacks"):
+    for _ in range(2):
         trainer.validate(DACLModule(image_size=32), StandInData(n_val=16), verbose=False)
-        trainer.validate(DACLModule(image_size=32), StandInData(n_val=16), verbose=False)
-    said = [r.getMessage() for r in caplog.records if r.name == "dacl.callbacks"]
-    assert len(said) == 3 and all("no TensorBoardLogger" in m for m in said)  # once each
     assert callbacks[0].last == {} and callbacks[1].attention is None
     assert callbacks[2].last == {}
 

@@ -124,8 +124,8 @@ def test_report_has_help_and_print_config_like_every_subcommand(fitted, run):
     assert "--per_class" in run("report", "--help").stdout
 
 
-def test_predict_writes_one_row_per_test_image(fitted, run):
-    result = run("predict", "--config", str(fitted), "--ckpt_path", "last")
+def test_predict_split_writes_one_row_per_test_image(fitted, run):
+    result = run("predict_split", "--config", str(fitted), "--ckpt_path", "last")
     assert result.returncode == 0, result.stderr[-3000:]
     (csv,) = (fitted.parent / "logs" / "tiny").glob("version_*/predictions.csv")
     rows = csv.read_text().splitlines()
@@ -230,8 +230,42 @@ def test_missing_checkpoint_file_is_one_line_from_the_command(synthetic_dataset,
         assert result.returncode == 2 and "Traceback" not in result.stderr
         last = result.stderr.strip().splitlines()[-1]
         assert last == "dacl: error: --ckpt_path 'nope.ckpt': no such checkpoint file; " + (
-            "pass best, last or an existing .ckpt"
+            "pass best, last, pretrained or an existing .ckpt"
         )
+
+
+def test_lightnings_switches_leave_no_checkpoint(synthetic_dataset, tmp_path, run):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    for switch in (("--trainer.enable_checkpointing", "false"), ("--trainer.fast_dev_run", "true")):
+        fit = run("fit", "--config", str(config), *switch)
+        assert fit.returncode == 0, fit.stderr[-2000:]
+    assert not list(tmp_path.rglob("*.ckpt")), list(tmp_path.rglob("*.ckpt"))
+    assert {p.name for p in tmp_path.iterdir()} <= {"tiny.yaml", "logs"}  # the run's folder
+
+
+def test_an_unknown_option_is_one_line_with_the_closest_real_one(synthetic_dataset, tmp_path, run):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    result = run("fit", "--config", str(config), "--model.lamda", "0.1")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "--model.lamda" in line and "did you mean --model.lam?" in line
+
+
+def test_a_checkpoint_of_another_image_size_is_one_line(fitted, run):
+    result = run("test", "--config", str(fitted), "--ckpt_path", "last", "--data.crop", "28")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "was trained on 32 px crops, but data.crop is 28" in last
+    assert "--data.crop 32 --data.resize 36" in last
+
+
+def test_the_top_level_help_names_every_command(run):
+    from dacl.__main__ import PROGRAMS, USAGE
+    from dacl.cli import DACLCLI
+
+    for command in [*DACLCLI.subcommands(), *PROGRAMS]:
+        assert f"\n  {command} " in USAGE, command
+    assert run("predict_split", "--help").returncode == 0
 
 
 def test_best_checkpoint_rebuilds_the_trained_model_not_the_config(

@@ -10,30 +10,17 @@ import numpy as np
 import onnx
 import onnxruntime
 import pytest
-import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, Predictor
+from dacl import FER2013_CLASSES, DACLError, Predictor
 from dacl import export as export_module
 
 
-@pytest.fixture(scope="module")
-def trained(synthetic_dataset, tmp_path_factory):
-    """Two training steps of a gray-stem model at 32 px crops of 36 px, saved as `dacl fit` does."""
-    root = synthetic_dataset("folders")
-    data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, seed=0)
-    torch.manual_seed(0)
-    module = DACLModule(image_size=32, in_chans=1)
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-    )  # fmt: skip
-    trainer.fit(module, data)
-    ckpt = tmp_path_factory.mktemp("trained") / "model.ckpt"
-    trainer.save_checkpoint(ckpt)
-    data.setup("validate")
-    return ckpt, module.eval(), data, root
+@pytest.fixture
+def trained(tiny_checkpoint):
+    """The shared two-step run: (checkpoint, module, datamodule, data root)."""
+    return tiny_checkpoint
 
 
 def test_predictions_equal_the_module_on_the_evaluation_inputs(trained):
@@ -123,7 +110,6 @@ def test_dacl_export_command(trained, tmp_path, capsys):
 
 def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys):
     from dacl import predictor as predictor_module
-    from dacl.__main__ import _names_pictures
 
     ckpt, module, data, root = trained
     folder = tmp_path / "photos"
@@ -134,7 +120,6 @@ def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys)
     (folder / "2_corrupt.jpg").write_bytes(b"\xff\xd8 cut short")
     out = tmp_path / "rows.csv"
     argv = ["--ckpt_path", str(ckpt), str(folder), "--out", str(out), "--batch_size", "2"]
-    assert _names_pictures(argv) and not _names_pictures(["--config", "c.yaml", "--ckpt_path", "x"])
     with pytest.raises(SystemExit) as exit:
         predictor_module.main(argv)
     assert exit.value.code == 1  # one picture unreadable: its row says so, the others are there
@@ -250,3 +235,59 @@ def test_dacl_predict_exit_status(trained, tmp_path, capsys):
     )
     assert process.returncode == 1 and "Traceback" not in process.stderr
     assert process.stdout.count("\n") == 3  # the header and a row for each file
+
+
+def test_pictures_of_more_than_8_bits_are_read_at_their_real_brightness(trained, tmp_path):
+    predictor = Predictor.from_checkpoint(trained[0])
+    gray = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint16)
+    Image.fromarray((gray * 257).astype(np.uint16)).save(tmp_path / "16bit.png")  # mode I;16
+    Image.fromarray(gray.astype(np.float32) / 255, "F").save(tmp_path / "float.tif")
+    for name in ("16bit.png", "float.tif"):
+        face = predictor.faces([tmp_path / name])[0, 0].int()
+        assert (face - torch.from_numpy(gray.astype(np.int32))).abs().max() <= 1, name
+
+
+def test_every_frame_of_an_animated_picture_is_a_row(trained, tmp_path, capsys):
+    from dacl import predictor as predictor_module
+
+    frames = [Image.fromarray(np.full((48, 48), v, np.uint8)) for v in (20, 120, 220)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "anim.gif")])
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["frame"] for r in rows] == ["0", "1", "2"] and all(r["prediction"] for r in rows)
+
+
+def test_a_picture_over_pillows_pixel_limit_is_one_line(trained, tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 2,304 pixels: a "bomb" now
+    with pytest.raises(DACLError, match=r"big\.png': over 1,000 pixels"):
+        Predictor.from_checkpoint(trained[0])(tmp_path / "big.png")
+
+
+def test_boxes_from_your_own_detector(trained, tmp_path, capsys):
+    from dacl import predictor as predictor_module
+
+    predictor = Predictor.from_checkpoint(trained[0])
+    photo = Image.fromarray(np.random.default_rng(2).integers(0, 256, (96, 96), np.uint8))
+    photo.save(tmp_path / "photo.png")
+    boxes = [(0, 0, 48, 48), (40.4, 40.6, 80, 80)]  # the second runs off the picture: clipped
+    out = predictor(photo, faces=lambda picture: boxes)
+    assert out.boxes == [(0, 0, 48, 48), (40, 41, 56, 55)] and out.pictures == [0, 0]
+    alone = predictor(photo.crop((40, 41, 96, 96)))
+    torch.testing.assert_close(out.probs[1:], alone.probs)
+    with pytest.raises(DACLError, match="no area inside"):
+        predictor(photo, faces=lambda picture: [(100, 100, 5, 5)])
+    with pytest.raises(DACLError, match="must be 4 numbers"):
+        predictor(photo, faces=lambda picture: [(1, 2, 3)])
+    # the same boxes as a CSV for the command, matched by file name
+    table = tmp_path / "boxes.csv"
+    table.write_text("file,x,y,width,height\nphoto.png,0,0,48,48\nphoto.png,40,41,56,55\n")
+    predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
+                           "--boxes", str(table)])  # fmt: skip
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("40", "41")]
+    assert [r["prediction"] for r in rows] == out.labels
+    table.write_text("file,x,y\nphoto.png,0,0\n")
+    with pytest.raises(DACLError, match="line 2: expected columns"):
+        predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
+                               "--boxes", str(table)])  # fmt: skip

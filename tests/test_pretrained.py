@@ -24,22 +24,11 @@ SHARED_VAL = REPO.parent / "shared" / "fer2013"
 
 
 @pytest.fixture(scope="module")
-def pair(synthetic_dataset, tmp_path_factory):
-    """A two-step run at 32 px crops of 36 px, saved as a checkpoint and as a weights pair."""
-    root = synthetic_dataset("folders")
-    data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, seed=0)
-    torch.manual_seed(0)
-    module = DACLModule(image_size=32, in_chans=1)
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-    )  # fmt: skip
-    trainer.fit(module, data)
+def pair(tiny_checkpoint, tmp_path_factory):
+    """The shared two-step run at 32 px crops of 36 px, as a checkpoint and a weights pair."""
+    ckpt, _, data, root = tiny_checkpoint
     folder = tmp_path_factory.mktemp("pair")
-    ckpt = folder / "model.ckpt"
-    trainer.save_checkpoint(ckpt)
     config = pretrained.save(ckpt, folder / "tiny.json", tta="flip", trained={"command": "test"})
-    data.setup("validate")
     return ckpt, folder / "tiny.json", config, data, root
 
 
@@ -122,17 +111,18 @@ def test_tta_of_a_mirror_symmetric_face_equals_no_tta(pair):
     torch.testing.assert_close(flip, plain, atol=1e-5, rtol=1e-4)
 
 
-def test_tta_in_validation_changes_only_the_views(pair):
-    ckpt, _, _, _, root = pair
+def test_validation_with_tta_measures_the_predictors_tta(pair):
+    ckpt, _, _, data, root = pair
     module = Predictor.from_checkpoint(ckpt).module
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
     )
-    scores = {}
-    for tta in ("none", "flip"):
-        data = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, tta=tta)
-        scores[tta] = trainer.validate(module, data, verbose=False)[0]
-    assert set(scores["none"]) == set(scores["flip"])
+    views = FER2013DataModule(str(root), crop=32, resize=36, batch_size=16, tta="crops")
+    got = trainer.validate(module, views, verbose=False)[0]["val/acc"]
+    labels = data.labels("val")
+    faces = data.faces("val", torch.arange(len(labels)))
+    probs = Predictor.from_checkpoint(ckpt, tta="crops").predict_faces(faces).probs
+    assert got == pytest.approx((probs.argmax(-1) == labels).double().mean().item())
     with pytest.raises(DACLError, match=r"data\.tta"):
         FER2013DataModule(str(root), tta="ten")
 

@@ -118,7 +118,7 @@ def test_test_split_of_a_model_without_attention_and_without_logs(tmp_path):
         "report.md",
     }
     markdown = (tmp_path / "report.md").read_text()
-    assert "no attention branch" in markdown and "No TensorBoard scalars" in markdown
+    assert "no attention branch" in markdown and "No accuracy or loss metrics" in markdown
     assert result["checkpoint"] is None and result["n_images"] == 21
     assert result["attention_rows"] == {}
 

@@ -212,7 +212,7 @@ def _config(tmp_path: Path, root: Path, logger: bool = True) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["fit", "test", "predict", "report"])
+@pytest.mark.parametrize("command", ["fit", "test", "predict_split", "report"])
 def test_crafted_checkpoint_is_refused_by_every_command(
     synthetic_dataset, tmp_path, crafted, capsys, command
 ):

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
-from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional.classification import multiclass_recall
 
-from dacl import viz
+from dacl import DACLError, viz
 from dacl.classes import FER2013_CLASSES
 
 K = len(FER2013_CLASSES)
@@ -63,7 +64,7 @@ def test_confusion_figure_shows_counts_and_row_normalised_with_names():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["angry", "disgust", "fear"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["angry (6)", "disgust (4)", "fear (0)"]
-    title = fig._suptitle.get_text()
+    title = fig.get_suptitle()
     assert "val · epoch 3" in title and "10 images" in title
     assert f"balanced acc {(5 / 6 + 0.5) / 2:.3f}" in title
     assert _render(fig).shape[2] == 3
@@ -81,19 +82,34 @@ def test_attention_figure_rows_are_the_vectors():
     heat_ax = heat.axes
     assert [t.get_text() for t in heat_ax.get_yticklabels()] == labels
     assert sum(1 for ax in fig.axes if ax.images and ax is not heat_ax) == 5  # thumbnails
-    assert "sad · val" in fig._suptitle.get_text()
+    assert "sad · val" in fig.get_suptitle()
     empty = viz.attention_figure(np.zeros((0, 512)), "nothing")
     assert _render(empty).size
 
 
-def test_class_attention_figures_one_map_per_present_class():
-    attn = np.random.default_rng(0).random((9, 512))
-    labels = np.array([0, 3, 3, 0, 6, 3, 0, 0, 6])
-    figs = viz.class_attention_figures(attn, labels, FER2013_CLASSES, title="val")
-    assert list(figs) == ["angry", "happy", "neutral"]
-    (heat,) = _heatmaps(figs["happy"])
-    np.testing.assert_allclose(heat.get_array(), attn[[1, 2, 5]])
-    assert figs["happy"]._suptitle.get_text().startswith("happy: attention weights of 3 images")
+def test_attention_pictures_map_the_first_images_of_each_class_and_the_mean_of_all():
+    attn = torch.rand(9, 512, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3, 3, 0, 6, 3, 0, 0, 6])
+    logits = torch.zeros(9, K).index_fill_(1, torch.tensor([3]), 2.0)  # all predicted happy
+    files = [f"f{i}.png" for i in range(9)]
+    faces = torch.randint(0, 256, (9, 48, 48), dtype=torch.uint8)
+    maps, mean = viz.attention_pictures(
+        attn, labels, logits, files, faces.__getitem__, FER2013_CLASSES, "val", per_class=2
+    )
+    assert list(maps) == ["angry", "happy", "neutral"]  # the classes present, in class order
+    idx, fig = maps["happy"]
+    assert idx.tolist() == [1, 2]  # the first two happy images
+    (heat,) = _heatmaps(fig)
+    np.testing.assert_allclose(heat.get_array(), attn[[1, 2]].numpy())
+    assert fig.get_suptitle().startswith("happy: attention weights of 2 images · val")
+    conf = float(logits.softmax(-1)[0, 3])
+    rows = [t.get_text() for t in heat.axes.get_yticklabels()]
+    assert rows == [f"f1.png → happy {conf:.2f}", f"f2.png → happy {conf:.2f}"]
+    beside = [ax.images[0].get_array() for ax in fig.axes if ax.images and ax is not heat.axes]
+    np.testing.assert_array_equal(beside[1], faces[2].numpy())
+    means, _ = _heatmaps(mean)  # the mean of every image given, not only the rows drawn
+    np.testing.assert_allclose(means.get_array()[3], attn[[1, 2, 5]].mean(0).numpy(), rtol=1e-6)
+    assert "9 images" in mean.get_suptitle()
 
 
 def test_mean_attention_figure_has_one_row_per_class():
@@ -130,34 +146,23 @@ def test_sample_grid_captions_true_pred_confidence():
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), images[0].numpy())
 
 
-def test_read_scalars_merges_event_files_and_curves_draw_them(tmp_path):
-    with SummaryWriter(tmp_path) as writer:
-        for step in range(5):
-            writer.add_scalar("train/loss", 2.0 - 0.1 * step, step)
-        writer.add_scalar("val/acc", 0.3, 4)
-    with SummaryWriter(tmp_path) as writer:  # a resumed run: a second file in the same dir
-        writer.add_scalar("val/acc", 0.4, 4)
-        writer.add_scalar("val/acc", 0.5, 9)
-        writer.add_scalar("lr", 0.01, 9)
-    scalars = viz.read_scalars(tmp_path)
-    # files are read in write order: the writer counter sorts as a number, .9 before .10
-    first, second = sorted(
-        tmp_path.iterdir(), key=lambda f: "train/loss" not in viz.read_scalars(f)
-    )
-    renamed = tmp_path / "renamed"
-    renamed.mkdir()
-    first.rename(renamed / "events.out.tfevents.1000.host.7.9")
-    second.rename(renamed / "events.out.tfevents.1000.host.7.10")
-    assert viz.read_scalars(renamed) == scalars
+def test_read_metrics_and_curves_draw_them(tmp_path):
+    rows = [(step, "train/loss", 2.0 - 0.1 * step) for step in range(5)]
+    # a run resumed into the same folder logs step 4 again: the later row counts
+    rows += [(4, "val/acc", 0.3), (4, "val/acc", 0.4), (9, "val/acc", 0.5), (9, "lr", 0.01)]
+    with (tmp_path / viz.METRICS_FILE).open("w", newline="") as f:
+        csv.writer(f).writerows([("step", "metric", "value"), *rows])
+    scalars = viz.read_metrics(tmp_path)
     assert scalars["train/loss"] == [(s, pytest.approx(2.0 - 0.1 * s)) for s in range(5)]
-    assert scalars["val/acc"] == [(4, pytest.approx(0.4)), (9, pytest.approx(0.5))]
+    assert scalars["val/acc"] == [(4, 0.4), (9, 0.5)]
     fig = viz.curves_figure(scalars, title="run")
     panels = {ax.get_title(): ax for ax in fig.axes}
     assert set(panels) == {"accuracy", "loss (L = L_CE + λ·L_SC, and L_CE)"}  # lr left out
     legend = [t.get_text() for t in panels["accuracy"].get_legend().get_texts()]
     assert legend == ["val/acc"]
     np.testing.assert_allclose(panels["accuracy"].lines[0].get_ydata(), [0.4, 0.5])
-    assert viz.read_scalars(tmp_path / "missing") == {}
+    with pytest.raises(DACLError, match=r"has no metrics\.csv"):
+        viz.read_metrics(tmp_path / "events_only")
 
 
 def test_save_figure_writes_a_png(tmp_path):

@@ -77,7 +77,8 @@ class SplitIndex:
         if self.pixels is not None:
             return Image.fromarray(self.pixels[i]).convert(mode)  # 2-D uint8 → mode "L"
         with Image.open(self.sources[i]) as im:
-            return im.convert(mode)  # convert() forces the full decode, so truncation shows here
+            # convert() forces the full decode, so truncation shows here
+            return eight_bit(im).convert(mode)
 
 
 @dataclass
@@ -330,10 +331,24 @@ def _first_few(names: list[str]) -> str:
     return ", ".join(names[:_SHOW]) + (", ..." if len(names) > _SHOW else "")
 
 
+def eight_bit(im: Image.Image) -> Image.Image:
+    """A picture of more than 8 bits a channel — 16-bit gray PNG or TIFF (modes ``I;16*`` and
+    ``I``), float (``F``: 0..1 or 0..255) — as 8-bit gray at its real brightness; any other
+    picture as it is. Pillow's own ``convert`` clips such pictures (a 16-bit face turns white)."""
+    if im.mode.startswith("I"):
+        scale = 255 / 65535
+    elif im.mode == "F":
+        scale = 255 if float(np.asarray(im).max(initial=0)) <= 1 else 1
+    else:
+        return im
+    pixels = np.asarray(im, dtype=np.float64) * scale
+    return Image.fromarray(np.clip(pixels.round(), 0, 255).astype(np.uint8), "L")
+
+
 def image_array(im: Image.Image, size: int = FER2013_SIDE, channels: int = 1) -> np.ndarray:
     """A face picture as the cache stores it: uint8 ``(channels, size, size)``, gray or RGB,
     resized (bilinear, to a square) when it has another size."""
-    im = im.convert("L" if channels == 1 else "RGB")
+    im = eight_bit(im).convert("L" if channels == 1 else "RGB")
     if im.size != (size, size):
         im = im.resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(im)
