@@ -64,9 +64,9 @@ from PIL import Image
 
 from dacl import pretrained
 from dacl.classes import FER2013_CLASSES, class_index
-from dacl.data.layouts import image_array
+from dacl.data.layouts import IMAGE_SUFFIXES, image_array
 from dacl.errors import DACLError
-from dacl.predictor import IMAGE_SUFFIXES, Predictor
+from dacl.predictor import Predictor
 
 #: fer's output order (``fer.FER._get_labels`` in fer 25.10.3).
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

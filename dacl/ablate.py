@@ -31,7 +31,7 @@ from typing import Any, Literal
 from jsonargparse import ActionConfigFile, ArgumentParser
 
 from dacl import analysis, viz
-from dacl.classes import REPORTED_METRICS
+from dacl.classes import METRIC_LABELS, REPORTED_METRICS
 from dacl.cli import build_cli
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
@@ -39,7 +39,6 @@ from dacl.errors import DACLError
 
 #: The selection measure first, then the two reported beside it (method.md §5).
 METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
-LABELS = {"balanced_acc": "balanced acc", "acc": "acc", "f1_macro": "macro F1"}
 #: Each run's epochs compared: the best-validation one (model selection) and the last.
 EPOCHS = ("best", "final")
 DONE, FIT_DONE = "done.json", "fit.json"
@@ -133,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         results = {"summary": summary, "runs": records}
         (out / "results.json").write_text(json.dumps(results, indent=1))
         (out / "results.md").write_text(markdown(summary, records))
-        viz.save_figure(analysis.bars(summary, records, LABELS), out / "ablation.png", dpi=120)
+        viz.save_figure(
+            analysis.bars(summary, records, METRIC_LABELS), out / "ablation.png", dpi=120
+        )
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     if args.analyze:  # each finished run's best checkpoint on its config's val split
         done = [r for r in records if r["status"] == "done"]
@@ -210,7 +211,7 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
         record["test"] = read_test_metrics(run.run_dir / "test")
     record.update(status="done", returncode=0)
     (run.home / DONE).write_text(json.dumps(record, indent=1))
-    scores = ", ".join(f"{LABELS[m]} {record['best'][m]:.4f}" for m in METRICS)
+    scores = ", ".join(f"{METRIC_LABELS[m]} {record['best'][m]:.4f}" for m in METRICS)
     say(f"done; best epoch {record['best']['epoch']}: {scores}")
     return record
 
@@ -299,8 +300,8 @@ def summarize(records: list[dict], configs: list[str]) -> list[dict]:
 def markdown(summary: list[dict], records: list[dict]) -> str:
     """``results.md``: the per-config table, then every run."""
     tested = any("test_balanced_acc" in row for row in summary)
-    label = {f"val_{m}": f"best val {LABELS[m]}" for m in METRICS}
-    label |= {f"test_{m}": f"test {LABELS[m]}" for m in METRICS if tested}
+    label = {f"val_{m}": f"best val {METRIC_LABELS[m]}" for m in METRICS}
+    label |= {f"test_{m}": f"test {METRIC_LABELS[m]}" for m in METRICS if tested}
     configs = []
     for r in summary:
         t = r.get("vs_first")
@@ -321,7 +322,7 @@ def markdown(summary: list[dict], records: list[dict]) -> str:
     welch_head = f"{label['val_balanced_acc']} − first config (Welch's t-test)"
     runs_head = ["run", "config", "seed", "status"]
     for part in ("best", "final"):
-        runs_head += [f"{part} epoch", *(f"{part} val {LABELS[m]}" for m in METRICS)]
+        runs_head += [f"{part} epoch", *(f"{part} val {METRIC_LABELS[m]}" for m in METRICS)]
     runs_head += [label[f"test_{m}"] for m in METRICS if tested] + ["fit wall s"]
     head = ["config", "runs", *label.values(), welch_head]
     return template("ablation.md").format(
@@ -339,7 +340,7 @@ def _paired_table(summary: list[dict]) -> str:
     for r in summary[1:]:
         for e, m in itertools.product(EPOCHS, METRICS):
             key, pt = f"{'val' if e == 'best' else e}_{m}", r["paired"][e][m]
-            cells = [f"`{r['config']}`", e, LABELS[m], str(len(r["pairs"]))]
+            cells = [f"`{r['config']}`", e, METRIC_LABELS[m], str(len(r["pairs"]))]
             cells += [analysis.cell(r.get(key)), analysis.cell(first.get(key))]
             if pt is None:
                 cells += ["n/a"] * 4

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -156,3 +158,24 @@ class LastCheckpoint(pl.Callback):
             f"dacl: {what} at epoch {trainer.current_epoch}, step {trainer.global_step}: saved "
             f"{path}; resume with the same command and --ckpt_path last (or --ckpt_path {path})"
         )
+
+
+class DiscardUntrainedRun(pl.Callback):
+    """A fit that fails before its first training step leaves no run folder behind (an empty
+    ``version_N`` beside the real runs, which ``--ckpt_path last`` and ``ls`` would then meet):
+    the folder goes when it holds no checkpoint."""
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if trainer.state.fn != "fit" or trainer.global_step > 0 or not trainer.is_global_zero:
+            return
+        # only a logger's own run folder (version_N), never the working or root folder
+        folder = Path(trainer.logger.log_dir) if trainer.logger and trainer.logger.log_dir else None
+        if folder is None or not re.fullmatch(r"version_\d+", folder.name):
+            return
+        if not folder.is_dir() or any(folder.rglob("*.ckpt")):
+            return
+        for logger in trainer.loggers:  # close their files before the folder goes
+            logger.finalize("failed")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -34,16 +34,29 @@ DATASET_IDS: dict[str, dict[int, str]] = {
 #: FER2013's image side: 48x48 gray faces.
 FER2013_SIDE = 48
 
-#: Train-split grayscale statistics (pixel / 255) of the sharp train images, method.md §3.
+#: Per-channel normalisation statistics (means, stds) of pixel / 255; one value applies to
+#: every channel.
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+#: Train-split grayscale statistics (pixel / 255) of the sharp train images, method.md §3.3.
 FER2013_MEAN = 0.5077
 FER2013_STD = 0.2546
+FER2013_STATS: Stats = ((FER2013_MEAN,), (FER2013_STD,))
 
 #: ImageNet's RGB statistics: the normalisation of the RGB datasets and pretrained trunks.
-IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+IMAGENET_STATS: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+#: RAF-DB's RGB statistics, as the DACL reference code normalises it.
+RAFDB_STATS: Stats = ((0.5752, 0.4495, 0.4012), (0.2086, 0.1911, 0.1827))
 
 #: The measures reported beside each other everywhere (selection measure: balanced accuracy).
 REPORTED_METRICS: tuple[str, ...] = ("acc", "balanced_acc", "f1_macro")
+#: Their names in tables and plots.
+METRIC_LABELS: dict[str, str] = {
+    "acc": "acc",
+    "balanced_acc": "balanced acc",
+    "f1_macro": "macro F1",
+}
 
 _SYNONYMS: dict[str, str] = {
     "anger": "angry",

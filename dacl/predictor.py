@@ -37,7 +37,7 @@ from dacl import pretrained
 from dacl.checkpoint import safe_load
 from dacl.data.augment import TTA_VIEWS, eval_augment
 from dacl.data.datasets import FORMATS, Format
-from dacl.data.layouts import eight_bit, image_array
+from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit, image_array
 from dacl.data.transforms import FIVE_CROPS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
@@ -252,8 +252,8 @@ class Predictor:
         }
 
 
-#: File suffixes a folder is searched for: pictures, and videos (read frame by frame).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: File suffixes a folder is searched for beside pictures' (IMAGE_SUFFIXES): videos, read
+#: frame by frame.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 

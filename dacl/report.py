@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassPrecision
 
 from dacl import viz
 from dacl.checkpoint import AtomicCheckpointIO
+from dacl.classes import REPORTED_METRICS
 from dacl.defaults import template
 from dacl.errors import DACLError
 from dacl.module import eval_metrics
@@ -41,7 +42,7 @@ def compute_metrics(logits: Tensor, labels: Tensor, class_names: Sequence[str]) 
     per_class = {"recall": values["recall"], "precision": values["precision"],
                  "counts": cm.sum(1), "predicted_counts": cm.sum(0)}  # fmt: skip
     return {
-        **{m: float(values[m]) for m in ("acc", "balanced_acc", "f1_macro")},
+        **{m: float(values[m]) for m in REPORTED_METRICS},
         **{k: dict(zip(class_names, t.tolist(), strict=True)) for k, t in per_class.items()},
         "confusion_matrix": cm.tolist(),
     }

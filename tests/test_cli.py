@@ -203,6 +203,15 @@ def test_exp4_without_weights_says_which_file(synthetic_dataset, tmp_path, run):
     assert "--model.pretrained" in last
 
 
+def test_a_fit_that_fails_before_its_first_step_leaves_no_run_folder(
+    synthetic_dataset, tmp_path, run
+):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    result = run("fit", "--config", str(config), "--model.pretrained", str(tmp_path / "no.pth"))
+    assert result.returncode == 2 and "no.pth" in result.stderr.strip().splitlines()[-1]
+    assert not list((tmp_path / "logs").rglob("version_*"))
+
+
 def test_broken_checkpoint_file_is_one_line(synthetic_dataset, tmp_path, run):
     config = tiny_config(tmp_path, synthetic_dataset("folders"))
     (tmp_path / "cut.ckpt").write_bytes(b"PK\x03\x04 truncated")

@@ -303,13 +303,16 @@ def test_ferplus_multi_target_takes_every_emotion_with_30_percent(tmp_path):
         if want:
             assert {FERPLUS_CLASSES[c] for c in np.flatnonzero(d)} == want, row
     # the loss: -log of the probability on the targets
-    module = DACLModule(image_size=32, class_names=FERPLUS_CLASSES, target_loss="any")
+    # (the softmax variant's training loss is L_CE alone)
+    module = DACLModule(
+        "softmax", image_size=32, class_names=FERPLUS_CLASSES, target_loss="any"
+    ).eval()
     images, labels = torch.randn(2, 3, 32, 32), torch.tensor([6, 6])
     targets = torch.from_numpy(dist[:2])
-    losses, logits, _ = module.eval()._losses((images, labels, targets))
-    p = logits.detach().softmax(-1)
+    loss = module.training_step((images, labels, targets), 0)
+    p = module(images)[0].detach().softmax(-1)
     want = -torch.log(torch.stack([p[0, 6] + p[0, 3], p[1, 6]])).mean()
-    torch.testing.assert_close(losses["loss_ce"].detach(), want)
+    torch.testing.assert_close(loss.detach(), want)
 
 
 @pytest.mark.parametrize("mode", ["crossentropy", "probability"])
@@ -327,10 +330,10 @@ def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
     assert torch.equal(targets.argmax(1) if mode == "crossentropy" else labels, labels) or (
         mode == "probability" and ((targets == 0) | (targets == 1)).all()
     )
-    module = DACLModule(image_size=40, class_names=FERPLUS_CLASSES)
-    losses, _, _ = module._losses((images, labels, targets))
+    module = DACLModule("softmax", image_size=40, class_names=FERPLUS_CLASSES).eval()
+    loss = module.training_step((images, labels, targets), 0)  # L_CE alone: the softmax variant
     logp = torch.log_softmax(module(images)[0].detach(), -1)
-    torch.testing.assert_close(losses["loss_ce"].detach(), -(targets * logp).sum(1).mean())
+    torch.testing.assert_close(loss.detach(), -(targets * logp).sum(1).mean())
     with pytest.raises(DACLError, match="label_mode"):
         find_dataset(fixtures("rafdb"), "rafdb", label_mode=mode)
 

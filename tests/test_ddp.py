@@ -2,6 +2,7 @@
 
 import os
 import socket
+import subprocess
 
 import pytest
 import pytorch_lightning as pl
@@ -88,3 +89,23 @@ def test_lightning_ddp_ranks_end_with_identical_centers(tmp_path):
     rank0, rank1 = (torch.load(tmp_path / f"lightning{r}.pt") for r in range(2))
     assert torch.equal(rank0, rank1)
     assert not torch.allclose(rank0, initial)
+
+
+@pytest.mark.slow
+def test_the_readmes_ddp_command_trains_on_two_cpu_processes(synthetic_dataset, tmp_path):
+    """`dacl fit … --trainer.devices N --trainer.strategy ddp` as the README writes it, on 2 CPU
+    processes (gloo): Lightning's launcher starts the second process with the same command."""
+    from test_cli import DACL, tiny_config
+
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    result = subprocess.run(
+        [DACL, "fit", "--config", str(config), "--trainer.accelerator", "cpu",
+         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "logs" / "tiny" / "version_0"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "logs" / "tiny" / "version_1").exists()  # one run, not one per rank
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 3  # 70 images in batches of 16, split over 2 ranks

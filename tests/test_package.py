@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ LAYERS = {
     "dacl.predictor": 3,
     "dacl.export": 3,
     "dacl.cli": 4,
+    "dacl.demo": 4,
     "dacl.analysis": 4,
     "dacl.ablate": 5,
     "dacl.__main__": 6,
@@ -153,3 +155,48 @@ def test_every_method_citation_names_a_section_of_docs_method_md():
     assert cited, "dacl cites no section of docs/method.md"
     missing = sorted(str(c) for c in cited if c[1] not in headings)
     assert not missing, f"cited sections that docs/method.md lacks: {missing}"
+
+
+def test_no_private_name_of_lightning_torch_or_jsonargparse_is_used():
+    """A private name can change in any release: dacl overrides and calls public API only.
+    Flagged: ``obj._name`` for a ``_name`` dacl does not define itself, a private name imported
+    from another package, and a method of a dacl class that overrides a third-party private."""
+    trees = {path: ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py")}
+    own = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                own.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+    private = re.compile(r"_(?!_)\w*$")  # _name, not __dunder__
+    used = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and private.match(node.attr)
+                and node.attr not in own
+            ):
+                used.append(f"{path.name}:{node.lineno} .{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("dacl"):
+                used += [
+                    f"{path.name}:{node.lineno} {a.name}"
+                    for a in node.names
+                    if private.match(a.name)
+                ]
+    assert not used, f"private names of other packages: {used}"
+    for name in _modules():
+        module = importlib.import_module(name)
+        for cls in vars(module).values():
+            if not isinstance(cls, type) or cls.__module__ != name:
+                continue
+            for attr, value in vars(cls).items():
+                if not callable(value):  # e.g. ABCMeta's _abc_impl: no method of dacl's
+                    continue
+                bases = [b for b in cls.__mro__[1:] if not b.__module__.startswith("dacl")]
+                if private.match(attr) and any(hasattr(b, attr) for b in bases):
+                    used.append(f"{name}.{cls.__name__}.{attr}")
+    assert not used, f"overrides of other packages' private methods: {used}"

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dacl.data.transforms import FER2013_STATS, FIVE_CROPS, Stats
+from dacl.classes import FER2013_STATS, Stats
+from dacl.data.transforms import FIVE_CROPS
 
 __all__ = [
     "TTA_VIEWS",

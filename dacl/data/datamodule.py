@@ -25,6 +25,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from dacl.classes import Stats
 from dacl.data.augment import TTA_VIEWS, erase, eval_augment, train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.datasets import (
@@ -39,7 +40,7 @@ from dacl.data.datasets import (
 from dacl.data.layouts import Layout, SplitIndex
 from dacl.data.sanity import SplitStats, compare_splits, split_stats
 from dacl.data.synthetic import ensure_synthetic
-from dacl.data.transforms import Stats, eval_transform, train_transform
+from dacl.data.transforms import eval_transform, train_transform
 from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")

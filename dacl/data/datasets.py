@@ -34,9 +34,11 @@ import numpy as np
 from dacl.classes import (
     FER2013_CLASSES,
     FER2013_SIDE,
+    FER2013_STATS,
     FERPLUS_CLASSES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    IMAGENET_STATS,
+    RAFDB_STATS,
+    Stats,
     class_index,
     dataset_label,
 )
@@ -44,13 +46,13 @@ from dacl.data.ferplus import DROPPED, majority_labels, read_votes, vote_distrib
 from dacl.data.layouts import (
     CSV_NAME,
     SPLITS,
+    USAGE_SPLITS,
     Layout,
     SplitIndex,
     find_layout,
     index_folder,
     read_csv_rows,
 )
-from dacl.data.transforms import FER2013_STATS, Stats
 from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
@@ -62,7 +64,6 @@ DATASETS = ("fer2013", "ferplus", "rafdb", "affectnet", "folders")
 LABEL_MODES = ("majority", "crossentropy", "probability", "multi_target")
 FERPLUS_NAME = "fer2013new.csv"
 RAFDB_LABELS = Path("EmoLabel") / "list_patition_label.txt"
-IMAGENET_STATS: Stats = (IMAGENET_MEAN, IMAGENET_STD)
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,6 @@ class Format:
     size: int
     stats: Stats
 
-
-#: RAF-DB's RGB statistics, as the DACL reference code normalises it.
-RAFDB_STATS: Stats = ((0.5752, 0.4495, 0.4012), (0.2086, 0.1911, 0.1827))
 
 #: Per dataset: decoded channels and side, and the normalisation: FER2013's statistics for its
 #: gray faces (method.md §3), RAF-DB's own as the reference code, ImageNet's for the others.
@@ -243,9 +241,8 @@ def _ferplus(path: Path, mode: str) -> Layout:
             f"{folder / FERPLUS_NAME}: {len(votes.usage)} rows, but {pixels_csv} has "
             f"{len(rows.names)}; row i of one labels row i of the other"
         )
-    usage = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
     for i, (u, split) in enumerate(zip(votes.usage, rows.splits, strict=True)):
-        if usage.get(u) != split:
+        if USAGE_SPLITS.get(u) != split:
             raise DACLError(
                 f"{folder / FERPLUS_NAME}, line {i + 2}: Usage '{u}' but {rows.names[i]} is "
                 f"a {split} row; the two files must be in the same order"

@@ -30,8 +30,8 @@ from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
 
-#: File extensions read as images (compared case-insensitively).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+#: File suffixes read as pictures, for training and prediction alike (case-insensitive).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "test")
 CSV_NAME = "fer2013.csv"
 #: CSV ``Usage`` values → split names (method.md §3).
@@ -185,12 +185,12 @@ def index_folder(
         files = sorted(f for f in os.listdir(cls_dir) if not f.startswith("."))
         images, others = [], []
         for f in files:
-            (images if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS else others).append(f)
+            (images if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES else others).append(f)
         ignored += [f"{folder}/{cls_dir.name}/{f}" for f in others]
         if not images:
             raise DACLError(
                 f"{cls_dir}: empty class folder; expected "
-                f"{'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))} images"
+                f"{'/'.join(sorted(e[1:] for e in IMAGE_SUFFIXES))} images"
             )
         for f in images:
             name = f"{folder}/{cls_dir.name}/{f}"

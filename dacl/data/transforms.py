@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from dacl.classes import FER2013_MEAN, FER2013_STD
+from dacl.classes import FER2013_STATS, Stats
 
 #: torchvision's FiveCrop order: the index RandomFiveCrop draws.
 FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
@@ -39,12 +39,6 @@ class RandomFiveCrop(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={self.size})"
-
-
-#: Per-channel (means, stds) of pixel / 255; one value applies to every channel.
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
-#: FER2013's train statistics (method.md §3): the default normalisation.
-FER2013_STATS: Stats = ((FER2013_MEAN,), (FER2013_STD,))
 
 
 def _color(gray: bool) -> list:
