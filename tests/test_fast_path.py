@@ -36,6 +36,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
+from dacl.classes import FER2013_MEAN, FER2013_STD
 from dacl.data import cache as cache_mod
 from dacl.data.augment import (
     crop_offsets,
@@ -47,8 +48,6 @@ from dacl.data.augment import (
 from dacl.data.cache import cache_path, load_or_build
 from dacl.data.layouts import find_layout
 from dacl.data.transforms import (
-    FER2013_MEAN,
-    FER2013_STD,
     FIVE_CROPS,
     RandomFiveCrop,
     eval_transform,
