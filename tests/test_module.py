@@ -1,11 +1,13 @@
 """DACLModule under a Lightning Trainer: fitting, metrics, checkpoints."""
 
+import logging
+
 import pytest
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dacl import FER2013_CLASSES, DACLError, DACLModule
+from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule
 
 
 def _loader(n=16, size=32, seed=0):
@@ -158,3 +160,34 @@ def test_cosine_schedule_anneals_per_step_to_zero(tmp_path):
 def test_unknown_schedule_is_one_clear_error():
     with pytest.raises(DACLError, match=r"model\.lr_schedule must be step or cosine"):
         DACLModule(lr_schedule="linear")
+
+
+def test_a_bf16_step_on_the_cpu_keeps_the_loss_finite_and_the_centers_float32(synthetic_dataset):
+    data = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=36, batch_size=16)
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32, in_chans=1)
+    before = module.center_loss.centers.clone()
+    trainer = pl.Trainer(
+        accelerator="cpu", precision="bf16-mixed", max_steps=2, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, data)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    assert module.center_loss.centers.dtype == torch.float32
+    assert not torch.equal(module.center_loss.centers, before)  # they moved, in float32
+
+
+@pytest.mark.parametrize("hardware", [True, False])
+def test_bf16_on_the_cpu_only_with_bf16_hardware(monkeypatch, caplog, hardware):
+    from jsonargparse import Namespace
+
+    from dacl import cli
+
+    monkeypatch.setattr(cli, "native_bf16", lambda: hardware)
+    trainer = Namespace(precision="bf16-mixed", accelerator="cpu")
+    with caplog.at_level(logging.INFO, logger="dacl"):
+        cli.cpu_precision(trainer)
+    assert trainer.precision == ("bf16-mixed" if hardware else "32-true")
+    (line,) = [r.getMessage() for r in caplog.records if "precision" in r.getMessage()]
+    assert ("in hardware" if hardware else "no bf16 hardware") in line
