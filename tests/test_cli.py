@@ -313,7 +313,7 @@ def test_rafdb_ids_reach_the_outputs_by_name_through_fit_and_predict(tmp_path, r
     assert "images carved from train" in fit.stderr
     test = run("test", "--config", str(config), "--ckpt_path", "last")
     assert test.returncode == 0 and "test/recall_surprise" in test.stdout
-    assert run("predict", "--config", str(config), "--ckpt_path", "last").returncode == 0
+    assert run("predict_split", "--config", str(config), "--ckpt_path", "last").returncode == 0
     (csv,) = (tmp_path / "logs" / "tiny").glob("version_*/predictions.csv")
     rows = [r.split(",") for r in csv.read_text().splitlines()[1:]]
     drawn = split_faces(21, 0, "test")[1]
