@@ -291,11 +291,11 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     predictor = Predictor.load(args.ckpt_path, args.tta, device=args.device)
     description = model_line(args.ckpt_path, predictor)
+    signal.signal(signal.SIGTERM, _interrupt)  # before serving: no window where it kills
     with serving(predictor, description, args.host, args.port) as page:
         model = description.replace("`", "")
         print(f"dacl demo: {model}\nServing on {page.local_url} (Ctrl-C stops)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"dacl demo: listening on {args.host}: whoever reaches it can use the page")
-        signal.signal(signal.SIGTERM, _interrupt)
         page.block_thread()
     print("dacl demo: stopped; uploads removed", file=sys.stderr)
