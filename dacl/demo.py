@@ -263,6 +263,12 @@ def serving(
             yield page
         finally:
             page.close(verbose=False)
+            # Gradio makes an empty history folder in the system's temporary folder when it is
+            # imported, before GRADIO_TEMP_DIR is ours: remove it if it is still empty
+            shared = Path(tempfile.gettempdir()) / "gradio"
+            for empty in (shared / "vibe_edit_history", shared):
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
 
 
 def _interrupt(signum: int, frame: Any) -> None:
