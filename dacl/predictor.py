@@ -84,7 +84,13 @@ def load_picture(picture: Picture) -> Image.Image:
     if isinstance(picture, Image.Image):
         return eight_bit(ImageOps.exif_transpose(picture))
     with opened(picture) as im:
-        return eight_bit(ImageOps.exif_transpose(im)).convert("RGB")  # convert() decodes it all
+        return _upright_rgb(im)
+
+
+def _upright_rgb(im: Image.Image) -> Image.Image:
+    """An opened picture (or its current frame) decoded as 8-bit RGB, EXIF orientation applied;
+    ``convert`` decodes it all, so a truncated file fails here."""
+    return eight_bit(ImageOps.exif_transpose(im)).convert("RGB")
 
 
 @contextlib.contextmanager
@@ -298,8 +304,8 @@ def pictures_of(path: Path, every: int = 1) -> Iterable[tuple[int | str, Image.I
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         with opened(path) as im:
             frames = getattr(im, "n_frames", 1)
-            if frames == 1:
-                yield "", load_picture(path)
+            if frames == 1:  # decoded from the file already open, not read a second time
+                yield "", _upright_rgb(im)
                 return
             for index in range(0, frames, every):
                 im.seek(index)

@@ -119,10 +119,11 @@ def load(path: str | Path | None = None) -> tuple[DACLModule, dict[str, Any]]:
 def as_checkpoint(path: str | Path | None = None) -> Path:
     """A Lightning checkpoint of a pair (default: the shipped one), written once into dacl's
     cache folder under the weights' SHA-256, for ``--ckpt_path pretrained``."""
-    module, config = load(path)
+    config = read_config(path)
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dacl"
     target = cache / f"pretrained-{config['sha256'][:16]}.ckpt"
-    if not target.is_file():
+    if not target.is_file():  # built once from the checked weights, named by their SHA-256
+        module, config = load(path)
         cache.mkdir(parents=True, exist_ok=True)
         checkpoint = {
             "state_dict": module.state_dict(),
