@@ -74,6 +74,8 @@ def test_cpu_configs_resolve_to_a_32_bit_cpu_run_at_48px(name):
     ("name", "variant", "epochs"),
     [
         ("cpu", "dacl", 8),
+        ("cpu_center", "center", 8),
+        ("cpu_softmax", "softmax", 8),
         ("cpu_ablation", "dacl", 2),
         ("cpu_ablation_center", "center", 2),
         ("cpu_ablation_softmax", "softmax", 2),
