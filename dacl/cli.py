@@ -16,6 +16,9 @@ import re
 import signal
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -276,10 +279,25 @@ def build_cli(args: list[str], run: bool = False) -> DACLCLI:
         args = [*args[:at], *defaults, *args[at:]]
     kwargs = {"save_config_kwargs": {"overwrite": True}, "trainer_class": Trainer}
     if not run:
-        return DACLCLI(DACLModule, FER2013DataModule, args=args, run=False, **kwargs)
+        with _quiet():
+            return DACLCLI(DACLModule, FER2013DataModule, args=args, run=False, **kwargs)
     sys.argv = [sys.argv[0], *args]
     parser_kwargs = {"prog": "dacl", "exit_on_error": False}  # errors in one line, not usage
     return DACLCLI(DACLModule, FER2013DataModule, parser_kwargs=parser_kwargs, **kwargs)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Configuring without the console lines a run shows: Lightning's info lines (seed,
+    accelerators, tips) and its warning that ``sys.argv`` holds another command (the ``args``
+    are the whole command here; the caller's own ``sys.argv`` is the caller's)."""
+    with ExitStack() as stack, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*provide both args and command line arguments")
+        for name in ("pytorch_lightning", "lightning_fabric"):
+            lightning = logging.getLogger(name)
+            stack.callback(lightning.setLevel, lightning.level)
+            lightning.setLevel(logging.WARNING)
+        yield
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -354,3 +354,18 @@ def test_rgb_data_with_the_gray_stem_is_one_line(tmp_path, run):
         "dacl: error: model.in_chans 1 (the gray stem) takes gray faces, but rafdb is RGB: "
         "set model.in_chans: 3 (or data.channels: 1 to read it gray)"
     )
+
+
+def test_configuring_in_python_prints_nothing(monkeypatch, caplog, capsys, recwarn):
+    """``dacl ablate`` and other callers build the config in-process while their own command
+    is in ``sys.argv``: no seed, accelerator or argv lines may reach their console."""
+    from dacl.cli import build_cli
+
+    monkeypatch.setattr(sys, "argv", ["dacl", "ablate", "--seeds", "0"])
+    caplog.set_level(logging.INFO)
+    level = logging.getLogger("pytorch_lightning").level
+    cli = build_cli(["--config", str(REPO / "experiments" / "cpu.yaml"), "--seed_everything", "3"])
+    assert cli.datamodule.hparams.crop == 44
+    assert not caplog.records and capsys.readouterr() == ("", "")
+    assert not [w for w in recwarn if "command line arguments" in str(w.message)]
+    assert logging.getLogger("pytorch_lightning").level == level  # restored
