@@ -6,7 +6,7 @@ version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`
 ``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (method.md §5's model selection),
 ``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config; the paired t-test
 over the seeds both completed and Welch's against the first config; every run), ``results.json``,
-``ablation.png`` and ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and
+``ablation.png`` (rewritten after every run) and ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and
 ``.png`` (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint).
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
@@ -124,17 +124,10 @@ def main(argv: list[str] | None = None) -> None:
                 records.append(json.loads((run.home / DONE).read_text()))
             else:
                 records.append(_execute(run, overrides, args, tag))
+            _write_results(out, records, configs)  # a long ablation can be read as it goes
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
-    finally:  # the runs so far, also when stopped
-        summary = summarize(records, [str(c) for c in configs])
-        results = {"summary": summary, "runs": records}
-        (out / "results.json").write_text(json.dumps(results, indent=1))
-        (out / "results.md").write_text(markdown(summary, records))
-        viz.save_figure(
-            analysis.bars(summary, records, METRIC_LABELS), out / "ablation.png", dpi=120
-        )
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     if args.analyze:  # each finished run's best checkpoint on its config's val split
         done = [r for r in records if r["status"] == "done"]
@@ -145,6 +138,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}"
         )
+
+
+def _write_results(out: Path, records: list[dict[str, Any]], configs: list[Path]) -> None:
+    """``results.md``, ``results.json`` and ``ablation.png`` of the runs so far."""
+    summary = summarize(records, [str(c) for c in configs])
+    (out / "results.json").write_text(json.dumps({"summary": summary, "runs": records}, indent=1))
+    (out / "results.md").write_text(markdown(summary, records))
+    viz.save_figure(analysis.bars(summary, records, METRIC_LABELS), out / "ablation.png", dpi=120)
 
 
 def _command(run: Run, subcommand: str, overrides: list[str], sub_dir: str = "") -> list[str]:

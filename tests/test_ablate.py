@@ -445,6 +445,26 @@ def test_failed_run_is_reported_and_the_others_go_on(tmp_path, fake_runs, capsys
     assert len(calls) == 3 and "softmax" in calls[-1][calls[-1].index("--config") + 1]
 
 
+def test_results_are_written_after_every_run(tmp_path, fake_runs, monkeypatch):
+    """A long ablation can be read, and committed, while its later runs still train."""
+    calls, _ = fake_runs
+    out = tmp_path / "ablation"
+    seen: list[str] = []
+    fake_call = ablate._call
+
+    def call_and_look(cmd, run, step, quiet):  # what results.md says when each run starts
+        md = out / "results.md"
+        seen.append(md.read_text() if md.is_file() else "")
+        return fake_call(cmd, run, step, quiet)
+
+    monkeypatch.setattr(ablate, "_call", call_and_look)
+    config = str(_config(tmp_path, "dacl"))
+    ablate.main(["--configs", config, "--seeds", "0", "1", "--out", str(out), "--test", "never"])
+    assert seen[0] == "" and "tiny_dacl_seed0" in seen[1] and "tiny_dacl_seed1" not in seen[1]
+    (summary,) = json.loads((out / "results.json").read_text())["summary"]
+    assert len(calls) == 2 and summary["n"] == 2
+
+
 def test_arguments_the_runner_owns_are_refused(tmp_path):
     config = str(_config(tmp_path, "dacl"))
     with pytest.raises(SystemExit, match="set by the runner"):
