@@ -133,7 +133,8 @@ def figure(summary: Sequence[dict[str, Any]], runs: Sequence[dict[str, Any]]) ->
         hist = np.mean([per_class[name]["hist"] for per_class in mine], axis=0)
         left.stairs(hist, np.linspace(0.0, 1.0, BINS + 1), label=name)
     left.set(xlim=(0, 1), xlabel="attention weight a", ylabel="fraction of weights")
-    title = f"{Path(first).stem}: a per class (val, {len(mine)} runs)" if mine else "no attention"
+    runs_of = f"{len(mine)} run{'s' * (len(mine) != 1)}"
+    title = f"{Path(first).stem}: a per class (val, {runs_of})" if mine else "no attention"
     left.set_title(title, fontsize=10)
     if mine:
         left.set_yscale("log")  # the mass near 0 and 1 and the middle's, on one scale
