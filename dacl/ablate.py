@@ -4,10 +4,11 @@ Each run is ``dacl fit --config C --seed_everything S`` in its own process (the 
 ``--model.*`` and ``--trainer.*`` options passed on), logged to ``OUT/runs/<config stem>_seed<S>/
 version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
 ``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (method.md §5's model selection),
-``final`` the last. ``OUT`` gets ``results.md`` (mean ± sample std per config; the paired t-test
-over the seeds both completed and Welch's against the first config; every run), ``results.json``,
-``ablation.png`` (rewritten after every run) and ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and
-``.png`` (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint).
+``final`` the last. ``OUT`` gets, rewritten after every run, ``results.md`` (mean ± sample std
+per config; the paired t-test over the seeds both completed and Welch's against the first config;
+every run), ``results.json`` and ``ablation.png``, and ``commands.sh``; with ``--analyze`` also
+``attention.md``, ``.json`` and ``.png`` (:mod:`dacl.analysis`: attention and feature compactness
+of each best checkpoint).
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
 non-zero, naming the failed runs.
