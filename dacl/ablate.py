@@ -125,10 +125,11 @@ def main(argv: list[str] | None = None) -> None:
                 records.append(json.loads((run.home / DONE).read_text()))
             else:
                 records.append(_execute(run, overrides, args, tag))
-            _write_results(out, records, configs)  # a long ablation can be read as it goes
+                _write_results(out, records, configs)  # a long ablation can be read as it goes
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
+    _write_results(out, records, configs)  # also when every run was finished earlier
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     if args.analyze:  # each finished run's best checkpoint on its config's val split
         done = [r for r in records if r["status"] == "done"]
