@@ -4,11 +4,11 @@ Each run is ``dacl fit --config C --seed_everything S`` in its own process (the 
 ``--model.*`` and ``--trainer.*`` options passed on), logged to ``OUT/runs/<config stem>_seed<S>/
 version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
 ``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (method.md §5's model selection),
-``final`` the last. ``OUT`` gets, rewritten after every run, ``results.md`` (mean ± sample std
-per config; the paired t-test over the seeds both completed and Welch's against the first config;
-every run), ``results.json`` and ``ablation.png``, and ``commands.sh``; with ``--analyze`` also
-``attention.md``, ``.json`` and ``.png`` (:mod:`dacl.analysis`: attention and feature compactness
-of each best checkpoint).
+``final`` the last. ``OUT`` gets, rewritten as each run starts and at the end, ``results.md``
+(mean ± sample std per config; the paired t-test over the seeds both completed and Welch's
+against the first config; every run), ``results.json`` and ``ablation.png``, and
+``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and ``.png``
+(:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint).
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
 non-zero, naming the failed runs.
@@ -124,12 +124,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{tag}: finished, skipped ({run.home / DONE})", flush=True)
                 records.append(json.loads((run.home / DONE).read_text()))
             else:
+                if records:  # the runs so far, readable while this one trains
+                    _write_results(out, records, configs)
                 records.append(_execute(run, overrides, args, tag))
-                _write_results(out, records, configs)  # a long ablation can be read as it goes
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
-    _write_results(out, records, configs)  # also when every run was finished earlier
+    _write_results(out, records, configs)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     if args.analyze:  # each finished run's best checkpoint on its config's val split
         done = [r for r in records if r["status"] == "done"]
