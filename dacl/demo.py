@@ -250,16 +250,16 @@ def serving(
         ),
     ):
         page = build(predictor, description, write_examples(Path(folder) / "examples"))
-        try:
-            page.launch(
-                server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                share=False, inbrowser=False, show_error=False, max_file_size=MAX_FILE_SIZE,
-                ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
-                footer_links=["api"],
-            )  # fmt: skip
-        except OSError as err:
-            raise DACLError(f"cannot serve on {host}:{port} ({err})") from None
-        try:
+        try:  # a stop while it starts closes what has started, too
+            try:
+                page.launch(
+                    server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                    share=False, inbrowser=False, show_error=False, max_file_size=MAX_FILE_SIZE,
+                    ssr_mode=False, mcp_server=False, pwa=False, enable_monitoring=False,
+                    footer_links=["api"],
+                )  # fmt: skip
+            except OSError as err:
+                raise DACLError(f"cannot serve on {host}:{port} ({err})") from None
             yield page
         finally:
             page.close(verbose=False)
@@ -298,7 +298,11 @@ def main(argv: list[str]) -> None:
     predictor = Predictor.load(args.ckpt_path, args.tta, device=args.device)
     description = model_line(args.ckpt_path, predictor)
     signal.signal(signal.SIGTERM, _interrupt)  # before serving: no window where it kills
-    with serving(predictor, description, args.host, args.port) as page:
+    # Gradio's block_thread ends on Ctrl-C itself; a stop while the page starts ends here.
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        serving(predictor, description, args.host, args.port) as page,
+    ):
         model = description.replace("`", "")
         print(f"dacl demo: {model}\nServing on {page.local_url} (Ctrl-C stops)", flush=True)
         if args.host not in ("127.0.0.1", "localhost", "::1"):

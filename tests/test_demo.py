@@ -176,6 +176,29 @@ def test_without_gradio_the_import_says_what_to_install(monkeypatch):
         importlib.import_module("dacl.demo")
 
 
+def test_a_stop_while_the_page_starts_is_a_clean_stop(tiny, tmp_path, monkeypatch, capsys):
+    """SIGTERM or Ctrl-C that lands while Gradio still starts (it checks its own URL before
+    launch returns) stops the demo as one later would: no traceback, the folder removed."""
+    import gradio as gr
+
+    from dacl import demo
+
+    def launch_then_stopped(self, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch_then_stopped)
+    monkeypatch.setattr(demo.tempfile, "tempdir", str(tmp_path))
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        demo.main(["--ckpt_path", str(tiny[0]), "--port", str(_free_port())])
+    except KeyboardInterrupt:  # raised on, it would stop the whole test session
+        pytest.fail("a stop while the page starts escaped dacl demo")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err.endswith("dacl demo: stopped; uploads removed\n")
+    assert not list(tmp_path.glob("dacl-demo-*"))
+
+
 @pytest.mark.slow
 def test_dacl_demo_serves_until_sigterm_then_removes_its_folder(tiny, tmp_path):
     port = _free_port()
