@@ -76,8 +76,11 @@ class DACLNet(nn.Module):
             ``s = trunk_output_size(image_size)`` (7 at 193–224 px, 2 at 48–64 px).
         pretrained: ``None``, ``"imagenet"`` (torchvision's file, only from the local torch
             cache) or the path of a trunk checkpoint (e.g. the MS-Celeb-1M ResNet-18).
-        attention: build the CE-Unit and heads. Without them (the ``center`` and ``softmax``
-            variants) ``a`` is all ones and the 92M CE-Unit parameters are not allocated.
+        attention: build the CE-Unit and heads. Without them (the ``dacl_fixed``, ``center``
+            and ``softmax`` variants) ``a`` is the constant ``fixed_attention`` for every face
+            and the 92M CE-Unit parameters are not allocated.
+        fixed_attention: that constant (method.md §2.5): 1 for plain center loss, 0.5 for the
+            ``dacl_fixed`` control.
         in_chans: 3 (method.md §1) or 1: a gray stem, an exact reparametrisation of the RGB stem on
             FER2013's replicated-gray input at a third of the stem's work (see
             :meth:`param_groups`).
@@ -94,6 +97,7 @@ class DACLNet(nn.Module):
         attention: bool = True,
         in_chans: int = 3,
         small_input: bool = False,
+        fixed_attention: float = 1.0,
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
@@ -110,6 +114,7 @@ class DACLNet(nn.Module):
         self.trunk = nn.Sequential(OrderedDict((n, getattr(base, n)) for n in names))
         self.in_chans = in_chans
         self.image_size = image_size
+        self.fixed_attention = fixed_attention
         side = trunk_output_size(image_size, small_input)
         self.encoder = ContextEncoder(FEAT_DIM * side * side) if attention else None
         self.heads = AttentionHeads() if attention else None
@@ -133,7 +138,7 @@ class DACLNet(nn.Module):
         f = self.pool(fmap).flatten(1)
         logits = self.classifier(f)
         if self.encoder is None:
-            return logits, f, torch.ones_like(f)
+            return logits, f, torch.full_like(f, self.fixed_attention)
         a = self.heads(self.encoder(fmap.flatten(1)))
         return logits, f, a
 

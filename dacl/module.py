@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -20,11 +20,16 @@ from torchmetrics.classification import (
 )
 
 from dacl.classes import FER2013_CLASSES, REPORTED_METRICS
+from dacl.diagnostics import AttentionDiagnostics
 from dacl.errors import DACLError, NonFiniteLossError
 from dacl.loss import SparseCenterLoss
 from dacl.model import DACLNet
 
-Variant = Literal["dacl", "center", "softmax"]
+Variant = Literal["dacl", "dacl_fixed", "center", "softmax"]
+VARIANTS: tuple[str, ...] = get_args(Variant)
+#: The constant attention a of the variants without a CE-Unit and heads (method.md §2.5):
+#: ``dacl_fixed`` is DACL with a ≡ 0.5, the control for "does learned attention beat a constant?".
+FIXED_ATTENTION = {"dacl_fixed": 0.5, "center": 1.0, "softmax": 1.0}
 
 
 def _train_metrics(num_classes: int) -> MetricCollection:
@@ -62,8 +67,9 @@ class DACLModule(pl.LightningModule):
     """DACL on FER2013 (method.md §2, §4).
 
     Args:
-        variant: ``dacl`` (attention-weighted sparse center loss), ``center`` (a ≡ 1: plain
-            center loss, no attention net) or ``softmax`` (λ = 0: cross-entropy only).
+        variant: ``dacl`` (attention-weighted sparse center loss), ``dacl_fixed`` (a ≡ 0.5, no
+            attention net: the control), ``center`` (a ≡ 1: plain center loss, no attention
+            net) or ``softmax`` (λ = 0: cross-entropy only); method.md §2.5.
         lam: λ, the weight of L_SC.
         alpha: α, the centers' own update rate.
         lr, momentum, weight_decay: SGD over the network's parameters (not the centers).
@@ -103,8 +109,8 @@ class DACLModule(pl.LightningModule):
         target_loss: Literal["soft", "any"] = "soft",
     ) -> None:
         super().__init__()
-        if variant not in ("dacl", "center", "softmax"):
-            raise DACLError(f"model.variant must be dacl, center or softmax, got '{variant}'")
+        if variant not in VARIANTS:
+            raise DACLError(f"model.variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
         if target_loss not in ("soft", "any"):
             raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
         if lr_schedule not in ("step", "cosine"):
@@ -119,6 +125,7 @@ class DACLModule(pl.LightningModule):
             attention=variant == "dacl",
             in_chans=in_chans,
             small_input=small_input,
+            fixed_attention=FIXED_ATTENTION.get(variant, 1.0),
         )
         self.center_loss = SparseCenterLoss(num_classes, self.net.classifier.in_features, alpha)
         if channels_last:
@@ -134,6 +141,9 @@ class DACLModule(pl.LightningModule):
         for metric in self.val_best.values():
             metric.persistent(True)
         self.test_metrics = eval_metrics(num_classes).clone(prefix="test/")
+        #: Whether the learned attention selects anything, logged at every validation
+        #: (method.md §5.1); only the ``dacl`` variant learns its attention.
+        self.val_attention = AttentionDiagnostics(self.class_names) if variant == "dacl" else None
         #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
         self.confusion: dict[str, Tensor] = {}
 
@@ -213,6 +223,8 @@ class DACLModule(pl.LightningModule):
         losses, logits, (_, attention, labels) = self._losses(batch)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(logits, labels)
+        if stage == "val" and self.val_attention is not None:
+            self.val_attention.update(attention, labels)
         bs = labels.shape[0]
         self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=bs, sync_dist=True)
         # for callbacks (sample grids, the report): no second forward pass
@@ -230,6 +242,10 @@ class DACLModule(pl.LightningModule):
         shown = {f"{stage}/acc", f"{stage}/balanced_acc"}
         self.log_dict({k: v for k, v in values.items() if k not in shown})
         self.log_dict({k: values[k] for k in shown}, prog_bar=stage == "val")
+        if stage == "val" and self.val_attention is not None:
+            diagnostics = self.val_attention.compute()
+            self.val_attention.reset()
+            self.log_dict({f"attention/{k}": v for k, v in diagnostics.items()})
         if stage == "val" and not self.trainer.sanity_checking:
             for name, best in self.val_best.items():
                 best.update(values[f"val/{name}"])
