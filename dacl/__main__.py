@@ -1,7 +1,7 @@
 """The ``dacl`` command: one subcommand, one program. ``fit``, ``validate``, ``test``,
 ``report`` and ``predict_split`` are the LightningCLI of :mod:`dacl.cli`; ``predict``
-(:mod:`dacl.predictor`), ``export`` (:mod:`dacl.export`), ``ablate`` (:mod:`dacl.ablate`) and
-``demo`` (:mod:`dacl.demo`) are programs of their own."""
+(:mod:`dacl.predictor`), ``export`` (:mod:`dacl.export`), ``ablate`` (:mod:`dacl.ablate`),
+``ensemble`` (:mod:`dacl.teacher`) and ``demo`` (:mod:`dacl.demo`) are programs of their own."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ Using a trained model (default: the model shipped with dacl)
   demo            a web page to try a model on photos and webcam shots
 
 Experiments
-  ablate          configs x seeds one after another, mean ± std and paired tests"""
+  ablate          configs x seeds one after another, mean ± std and paired tests
+  ensemble        models' ten-crop soft targets, averaged: a teacher for distillation"""
 
 
 def _program(module: str) -> Callable[[list[str]], None]:
@@ -41,6 +42,7 @@ PROGRAMS = {
         "predict": "predictor",
         "export": "export",
         "ablate": "ablate",
+        "ensemble": "teacher",
         "demo": "demo",
     }.items()
 }

@@ -8,7 +8,11 @@ version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`
 (mean ± sample std per config; the paired t-test over the seeds both completed and Welch's
 against the first config; every run), ``results.json`` and ``ablation.png``, and
 ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and ``.png``
-(:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint).
+(:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint), and with
+``--soft`` each run's ``soft.npz`` (:mod:`dacl.teacher`: its best checkpoint's ten-crop softmax on
+train and val, a teacher for distillation). A finished run whose best checkpoint is not on this
+machine (checkpoints stay out of git) keeps its earlier analysis and soft targets, with one line.
+Run folders are recorded relative to ``OUT``.
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
 non-zero, naming the failed runs.
@@ -31,12 +35,13 @@ from typing import Any, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from dacl import analysis, viz
+from dacl import analysis, teacher, viz
 from dacl.classes import METRIC_LABELS, REPORTED_METRICS
-from dacl.cli import build_cli
+from dacl.cli import build_cli, resolve_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
+from dacl.predictor import Predictor
 
 #: The selection measure first, then the two reported beside it (method.md §5).
 METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
@@ -78,6 +83,11 @@ def parser() -> ArgumentParser:
         "--analyze", action="store_true",
         help="then measure each finished run's best checkpoint on val: attention weights per "
         "class and feature compactness (attention.md, attention.json, attention.png)",
+    )  # fmt: skip
+    p.add_argument(
+        "--soft", action="store_true",
+        help="then write each finished run's soft.npz: its best checkpoint's ten-crop softmax "
+        "on train and val (a teacher for dacl ensemble and distillation)",
     )  # fmt: skip
     for group in ("data", "model", "trainer"):
         p.add_argument(f"--{group}", type=dict[str, Any], default={}, help=f"{group} options")
@@ -136,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
         done = [r for r in records if r["status"] == "done"]
         data = functools.partial(_datamodule, overrides=tuple(overrides))
         analysis.write(out, done, [str(c) for c in configs], lambda c: data(Path(c)))
+    if args.soft:
+        for run in runs:
+            _write_soft(run, _datamodule(run.config, tuple(overrides)))
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
         raise SystemExit(
@@ -183,7 +196,8 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
     run.home.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {
         "name": run.home.name, "config": str(run.config), "seed": run.seed,
-        "run_dir": str(run.run_dir), "status": "failed", "returncode": None,
+        "run_dir": str(run.run_dir.relative_to(run.home.parents[1])), "status": "failed",
+        "returncode": None,
     }  # fmt: skip
     if (run.home / FIT_DONE).is_file():
         record.update(json.loads((run.home / FIT_DONE).read_text()))
@@ -218,6 +232,23 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
     scores = ", ".join(f"{METRIC_LABELS[m]} {record['best'][m]:.4f}" for m in METRICS)
     say(f"done; best epoch {record['best']['epoch']}: {scores}")
     return record
+
+
+def _write_soft(run: Run, data: FER2013DataModule) -> None:
+    """``<run>/soft.npz`` of a finished run's best checkpoint, unless written already; a run
+    without one (not finished, or its checkpoint not on this machine) is skipped with one line."""
+    target = run.home / "soft.npz"
+    if target.is_file() or not (run.home / DONE).is_file():
+        return
+    try:
+        ckpt = resolve_checkpoint("best", run.home)
+    except DACLError as err:
+        print(f"{run.home.name}: no soft.npz, skipped ({err})", flush=True)
+        return
+    soft = teacher.soft_targets(Predictor.load(ckpt, tta="crops"), data)
+    soft.save(target)
+    acc, balanced = soft.accuracy()
+    print(f"{run.home.name}: {target} (ten-crop val acc {acc:.4f}, balanced {balanced:.4f})")
 
 
 def _call(cmd: list[str], run: Run, step: str, quiet: bool) -> tuple[int, float]:

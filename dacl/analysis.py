@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,10 +39,10 @@ from dacl import viz
 from dacl.cli import resolve_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
+from dacl.diagnostics import HIGH, LOW
 from dacl.errors import DACLError
 from dacl.predictor import Predictor
 
-LOW, HIGH = 0.1, 0.9  # attention weights "off" below, "on" above
 BINS = 20  # of the attention histograms over [0, 1]
 CONFIDENCE = 0.95  # of the paired differences' intervals
 #: :func:`write`'s measures and their column names.
@@ -184,13 +185,7 @@ def write(
     its records) on its config's data (``data(config)``), written up in ``out``: per config (in
     the order given) the mean ± std over its runs in ``attention.md``, every run in
     ``attention.json``, and :func:`figure` as ``attention.png``."""
-    # every checkpoint found before any is analysed: a missing one fails in the first second
-    ckpts = [resolve_checkpoint("best", Path(r["run_dir"]).parent) for r in done]
-    runs = []
-    for r, ckpt in zip(done, ckpts, strict=True):
-        got = analyze(ckpt, data(r["config"]))
-        runs.append({"name": r["name"], "config": r["config"], "seed": r["seed"], **got})
-        print(f"{r['name']}: intra/inter {got['ratio']:.4f} ({ckpt})", flush=True)
+    runs = [run for r in done if (run := _measure(out, r, data)) is not None]
     summary, compact, tables = [], [], []
     for config in configs:
         mine = [r for r in runs if r["config"] == config]
@@ -220,6 +215,27 @@ def write(
     )
     viz.save_figure(figure(summary, runs), out / "attention.png", dpi=120)
     print(f"analysis written to {out}/attention.md, attention.json, attention.png")
+
+
+def _measure(
+    out: Path, record: dict[str, Any], data: Callable[[str], FER2013DataModule]
+) -> dict[str, Any] | None:
+    """:func:`analyze` of one finished run's best checkpoint (its run folder relative to
+    ``out``), or, when the checkpoint is not on this machine, its earlier entry in
+    ``out/attention.json``; ``None`` (and one line) when there is neither."""
+    name = record["name"]
+    try:
+        ckpt = resolve_checkpoint("best", out / Path(record["run_dir"]).parent)
+    except DACLError as err:
+        file = out / "attention.json"
+        earlier = json.loads(file.read_text())["runs"] if file.is_file() else []
+        kept = next((r for r in earlier if r["name"] == name), None)
+        print(f"{name}: {'earlier analysis kept' if kept else 'skipped'} ({err})", flush=True)
+        return kept
+    got = analyze(ckpt, data(record["config"]))
+    got["checkpoint"] = os.path.relpath(ckpt, out)
+    print(f"{name}: intra/inter {got['ratio']:.4f} ({ckpt})", flush=True)
+    return {"name": name, "config": record["config"], "seed": record["seed"], **got}
 
 
 def mean_std(values: list[float]) -> dict[str, float | None]:

@@ -216,7 +216,10 @@ class DACLCLI(LightningCLI):
 def usage_error(message: str) -> str:
     """jsonargparse's complaint in one line; an unknown ``--model.*``, ``--data.*`` or
     ``--trainer.*`` option with the closest real one (``--model.lamda``: ``--model.lam``)."""
-    first = message.strip().splitlines()[0] if message.strip() else "bad arguments"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else "bad arguments"
+    if first.endswith(":") and len(lines) > 1:  # 'Parser key "model.variant":' + the reason
+        first = f"{first} {lines[1]}"
     unknown = re.findall(r"--((?:model|data|trainer)\.\w+)", first)
     owners = {"model": DACLModule, "data": FER2013DataModule, "trainer": pl.Trainer}
     known = [

@@ -1,7 +1,8 @@
 """``dacl report``: one checkpoint evaluated once on one split and written up as the report's
 chapter 4 (:meth:`Trainer.report`): confusion matrices, attention maps (per class and the class
-means; none for the ``center`` and ``softmax`` variants, whose ``a ≡ 1``), the most confident
-mistakes and correct faces, training curves (from the run's ``metrics.csv``, when found),
+means, and :class:`~dacl.diagnostics.AttentionDiagnostics`' figures; none for the variants
+without attention heads, whose a is a constant), the most confident mistakes and correct faces,
+training curves (from the run's ``metrics.csv``, when found),
 ``metrics.json`` and ``report.md`` (the package's ``templates/report.md``, filled in).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,7 @@ from dacl import viz
 from dacl.checkpoint import AtomicCheckpointIO
 from dacl.classes import REPORTED_METRICS
 from dacl.defaults import template
+from dacl.diagnostics import AttentionDiagnostics
 from dacl.errors import DACLError
 from dacl.module import eval_metrics
 
@@ -103,18 +105,7 @@ class Trainer(pl.Trainer):
         """
         if split not in SPLITS:
             raise DACLError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
-        gather = _Gather()
-        self.callbacks.append(gather)
-        try:
-            evaluate = self.validate if split == "val" else self.test
-            evaluate(
-                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
-            )
-        finally:
-            self.callbacks.remove(gather)
-        if not gather.parts:
-            raise DACLError(f"the {split} split has no images")
-        logits, attention, labels = (torch.cat(t).cpu() for t in zip(*gather.parts, strict=True))
+        logits, attention, labels = self._evaluate(model, datamodule, ckpt_path, split)
         names, n = tuple(model.class_names), len(labels)
         files = [Path(f).name for f in datamodule.names(split)]
         ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
@@ -131,15 +122,14 @@ class Trainer(pl.Trainer):
         title = f"{split} confusion matrix · {ckpt_label}"
         cm = viz.confusion_figure(metrics["confusion_matrix"], names, title)
         written: dict[str, Any] = {"confusion": save(cm, "confusion")}
-        attention_rows: dict[str, list[str]] = {}
-        if not bool((attention == 1).all()):  # the center and softmax variants have a ≡ 1
-            maps, mean = viz.attention_pictures(
+        attention_rows, diagnostics = {}, None
+        if model.net.heads is not None:  # the other variants' a is a constant
+            pictures = viz.attention_pictures(
                 attention, labels, logits, files, faces, names, where, per_class
             )
-            written["attention"] = {c: save(fig, f"attention_{c}") for c, (_, fig) in maps.items()}
-            written["attention_mean"] = save(mean, "attention_mean")
-            rows = {c: [files[i] for i in idx.tolist()] for c, (idx, _) in maps.items()}
-            attention_rows = {c: rows.get(c, []) for c in names}  # a class without images: none
+            attention_rows, diagnostics = _attention(
+                save, written, pictures, files, attention, labels, names
+            )
         conf, pred = logits.softmax(-1).max(-1)
         grids = viz.sample_grids(
             labels, pred, conf, faces, names, grid_size, f"{where} · {n} images"
@@ -158,15 +148,61 @@ class Trainer(pl.Trainer):
             "class_names": list(names),
             **metrics,
             "attention_rows": attention_rows,
+            "attention": diagnostics,
             "files": written,
         }
-        (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "report.md").write_text(_markdown(result, dict(model.hparams), log_dir, per_class))
-        print(
-            f"report written to {out}: acc {result['acc']:.4f}, balanced acc "
-            f"{result['balanced_acc']:.4f}, macro F1 {result['f1_macro']:.4f}"
-        )
+        _write(out, result, dict(model.hparams), log_dir, per_class)
         return result
+
+    def _evaluate(
+        self, model: pl.LightningModule, datamodule: pl.LightningDataModule,
+        ckpt_path: str | None, split: str,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """Logits, attention and labels of one split, through Lightning's own loop."""
+        gather = _Gather()
+        self.callbacks.append(gather)
+        try:
+            evaluate = self.validate if split == "val" else self.test
+            evaluate(
+                model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+            )
+        finally:
+            self.callbacks.remove(gather)
+        if not gather.parts:
+            raise DACLError(f"the {split} split has no images")
+        logits, attention, labels = (torch.cat(t).cpu() for t in zip(*gather.parts, strict=True))
+        return logits, attention, labels
+
+
+def _attention(
+    save: Callable[[Figure, str], str], written: dict[str, Any], pictures: tuple,
+    files: Sequence[str], attention: Tensor, labels: Tensor, names: Sequence[str],
+) -> tuple[dict[str, list[str]], dict[str, float]]:  # fmt: skip
+    """Saves :func:`~dacl.viz.attention_pictures`' maps, naming them in ``written``; returns the
+    files of each class's map rows (none for a class without images) and the attention's
+    :class:`~dacl.diagnostics.AttentionDiagnostics` figures."""
+    maps, mean = pictures
+    written["attention"] = {c: save(fig, f"attention_{c}") for c, (_, fig) in maps.items()}
+    written["attention_mean"] = save(mean, "attention_mean")
+    rows = {c: [files[i] for i in idx.tolist()] for c, (idx, _) in maps.items()}
+    meter = AttentionDiagnostics(names, attention.shape[1])
+    meter.update(attention, labels)
+    diagnostics = {k: float(v) for k, v in meter.compute().items()}
+    return {c: rows.get(c, []) for c in names}, diagnostics
+
+
+def _write(
+    out: Path, result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, per_class: int
+) -> None:
+    """``metrics.json`` and ``report.md`` into ``out``, and the summary lines on stdout."""
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "report.md").write_text(_markdown(result, hp, log_dir, per_class))
+    print(
+        f"report written to {out}: acc {result['acc']:.4f}, balanced acc "
+        f"{result['balanced_acc']:.4f}, macro F1 {result['f1_macro']:.4f}"
+    )
+    if result["attention"] is not None:
+        print(f"attention: {describe_attention(result['attention'])}")
 
 
 def write_report(
@@ -201,17 +237,31 @@ def _markdown(result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, 
     else:
         where = f"in `{log_dir}`" if log_dir is not None else "next to the checkpoint"
         curves = f"_No accuracy or loss metrics ({viz.METRICS_FILE}) found {where}._"
-    attention = "_This model has no attention branch (variant `center` or `softmax`)._"
+    variant = hp["variant"]
+    attention = f"_This model has no attention branch (variant `{variant}`: a is a constant)._"
     if "attention" in written:
         maps = [
             f"### {c}\n\n![{c} attention weights]({f})" for c, f in written["attention"].items()
         ]
         section = template("report_attention.md")
-        attention = section.format(per_class=k, n_images=result["n_images"], maps="\n\n".join(maps))
+        attention = section.format(
+            per_class=k, n_images=result["n_images"], maps="\n\n".join(maps),
+            diagnostics=describe_attention(result["attention"]),
+        )  # fmt: skip
     model = ", ".join(f"{a} {hp[a]}" for a in ("variant", "lam", "alpha", "image_size", "in_chans"))
     checkpoint = result["checkpoint"] or "current weights (no checkpoint)"
     return template("report.md").format_map(
         result
         | {"checkpoint": checkpoint, "model": model, "per_class": per_class}
         | {"confusions": confusions or "- none", "curves": curves, "attention": attention.rstrip()}
+    )
+
+
+def describe_attention(diagnostics: dict[str, float]) -> str:
+    """:class:`~dacl.diagnostics.AttentionDiagnostics`' figures in one line."""
+    d = diagnostics
+    return (
+        f"mean {d['mean']:.3f}, spread within a face {d['face_spread']:.3f}, spread of a weight "
+        f"across faces {d['weight_spread']:.3f}, {d['low']:.1%} below 0.1, {d['high']:.1%} "
+        "above 0.9"
     )

@@ -25,6 +25,7 @@ import yaml
 from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis, viz
 from dacl.callbacks import CSVTensorBoardLogger
 from dacl.data.synthetic import write_dataset
+from dacl.teacher import SoftTargets
 
 TINY = {
     "trainer": {
@@ -99,7 +100,7 @@ def test_ablate_end_to_end_then_skips_finished_runs(tmp_path, capsys):
 
     # Per-run metrics agree with the run's own metrics file (max val balanced acc).
     for r in runs:
-        bal = [v for _, v in viz.read_metrics(r["run_dir"])["val/balanced_acc"]]
+        bal = [v for _, v in viz.read_metrics(out / r["run_dir"])["val/balanced_acc"]]
         assert r["best"]["balanced_acc"] == pytest.approx(max(bal))
         assert r["test"] is None
 
@@ -363,7 +364,9 @@ def test_analysis_of_tiny_models_on_val(synthetic_dataset, tmp_path):
         analysis.analyze(tmp_path / "dacl.ckpt", wrong, "cpu")
 
 
-def test_analyze_option_writes_table_json_and_figure(tmp_path, fake_runs, synthetic_dataset):
+def test_analyze_option_writes_table_json_and_figure(
+    tmp_path, fake_runs, synthetic_dataset, capsys
+):
     configs = [_config(tmp_path, v) for v in ("dacl", "softmax")]
     out = tmp_path / "ablation"
     for config in configs:
@@ -387,10 +390,26 @@ def test_analyze_option_writes_table_json_and_figure(tmp_path, fake_runs, synthe
     md = (out / "attention.md").read_text()
     assert f"`{configs[1]}` (softmax)" in md and "a < 0.1" in md and "attention.png" in md
     assert (out / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # A run without a best checkpoint: one clear error, before any analysis.
+    # A finished run whose checkpoint is not on this machine keeps its earlier measurement, one
+    # line says so, and nothing else is overwritten; one never measured is skipped.
     next((out / "runs" / "tiny_softmax_seed1").rglob("best*.ckpt")).unlink()
-    with pytest.raises(DACLError, match="no best"):
-        ablate.main(argv)
+    next((out / "runs" / "tiny_dacl_seed1").rglob("best*.ckpt")).unlink()
+    earlier = [r for r in results["runs"] if r["name"] != "tiny_dacl_seed1"]
+    (out / "attention.json").write_text(json.dumps({"summary": [], "runs": earlier}))
+    capsys.readouterr()
+    ablate.main([*argv, "--soft"])
+    said = capsys.readouterr().out
+    assert "tiny_softmax_seed1: earlier analysis kept" in said
+    assert "tiny_dacl_seed1: skipped" in said and "tiny_dacl_seed1: no soft.npz, skipped" in said
+    again = json.loads((out / "attention.json").read_text())["runs"]
+    assert [r for r in again if r["name"] == "tiny_softmax_seed1"] == [
+        r for r in earlier if r["name"] == "tiny_softmax_seed1"
+    ]
+    assert sorted(r["name"] for r in again) == sorted(r["name"] for r in earlier)
+    # --soft: each run with its best checkpoint gets soft.npz (ten-crop, train and val)
+    soft = SoftTargets.load(out / "runs" / "tiny_dacl_seed0" / "soft.npz")
+    assert len(soft.keys["train"]) and len(soft.keys["val"])
+    assert not (out / "runs" / "tiny_dacl_seed1" / "soft.npz").exists()
 
 
 @pytest.fixture

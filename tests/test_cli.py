@@ -260,6 +260,15 @@ def test_an_unknown_option_is_one_line_with_the_closest_real_one(synthetic_datas
     assert "--model.lamda" in line and "did you mean --model.lam?" in line
 
 
+def test_a_misspelt_variant_is_one_line_naming_the_variants(synthetic_dataset, tmp_path, run):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    result = run("fit", "--config", str(config), "--model.variant", "dacl_fixd")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "model.variant" in line and "dacl_fixd" in line
+    assert all(v in line for v in ("'dacl'", "'dacl_fixed'", "'center'", "'softmax'"))
+
+
 def test_a_checkpoint_of_another_image_size_is_one_line(fitted, run):
     result = run("test", "--config", str(fitted), "--ckpt_path", "last", "--data.crop", "28")
     assert result.returncode == 2 and "Traceback" not in result.stderr

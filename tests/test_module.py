@@ -191,3 +191,22 @@ def test_bf16_on_the_cpu_only_with_bf16_hardware(monkeypatch, caplog, hardware):
     assert trainer.precision == ("bf16-mixed" if hardware else "32-true")
     (line,) = [r.getMessage() for r in caplog.records if "precision" in r.getMessage()]
     assert ("in hardware" if hardware else "no bf16 hardware") in line
+
+
+def test_dacl_fixed_is_dacl_with_a_constant_half_attention():
+    torch.manual_seed(0)
+    module = DACLModule(variant="dacl_fixed", image_size=32, in_chans=1)
+    assert module.net.encoder is None and module.net.heads is None
+    x, y = torch.randn(4, 1, 32, 32), torch.tensor([0, 0, 3, 6])
+    _, f, a = module(x)
+    assert torch.equal(a, torch.full_like(f, 0.5))
+    # L_SC with a ≡ 0.5 is half the plain center loss on the same features and centers
+    losses, _, _ = module._losses((x, y))
+    plain = (f - module.center_loss.centers[y]).pow(2).sum() / (2 * 4)
+    assert torch.allclose(losses["loss_sc"], 0.5 * plain)
+    assert torch.allclose(losses["loss"], losses["loss_ce"] + 0.01 * losses["loss_sc"])
+
+
+def test_a_misspelt_variant_names_the_variants():
+    with pytest.raises(DACLError, match=r"dacl, dacl_fixed, center, softmax.*'dacl_fixd'"):
+        DACLModule(variant="dacl_fixd")
