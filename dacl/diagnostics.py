@@ -1,4 +1,4 @@
-"""Whether the attention selects anything (method.md §5.1): summary statistics of the weights a
+"""Whether the attention selects anything (method.md §5): summary statistics of the weights a
 over a split, accumulated batch by batch as a torchmetrics ``Metric`` (summed across processes
 under DDP)."""
 

@@ -1,4 +1,4 @@
-"""Sparse center loss and its class centers (method.md §2)."""
+"""Sparse center loss and its class centers (method.md §2); the distillation term (§2.6)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import math
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def distillation_loss(logits: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """L_KD = T² · KL(q^T ‖ p^T), the batch mean (method.md §2.6): ``teacher`` holds the
+    teacher's probabilities q (B, K), softened as softmax(log q / T); ``logits`` the student's
+    z, softened as softmax(z / T). Its gradient in z is (T / B) · (p^T − q^T)."""
+    t = temperature
+    log_q = F.log_softmax(teacher.float().clamp_min(1e-12).log() / t, dim=-1)
+    log_p = F.log_softmax(logits.float() / t, dim=-1)
+    return t * t * F.kl_div(log_p, log_q, reduction="batchmean", log_target=True)
 
 
 class SparseCenterLoss(nn.Module):

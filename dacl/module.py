@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Literal, TypedDict, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -22,7 +22,7 @@ from torchmetrics.classification import (
 from dacl.classes import FER2013_CLASSES, REPORTED_METRICS
 from dacl.diagnostics import AttentionDiagnostics
 from dacl.errors import DACLError, NonFiniteLossError
-from dacl.loss import SparseCenterLoss
+from dacl.loss import SparseCenterLoss, distillation_loss
 from dacl.model import DACLNet
 
 Variant = Literal["dacl", "dacl_fixed", "center", "softmax"]
@@ -30,6 +30,13 @@ VARIANTS: tuple[str, ...] = get_args(Variant)
 #: The constant attention a of the variants without a CE-Unit and heads (method.md §2.5):
 #: ``dacl_fixed`` is DACL with a ≡ 0.5, the control for "does learned attention beat a constant?".
 FIXED_ATTENTION = {"dacl_fixed": 0.5, "center": 1.0, "softmax": 1.0}
+
+
+class Distillation(TypedDict, total=False):
+    """``model.distill`` (method.md §2.6): the weight w of L_KD, and its temperature T."""
+
+    weight: float
+    temperature: float
 
 
 def _train_metrics(num_classes: int) -> MetricCollection:
@@ -85,6 +92,9 @@ class DACLModule(pl.LightningModule):
         compile: wrap the forward pass in ``torch.compile``.
         target_loss: how soft targets (FER+'s label modes) enter L_CE: ``soft`` (cross-entropy
             with the distribution) or ``any`` (multi-target: −log of the targets' probability).
+        distill: ``weight`` w (0 to 1) and ``temperature`` T of distillation from a teacher's
+            probabilities, which the data carries in each training batch (``data.teacher``):
+            L = (1 − w)·L_CE + w·L_KD + λ·L_SC (method.md §2.6). Off by default.
         class_names: names of the outputs, kept in the checkpoint for reports.
     """
 
@@ -107,6 +117,7 @@ class DACLModule(pl.LightningModule):
         compile: bool = False,
         class_names: Sequence[str] = FER2013_CLASSES,
         target_loss: Literal["soft", "any"] = "soft",
+        distill: Distillation | None = None,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -115,7 +126,14 @@ class DACLModule(pl.LightningModule):
             raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
         if lr_schedule not in ("step", "cosine"):
             raise DACLError(f"model.lr_schedule must be step or cosine, got '{lr_schedule}'")
+        distill = {"weight": 0.0, "temperature": 1.0, **(distill or {})}
+        if not (0 <= distill["weight"] <= 1 and distill["temperature"] > 0):
+            raise DACLError(
+                "model.distill.weight must be in 0..1 and model.distill.temperature positive, "
+                f"got {distill['weight']} and {distill['temperature']}"
+            )
         self.save_hyperparameters()
+        self.hparams.distill = distill  # with its defaults: checkpoints record what was used
         self.class_names = tuple(class_names)
         num_classes = len(self.class_names)
         self.lam = 0.0 if variant == "softmax" else lam
@@ -142,7 +160,7 @@ class DACLModule(pl.LightningModule):
             metric.persistent(True)
         self.test_metrics = eval_metrics(num_classes).clone(prefix="test/")
         #: Whether the learned attention selects anything, logged at every validation
-        #: (method.md §5.1); only the ``dacl`` variant learns its attention.
+        #: (method.md §5); only the ``dacl`` variant learns its attention.
         self.val_attention = AttentionDiagnostics(self.class_names) if variant == "dacl" else None
         #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
         self.confusion: dict[str, Tensor] = {}
@@ -173,13 +191,16 @@ class DACLModule(pl.LightningModule):
         A batch ``(images, labels, targets)`` (FER+'s distribution modes) takes L_CE against
         the soft ``targets`` (B, K), −Σ_k t_k log p_k, which is the usual L_CE for one-hot
         targets; with ``target_loss="any"`` (FER+'s multi-target mode) it is
-        −log Σ_{k: t_k > 0} p_k, the probability of any target. L_SC and the measures keep
-        the hard ``labels``.
+        −log Σ_{k: t_k > 0} p_k, the probability of any target. When distilling, the third
+        entry is the teacher's probabilities instead (training batches only; method.md §2.6).
+        L_SC and the measures keep the hard ``labels``.
         """
         images, labels, *targets = batch
         logits, features, attention = self(images)
         # at least float32 under mixed precision; float64 stays float64
         wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        if self.hparams.distill["weight"] > 0:
+            return self._distilled(wide, labels, targets, (features, attention, labels))
         if targets and self.hparams.target_loss == "any":
             log_p = F.log_softmax(wide, -1).masked_fill(targets[0] <= 0, -math.inf)
             loss_ce = -torch.logsumexp(log_p, -1).mean()
@@ -187,12 +208,38 @@ class DACLModule(pl.LightningModule):
             loss_ce = F.cross_entropy(wide, targets[0])  # probability targets
         else:
             loss_ce = F.cross_entropy(wide, labels)
-        losses = {"loss_ce": loss_ce, "loss": loss_ce}
+        return (
+            self._total({"loss_ce": loss_ce, "loss": loss_ce}, features, attention, labels),
+            logits,
+            (features, attention, labels),
+        )
+
+    def _total(
+        self, losses: dict[str, Tensor], features: Tensor, attention: Tensor, labels: Tensor
+    ) -> dict[str, Tensor]:
+        """Adds λ·L_SC to ``losses["loss"]`` (and records ``loss_sc``) unless ``softmax``."""
         if self.hparams.variant != "softmax":
-            loss_sc = self.center_loss(features, attention, labels)
-            losses["loss_sc"] = loss_sc
-            losses["loss"] = loss_ce + self.lam * loss_sc
-        return losses, logits, (features, attention, labels)
+            losses["loss_sc"] = self.center_loss(features, attention, labels)
+            losses["loss"] = losses["loss"] + self.lam * losses["loss_sc"]
+        return losses
+
+    def _distilled(
+        self, logits: Tensor, labels: Tensor, teacher: list[Tensor], kept: tuple[Tensor, ...]
+    ) -> tuple[dict[str, Tensor], Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """:meth:`_losses` when distilling: (1 − w)·L_CE + w·L_KD + λ·L_SC on a training batch
+        that carries the teacher's probabilities; L_CE + λ·L_SC on evaluation batches."""
+        loss_ce = F.cross_entropy(logits, labels)
+        losses = {"loss_ce": loss_ce, "loss": loss_ce}
+        if self.training:
+            if not teacher:
+                raise DACLError(
+                    "model.distill.weight > 0 needs the teacher's probabilities in each training "
+                    "batch: set data.teacher to a teacher file (dacl ensemble)"
+                )
+            w, t = self.hparams.distill["weight"], self.hparams.distill["temperature"]
+            losses["loss_kd"] = distillation_loss(logits, teacher[0], t)
+            losses["loss"] = (1 - w) * loss_ce + w * losses["loss_kd"]
+        return self._total(losses, *kept), logits, kept
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         losses, logits, (features, attention, labels) = self._losses(batch)

@@ -1,4 +1,4 @@
-"""Soft targets of trained models and their ensemble: the teacher of distillation (method.md §6).
+"""Soft targets of trained models and their ensemble: the teacher of distillation (method.md §2.6).
 
 A model's soft targets are its ten-crop softmax on every train and val face of its dataset
 (:func:`soft_targets`), kept as :class:`SoftTargets`: per split the faces' keys (the dataset's

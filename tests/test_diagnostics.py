@@ -1,4 +1,4 @@
-"""The attention diagnostics (method.md §5.1) against hand computations, and where they are
+"""The attention diagnostics (method.md §5) against hand computations, and where they are
 logged."""
 
 import math

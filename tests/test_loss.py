@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dacl import DACLModule, SparseCenterLoss
+from dacl import DACLError, DACLModule, SparseCenterLoss
+from dacl.loss import distillation_loss
 
 # K = 3 classes, d = 4, m = 5; class 2 is absent from the batch.
 FEATURES = [
@@ -214,3 +215,41 @@ def test_softmax_variant_is_cross_entropy_and_leaves_centers():
     # BatchNorm in train mode sees the same batch both times, so the logits agree
     torch.testing.assert_close(loss, F.cross_entropy(logits, labels))
     assert torch.equal(module.center_loss.centers, centers)
+
+
+def test_distillation_term_and_its_gradient_equal_the_hand_computation():
+
+    z = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], dtype=torch.float64, requires_grad=True)
+    q = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype=torch.float64)
+    t, m = 2.0, 2
+    qt = q.pow(1 / t) / q.pow(1 / t).sum(1, keepdim=True)  # softmax(log q / T)
+    pt = (z / t).exp() / (z / t).exp().sum(1, keepdim=True)
+    by_hand = t * t * (qt * (qt.log() - pt.log())).sum() / m
+    loss = distillation_loss(z, q, t)
+    assert torch.allclose(loss.double(), by_hand)
+    (grad,) = torch.autograd.grad(loss, z)
+    assert torch.allclose(grad.double(), (t / m) * (pt - qt).detach(), atol=1e-6)
+    # a student equal to the teacher at T = 1 has nothing to learn
+    assert distillation_loss(q.log(), q, 1.0).abs() < 1e-6
+
+
+def test_distilled_training_loss_mixes_hard_and_soft_targets_and_needs_a_teacher():
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32, in_chans=1, distill={"weight": 0.25, "temperature": 3.0})
+    x, y = torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3])
+    q = torch.softmax(torch.randn(4, 7), -1)
+    module.train()
+    losses, logits, _ = module._losses((x, y, q))
+    ce = F.cross_entropy(logits.float(), y)
+
+    kd = distillation_loss(logits, q, 3.0)
+    assert torch.allclose(losses["loss_kd"], kd)
+    assert torch.allclose(losses["loss"], 0.75 * ce + 0.25 * kd + 0.01 * losses["loss_sc"])
+    with pytest.raises(DACLError, match=r"data\.teacher"):
+        module._losses((x, y))
+    module.eval()  # evaluation batches carry no teacher: L_CE + λ·L_SC
+    losses, _, _ = module._losses((x, y))
+    assert "loss_kd" not in losses
+    assert torch.allclose(losses["loss"], losses["loss_ce"] + 0.01 * losses["loss_sc"])
+    with pytest.raises(DACLError, match=r"model\.distill\.weight must be in 0\.\.1"):
+        DACLModule(distill={"weight": 1.5})
