@@ -1,5 +1,5 @@
-"""The DACL network (method.md §1): ResNet-18 trunk, CE-Unit, multi-head binary attention,
-classifier."""
+"""The DACL network (method.md §1): ResNet-18 trunk (or the compact trunk, §1.6), CE-Unit,
+multi-head binary attention, classifier."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import math
 from collections import OrderedDict
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models.resnet import BasicBlock
 
 from dacl.checkpoint import safe_load
 from dacl.errors import DACLError
@@ -20,15 +22,42 @@ log = logging.getLogger(__name__)
 
 FEAT_DIM = 512  # ResNet-18's last stage width: the deep feature f and the number of heads
 LATENT_DIM = 64  # the CE-Unit's output e
+Trunk = Literal["resnet18", "compact"]
+#: The compact trunk's stage widths (method.md §1.6): one ResNet basic block per stage.
+COMPACT_WIDTHS = (24, 48, 96, 192)
 
 
-def trunk_output_size(image_size: int, small_input: bool = False) -> int:
-    """Side of ResNet-18's ``layer4`` map: five stride-2 stages (four without the max-pool),
-    each ``ceil(s / 2)``."""
+def trunk_output_size(image_size: int, small_input: bool = False, trunk: Trunk = "resnet18") -> int:
+    """Side of the trunk's last map: ResNet-18 has five stride-2 stages (four without the
+    max-pool), the compact trunk four; each ``ceil(s / 2)``."""
     side = image_size
-    for _ in range(4 if small_input else 5):
+    for _ in range(4 if small_input or trunk == "compact" else 5):
         side = math.ceil(side / 2)
     return side
+
+
+def compact_trunk(in_chans: int) -> nn.Sequential:
+    """The compact trunk (method.md §1.6): a 3x3/2 stem convolution, then one torchvision
+    ``BasicBlock`` per stage at :data:`COMPACT_WIDTHS`, the last three with stride 2."""
+    width = COMPACT_WIDTHS[0]
+    layers: dict[str, nn.Module] = {
+        "conv1": nn.Conv2d(in_chans, width, kernel_size=3, stride=2, padding=1, bias=False),
+        "bn1": nn.BatchNorm2d(width),
+        "relu": nn.ReLU(inplace=True),
+    }
+    for i, out in enumerate(COMPACT_WIDTHS, 1):
+        stride = 1 if i == 1 else 2
+        down = None
+        if stride != 1 or width != out:
+            conv = nn.Conv2d(width, out, kernel_size=1, stride=stride, bias=False)
+            down = nn.Sequential(conv, nn.BatchNorm2d(out))
+        layers[f"layer{i}"] = BasicBlock(width, out, stride, down)
+        width = out
+    trunk = nn.Sequential(OrderedDict(layers))
+    for m in trunk.modules():  # torchvision's ResNet init
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return trunk
 
 
 def _fold_rgb_stem(weight: Tensor, in_chans: int) -> Tensor:
@@ -41,7 +70,8 @@ def _fold_rgb_stem(weight: Tensor, in_chans: int) -> Tensor:
 
 class ContextEncoder(nn.Sequential):
     """CE-Unit (method.md §1): the flattened 512·h·w map → 3584 → 512 → 64, BN after each layer,
-    ReLU between and Tanh at the end, giving the latent code e."""
+    ReLU between and Tanh at the end, giving the latent code e (the compact trunk's: d·h·w →
+    2d → 128 → 64, §1.6)."""
 
     def __init__(self, in_features: int, hidden: tuple[int, int] = (3584, 512)) -> None:
         widths = (in_features, *hidden, LATENT_DIM)
@@ -87,6 +117,8 @@ class DACLNet(nn.Module):
         small_input: drop the trunk's 3x3/2 max-pool, so a 48 px face ends in a 3x3 map
             instead of 2x2 (4x the trunk's work). A deviation from the paper's ResNet-18, as
             FER2013 networks at native resolution commonly make; off by default.
+        trunk: ``resnet18`` (the paper's) or ``compact`` (method.md §1.6: 0.69M weights, d = 192
+            features and heads, a CE-Unit of 2d and 128 hidden units).
     """
 
     def __init__(
@@ -98,26 +130,23 @@ class DACLNet(nn.Module):
         in_chans: int = 3,
         small_input: bool = False,
         fixed_attention: float = 1.0,
+        trunk: Trunk = "resnet18",
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
             raise DACLError(f"in_chans must be 1 or 3, got {in_chans}")
-        base = resnet18()  # torchvision's init: convs Kaiming-normal (fan_out), BN 1 / 0
-        if in_chans == 1:
-            rgb = base.conv1
-            base.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            with torch.no_grad():
-                base.conv1.weight.copy_(_fold_rgb_stem(rgb.weight, in_chans))
-        names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        if small_input:
-            names = tuple(n for n in names if n != "maxpool")
-        self.trunk = nn.Sequential(OrderedDict((n, getattr(base, n)) for n in names))
+        if trunk == "compact":
+            self.trunk, d, hidden = compact_trunk(in_chans), COMPACT_WIDTHS[-1], (384, 128)
+        else:
+            self.trunk, d, hidden = _resnet18_trunk(in_chans, small_input), FEAT_DIM, (3584, 512)
         self.in_chans = in_chans
         self.image_size = image_size
         self.fixed_attention = fixed_attention
-        side = trunk_output_size(image_size, small_input)
-        self.encoder = ContextEncoder(FEAT_DIM * side * side) if attention else None
-        self.heads = AttentionHeads() if attention else None
+        #: the gray stem is a folded RGB stem only in ResNet-18 (method.md §1.4)
+        self.folded_stem = trunk == "resnet18" and in_chans == 1
+        side = trunk_output_size(image_size, small_input, trunk)
+        self.encoder = ContextEncoder(d * side * side, hidden) if attention else None
+        self.heads = AttentionHeads(heads=d) if attention else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         # method.md §1: the CE-Unit's and the heads' Linears Kaiming-normal with zero bias; the
         # classifier keeps nn.Linear's default init (the reference builds it after that loop).
@@ -125,7 +154,7 @@ class DACLNet(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.kaiming_normal_(m.weight)
                 nn.init.zeros_(m.bias)
-        self.classifier = nn.Linear(FEAT_DIM, num_classes)
+        self.classifier = nn.Linear(d, num_classes)
         if pretrained is not None:
             self.load_pretrained(pretrained)
 
@@ -155,7 +184,7 @@ class DACLNet(nn.Module):
         """
         stem = self.trunk.conv1.weight
         rest = [p for p in self.parameters() if p is not stem]
-        if self.in_chans == 3:
+        if not self.folded_stem:
             return [{"params": [stem, *rest]}]
         gray = {"params": [stem], "lr": 3 * lr, "weight_decay": weight_decay / 3}
         return [{"params": rest}, gray]
@@ -203,6 +232,21 @@ class DACLNet(nn.Module):
             else "",
         )
         return len(matched)
+
+
+def _resnet18_trunk(in_chans: int, small_input: bool) -> nn.Sequential:
+    """torchvision's ResNet-18 up to ``layer4`` (method.md §1), with the gray stem folded from
+    the RGB init for ``in_chans`` 1 (§1.4) and without the max-pool for ``small_input``."""
+    base = resnet18()  # torchvision's init: convs Kaiming-normal (fan_out), BN 1 / 0
+    if in_chans == 1:
+        rgb = base.conv1
+        base.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        with torch.no_grad():
+            base.conv1.weight.copy_(_fold_rgb_stem(rgb.weight, in_chans))
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    if small_input:
+        names = tuple(n for n in names if n != "maxpool")
+    return nn.Sequential(OrderedDict((n, getattr(base, n)) for n in names))
 
 
 def _imagenet_file() -> Path:

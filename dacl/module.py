@@ -23,7 +23,7 @@ from dacl.classes import FER2013_CLASSES, REPORTED_METRICS
 from dacl.diagnostics import AttentionDiagnostics
 from dacl.errors import DACLError, NonFiniteLossError
 from dacl.loss import SparseCenterLoss, distillation_loss
-from dacl.model import DACLNet
+from dacl.model import DACLNet, Trunk
 
 Variant = Literal["dacl", "dacl_fixed", "center", "softmax"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
@@ -88,6 +88,7 @@ class DACLModule(pl.LightningModule):
             starts, so a saved run reloads from its checkpoint alone.
         in_chans: 3 as in method.md, or 1 for the folded gray stem (see :class:`DACLNet`).
         small_input: a trunk without the max-pool for small faces (see :class:`DACLNet`).
+        trunk: ``resnet18`` (the paper's) or ``compact`` (see :class:`DACLNet`).
         channels_last: run the network in channels-last memory format (faster convolutions).
         compile: wrap the forward pass in ``torch.compile``.
         target_loss: how soft targets (FER+'s label modes) enter L_CE: ``soft`` (cross-entropy
@@ -118,6 +119,7 @@ class DACLModule(pl.LightningModule):
         class_names: Sequence[str] = FER2013_CLASSES,
         target_loss: Literal["soft", "any"] = "soft",
         distill: Distillation | None = None,
+        trunk: Trunk = "resnet18",
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -144,6 +146,7 @@ class DACLModule(pl.LightningModule):
             in_chans=in_chans,
             small_input=small_input,
             fixed_attention=FIXED_ATTENTION.get(variant, 1.0),
+            trunk=trunk,
         )
         self.center_loss = SparseCenterLoss(num_classes, self.net.classifier.in_features, alpha)
         if channels_last:
