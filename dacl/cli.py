@@ -17,9 +17,10 @@ import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -163,7 +164,7 @@ class DACLCLI(LightningCLI):
         # Before LightningCLI merges a checkpoint's hyper-parameters into the model's config:
         # outputs placed, best/last/pretrained resolved and the file checked, so that a missing,
         # damaged or foreign checkpoint is one line, not a traceback, and `test --ckpt_path
-        # best` rebuilds the model that was trained. Tensors are only mapped here, not read.
+        # best` rebuilds the model that was trained.
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
@@ -178,25 +179,9 @@ class DACLCLI(LightningCLI):
         if not subcommand or "ckpt_path" not in config:
             return
         config.ckpt_path = resolve_checkpoint(config.ckpt_path, root)
-        if config.ckpt_path is None:
-            return
-        checkpoint = safe_load(config.ckpt_path, "--ckpt_path file", mmap=True)
-        if "state_dict" not in checkpoint or not checkpoint.get("hyper_parameters"):
-            raise DACLError(
-                f"--ckpt_path '{config.ckpt_path}' is not a dacl checkpoint (no model "
-                "hyper-parameters): pass a checkpoint written by dacl fit"
-            )
-        if subcommand != "fit":
-            self.trained_data = checkpoint.get("datamodule_hyper_parameters") or {}
-        trained = checkpoint["hyper_parameters"].get("image_size")
-        if trained is not None and trained != config.data.crop:
-            sizes = (self.trained_data or {}).get("resize")
-            also = f" --data.resize {sizes}" if sizes else ""
-            raise DACLError(
-                f"--ckpt_path '{config.ckpt_path}' was trained on {trained} px crops, but "
-                f"data.crop is {config.data.crop}: pass the config it was trained with, or "
-                f"--data.crop {trained}{also}"
-            )
+        if config.ckpt_path is not None:
+            trained = read_checkpoint(config.ckpt_path, config.data.crop)
+            self.trained_data = trained if subcommand != "fit" else None
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -210,7 +195,32 @@ class DACLCLI(LightningCLI):
             trainer.callbacks = [c for c in trainer.callbacks or [] if not writes_checkpoints(c)]
             trainer.enable_checkpointing = False
         cpu_precision(trainer)
-        match_data(config, self.trained_data)
+        trained = self.trained_data is not None or bool(config.get("ckpt_path"))
+        changes, class_names = match_data(config.data, config.model, trained, self.trained_data)
+        for key, value in changes.items():
+            config.data[key] = value
+        config.model.class_names = class_names
+
+
+def read_checkpoint(path: str, crop: int) -> dict:
+    """The datamodule hyper-parameters saved in a ``dacl fit`` checkpoint (``{}`` when it has
+    none), after checking that it is one and was trained on ``crop`` px crops. Tensors are
+    only mapped here, not read."""
+    checkpoint = safe_load(path, "--ckpt_path file", mmap=True)
+    if "state_dict" not in checkpoint or not checkpoint.get("hyper_parameters"):
+        raise DACLError(
+            f"--ckpt_path '{path}' is not a dacl checkpoint (no model hyper-parameters): pass "
+            "a checkpoint written by dacl fit"
+        )
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    trained = checkpoint["hyper_parameters"].get("image_size")
+    if trained is not None and trained != crop:
+        also = f" --data.resize {data['resize']}" if data.get("resize") else ""
+        raise DACLError(
+            f"--ckpt_path '{path}' was trained on {trained} px crops, but data.crop is {crop}: "
+            f"pass the config it was trained with, or --data.crop {trained}{also}"
+        )
+    return dict(data)
 
 
 def usage_error(message: str) -> str:
@@ -244,27 +254,36 @@ def target_loss(label_mode: str) -> str:
     return "any" if label_mode == "multi_target" else "soft"
 
 
-def match_data(config, trained_data: dict | None) -> None:
-    """Outputs and labels that agree by name, and a stem that fits the faces. A new model gets
-    the data's classes (``data.classes`` when given, else the dataset's own); a checkpoint's
-    model keeps its own, and the data's labels are mapped onto them (``data.classes``).
+def match_data(
+    data: Mapping[str, Any],
+    model: Mapping[str, Any],
+    from_checkpoint: bool,
+    trained_data: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Outputs and labels that agree by name, and a stem that fits the faces: the ``data``
+    options to change and the model's class names. A new model gets the data's classes
+    (``data.classes`` when given, else the dataset's own); a checkpoint's model keeps its own
+    (``model.class_names``), and the data's labels are mapped onto them (``data.classes``).
     Evaluated on other data, faces are decoded and normalised as the checkpoint's data was
-    (``trained_data``: its saved datamodule hyper-parameters)."""
-    data, model = config.data, config.model
-    dataset = resolve(data.dataset, data.root, data.synthetic)
-    if trained_data is None and not config.get("ckpt_path"):
-        classes = declared_classes(dataset, data.root, data.num_classes, data.class_map)
-        model.class_names = list(data.classes or classes)
-    else:
-        data.classes = list(model.class_names)
+    (``trained_data``: its saved datamodule hyper-parameters, for the options left unset)."""
+    dataset = resolve(data["dataset"], data["root"], data["synthetic"])
+    changes: dict[str, Any] = {}
+    if from_checkpoint:
+        names = list(model["class_names"])
+        changes["classes"] = names
         for key in ("channels", "mean", "std"):
             if data.get(key) is None and (trained_data or {}).get(key) is not None:
-                data[key] = trained_data[key]
-    if model.in_chans == 1 and (data.channels or FORMATS[dataset].channels) == 3:
+                changes[key] = trained_data[key]
+    else:
+        own = declared_classes(dataset, data["root"], data["num_classes"], data["class_map"])
+        names = list(data.get("classes") or own)
+    channels = changes.get("channels", data.get("channels"))
+    if model["in_chans"] == 1 and (channels or FORMATS[dataset].channels) == 3:
         raise DACLError(
             f"model.in_chans 1 (the gray stem) takes gray faces, but {dataset} is RGB: "
             "set model.in_chans: 3 (or data.channels: 1 to read it gray)"
         )
+    return changes, names
 
 
 def build_cli(args: list[str], run: bool = False) -> DACLCLI:

@@ -378,3 +378,95 @@ def test_configuring_in_python_prints_nothing(monkeypatch, caplog, capsys, recwa
     assert not caplog.records and capsys.readouterr() == ("", "")
     assert not [w for w in recwarn if "command line arguments" in str(w.message)]
     assert logging.getLogger("pytorch_lightning").level == level  # restored
+
+
+# -- the CLI's steps as plain functions ----------------------------------------------------
+
+
+def _checkpoint(path: Path, image_size: int = 48, data: dict | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hparams = {"image_size": image_size, "variant": "dacl"}
+    torch.save({"state_dict": {}, "hyper_parameters": hparams, **(data or {})}, path)
+    return path
+
+
+def test_best_and_last_resolve_to_the_newest_run_that_has_one(tmp_path):
+    from dacl.cli import resolve_checkpoint
+
+    best = _checkpoint(tmp_path / "version_2" / "checkpoints" / "best-epoch=01.ckpt")
+    last = _checkpoint(tmp_path / "version_10" / "checkpoints" / "last.ckpt")
+    (tmp_path / "version_11" / "checkpoints").mkdir(parents=True)  # a run that saved nothing
+    assert resolve_checkpoint("best", tmp_path) == str(best)  # version_10 has no best
+    assert resolve_checkpoint("last", tmp_path) == str(last)  # 10 after 2: by number
+    assert resolve_checkpoint(str(best), tmp_path) == str(best)
+    assert resolve_checkpoint(None, tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("ckpt_path", "root", "message"),
+    [
+        ("best", None, "needs the TensorBoard logger"),
+        ("last", "empty", r"no last\.ckpt under"),
+        ("missing.ckpt", "empty", "no such checkpoint file"),
+    ],
+)
+def test_a_checkpoint_that_cannot_be_resolved_is_one_error(tmp_path, ckpt_path, root, message):
+    from dacl.cli import resolve_checkpoint
+    from dacl.errors import DACLError
+
+    path = str(tmp_path / ckpt_path) if ckpt_path.endswith(".ckpt") else ckpt_path
+    with pytest.raises(DACLError, match=message):
+        resolve_checkpoint(path, root and tmp_path)
+
+
+def test_read_checkpoint_gives_the_trained_data_and_checks_the_crop(tmp_path):
+    from dacl.cli import read_checkpoint
+    from dacl.errors import DACLError
+
+    data = {"datamodule_hyper_parameters": {"crop": 48, "resize": 56, "channels": 1}}
+    path = _checkpoint(tmp_path / "a.ckpt", image_size=48, data=data)
+    assert read_checkpoint(str(path), 48) == data["datamodule_hyper_parameters"]
+    with pytest.raises(DACLError, match=r"trained on 48 px.*--data\.crop 48 --data\.resize 56"):
+        read_checkpoint(str(path), 44)
+    assert read_checkpoint(str(_checkpoint(tmp_path / "b.ckpt")), 48) == {}
+    torch.save({"state_dict": {}}, tmp_path / "c.ckpt")
+    with pytest.raises(DACLError, match="not a dacl checkpoint"):
+        read_checkpoint(str(tmp_path / "c.ckpt"), 48)
+
+
+def _data(**options) -> dict:
+    """``data`` options as the parser gives them: a FER2013 folder, nothing else set."""
+    unset = dict.fromkeys(("class_map", "classes", "channels", "mean", "std"))
+    return {"dataset": "fer2013", "root": "nowhere", "synthetic": False, "num_classes": 7,
+            **unset, **options}  # fmt: skip
+
+
+def test_a_new_model_gets_the_datas_classes():
+    from dacl.cli import match_data
+
+    model = {"in_chans": 1, "class_names": None}
+    assert match_data(_data(), model, False) == ({}, list(FER2013_CLASSES))
+    assert match_data(_data(classes=["happy", "sad"]), model, False) == ({}, ["happy", "sad"])
+
+
+def test_a_checkpoints_model_keeps_its_classes_and_its_datas_format():
+    from dacl.cli import match_data
+
+    model = {"in_chans": 1, "class_names": ["happy", "sad"]}
+    trained = {"channels": 1, "mean": [0.5], "std": [0.25], "crop": 48}
+    changes, names = match_data(_data(dataset="rafdb"), model, True, trained)
+    assert names == ["happy", "sad"]
+    assert changes == {"classes": names, "channels": 1, "mean": [0.5], "std": [0.25]}
+    # options given on the command line win over the checkpoint's
+    changes, _ = match_data(_data(mean=[0.4], std=[0.2]), model, True, trained)
+    assert changes == {"classes": names, "channels": 1}
+
+
+def test_rgb_data_for_the_gray_stem_is_one_error():
+    from dacl.cli import match_data
+    from dacl.errors import DACLError
+
+    model = {"in_chans": 1, "class_names": ["happy"]}
+    with pytest.raises(DACLError, match=r"model\.in_chans 1 .* rafdb is RGB"):
+        match_data(_data(dataset="rafdb"), model, True)
+    assert match_data(_data(dataset="rafdb", channels=1), model, True)[1] == ["happy"]

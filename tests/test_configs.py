@@ -1,5 +1,8 @@
 """Every experiment config resolves through the CLI and states the method.md §4 recipe."""
 
+import itertools
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,161 @@ def test_dataset_recipes_resolve(name, dataset, crop, batch, in_chans):
     assert (model["lr"], model["lam"], model["alpha"]) == (0.01, 0.01, 0.5)
     msceleb = "data/weights/resnet18_msceleb.pth"
     assert model["pretrained"] == (msceleb if dataset != "ferplus" else None)
+
+
+# What each experiment resolves to beyond the shipped defaults (configs/default.yaml and the
+# classes' own) and its logger's name (the file's stem), as before the files were composed: a
+# composed file must resolve to exactly this.
+MSCELEB = "data/weights/resnet18_msceleb.pth"
+ON_CPU = {
+    "trainer.accelerator": "cpu",
+    "trainer.precision": "32-true",
+    "trainer.log_every_n_steps": 50,
+}
+CPU = {
+    **ON_CPU,
+    "trainer.max_epochs": 8,
+    "trainer.max_time": "00:01:00:00",
+    "model.lr": 0.03,
+    "model.lr_schedule": "cosine",
+    "data.crop": 44,
+    "data.resize": 48,
+}
+CPU_ABLATION = {**CPU, "trainer.max_epochs": 2, "trainer.max_time": None}
+CPU48 = {
+    **ON_CPU,
+    "trainer.max_epochs": 1,
+    "data.crop": 48,
+    "data.resize": 56,
+    "data.batch_size": 32,
+}
+PAPER = {"trainer.max_epochs": 60, "data.crop": 224, "data.batch_size": 128}
+RAFDB = {**PAPER, "model.in_chans": 3, "model.pretrained": MSCELEB, "data.dataset": "rafdb"}
+PINNED = {
+    "cpu": CPU,
+    "cpu_center": {**CPU, "model.variant": "center"},
+    "cpu_softmax": {**CPU, "model.variant": "softmax"},
+    "cpu_long": {
+        **CPU, "trainer.precision": "bf16-mixed", "trainer.max_epochs": 50,
+        "trainer.max_time": "00:02:30:00", "data.crop": 64, "data.resize": 72, "data.erasing": 0.5,
+    },
+    "cpu_ablation": CPU_ABLATION,
+    "cpu_ablation_center": {**CPU_ABLATION, "model.variant": "center"},
+    "cpu_ablation_softmax": {**CPU_ABLATION, "model.variant": "softmax"},
+    "cpu48": CPU48,
+    "demo": {
+        **CPU48, "trainer.max_epochs": 8, "trainer.log_every_n_steps": 10, "model.lr_step": 6,
+        "data.root": "data/synthetic", "data.synthetic": True, "data.batch_size": 64,
+    },
+    "exp0": PAPER,
+    "exp1": {"data.batch_size": 128},
+    "exp2": {"data.crop": 224},
+    "exp3": {},
+    "exp3_center": {"model.variant": "center"},
+    "exp3_softmax": {"model.variant": "softmax"},
+    "exp3_step5": {"model.lr_step": 5, "model.lr_gamma": 0.2},
+    "exp4": {"model.pretrained": MSCELEB},
+    "ferplus": {"data.dataset": "ferplus", "data.root": "data/ferplus"},
+    "rafdb": {**RAFDB, "data.root": "data/rafdb/basic"},
+    "affectnet7": {**RAFDB, "data.dataset": "affectnet", "data.root": "data/affectnet"},
+}  # fmt: skip
+
+
+class _Parsed(Exception):
+    """Raised with the parsed config where the CLI would start configuring objects."""
+
+
+def parsed(monkeypatch, args: list[str]) -> dict:
+    """The config a ``dacl`` command parses to (``args``: a subcommand and its options, or just
+    options), flattened to dotted keys, before anything is built or a checkpoint resolved."""
+    from dacl import cli
+
+    def stop(self):
+        tree = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_validation=True))
+        raise _Parsed(tree[self.subcommand] if self.subcommand else tree)
+
+    monkeypatch.setattr(cli.DACLCLI, "before_instantiate_classes", stop)
+    monkeypatch.setattr(cli, "resolve_checkpoint", lambda path, root: None)
+    with pytest.raises(_Parsed) as stopped:
+        cli.build_cli(args, run=bool(args) and not args[0].startswith("-"))
+    return _flat(stopped.value.args[0])
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if key == "config":  # the files read, not a setting
+            continue
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_experiment_resolves_to_exactly_its_pinned_values(monkeypatch, name):
+    defaults = parsed(monkeypatch, [])
+    config = parsed(monkeypatch, ["--config", str(REPO / "experiments" / f"{name}.yaml")])
+    assert config == {**defaults, **PINNED[name], "trainer.logger.init_args.name": name}
+
+
+def test_a_file_that_includes_another_states_its_changes_as_dotted_keys():
+    """After ``config:``, a nested section (``model:`` then ``  variant: x``) would replace the
+    included file's whole section, not merge into it: jsonargparse applies the keys that follow
+    an included file as they are. A dotted key (``model.variant: x``) changes that key alone."""
+    for path in sorted((REPO / "experiments").glob("*.yaml")):
+        tree = yaml.safe_load(path.read_text())
+        if "config" in tree:
+            nested = [k for k, v in tree.items() if isinstance(v, dict)]
+            assert not nested, f"{path.name}: write {nested} as dotted keys"
+            assert (path.parent / tree["config"]).is_file(), path.name
+
+
+def documented_commands() -> list[list[str]]:
+    """Every ``dacl`` training-side command in README.md, docs/ and the experiments' headers:
+    fenced and inline code and ``#   dacl ...`` comment lines, continuation lines joined."""
+    texts = [p.read_text() for p in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))]
+    blocks = [b for t in texts for b in re.findall(r"```[a-z]*\n(.*?)```", t, flags=re.S)]
+    inline = [c for t in texts for c in re.findall(r"(?<!`)`((?:\.venv/bin/)?dacl [^`]+)`", t)]
+    blocks += [" ".join(c.split()) for c in inline]  # a span may wrap
+    for path in sorted((REPO / "experiments").glob("*.yaml")):
+        header = re.findall(r"^#   ?(.*)$", path.read_text(), flags=re.M)
+        blocks.append("\n".join(header))
+    commands = []
+    for block in blocks:
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = line.split("#")[0].strip()
+            words = shlex.split(line) if re.match(r"(\.venv/bin/)?dacl \w", line) else []
+            template = any(c in line for c in "…|[")  # prose: `--data.tta none|flip|crops`
+            if words and words[1] in SUBCOMMANDS and _names_a_config(words) and not template:
+                commands.append(words[1:])
+    return commands
+
+
+def _names_a_config(words: list[str]) -> bool:
+    """Whether a command names an experiment file (not a fragment such as ``dacl report``)."""
+    flag = "--configs" if words[1] == "ablate" else "--config"
+    return flag in words[:-1] and (REPO / words[words.index(flag) + 1]).is_file()
+
+
+SUBCOMMANDS = ("fit", "validate", "test", "report", "predict_split", "ablate")
+
+
+def test_every_documented_command_parses(monkeypatch, tmp_path):
+    monkeypatch.chdir(REPO)  # the commands name experiments/ from the repository's root
+    commands = documented_commands()
+    assert len(commands) > 20 and {c[0] for c in commands} <= set(SUBCOMMANDS)
+    outputs = ["--trainer.default_root_dir", str(tmp_path)]  # nothing written under the repo
+    for command in commands:
+        if command[0] != "ablate":
+            assert parsed(monkeypatch, [*command, *outputs])["trainer.max_epochs"] > 0, command
+            continue
+        at = command.index("--configs") + 1
+        configs = list(itertools.takewhile(lambda w: not w.startswith("--"), command[at:]))
+        rest = command[at + len(configs) :]  # ablate's own options, and --data.* passed on
+        flags = {i for i, w in enumerate(rest) if w.startswith("--data.")}
+        data = [w for i, w in enumerate(rest) if i in flags or i - 1 in flags]
+        for config in configs:  # ablate runs `dacl fit --config C` for each
+            args = ["fit", "--config", config, *data, *outputs]
+            assert parsed(monkeypatch, args)["trainer.max_epochs"] > 0, config

@@ -244,3 +244,17 @@ def test_matching_splits_give_no_warning(synthetic_dataset, caplog):
     with caplog.at_level(logging.WARNING, logger="dacl.data"):
         _dm(synthetic_dataset("folders")).setup("fit")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("xdg", ["", None])
+def test_an_empty_or_unset_xdg_cache_home_means_the_home_cache(monkeypatch, tmp_path, xdg):
+    from dacl.paths import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert cache_dir() == tmp_path / ".cache" / "dacl"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "dacl"

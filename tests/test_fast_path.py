@@ -459,3 +459,11 @@ def test_unwritable_cache_dir_still_returns_the_data(folder, tmp_path, caplog):
         x, _, _ = load_or_build(find_layout(folder).split("train"), blocker / "cache")
     assert x.shape[0] == 6
     assert any("could not write decoded cache" in r.getMessage() for r in caplog.records)
+
+
+def test_every_tta_name_has_its_views():
+    from typing import get_args
+
+    from dacl.data.augment import TTA_VIEWS, Tta
+
+    assert tuple(TTA_VIEWS) == get_args(Tta)

@@ -170,12 +170,17 @@ def test_centers_start_as_normal_with_variance_two_over_k():
     assert centers.var().item() == pytest.approx(2 / 7, rel=0.05)
 
 
-def test_loss_is_float32_under_autocast():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_loss_is_computed_in_the_centers_float32_under_autocast(dtype):
+    """The inputs are cast to the centers' dtype, whatever theirs: bf16 inputs alone would come
+    out float32 by type promotion against the float32 centers, float64 ones show the cast."""
     scl = make_loss()
-    f = torch.tensor(FEATURES).bfloat16()
+    f, a = torch.tensor(FEATURES, dtype=dtype), torch.tensor(ATTENTION, dtype=dtype)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = scl(f, torch.tensor(ATTENTION).bfloat16(), torch.tensor(LABELS))
+        loss = scl(f, a, torch.tensor(LABELS))
     assert loss.dtype == torch.float32
+    diff = f.float() - scl.centers[torch.tensor(LABELS)]
+    assert torch.equal(loss, (a.float() * diff.pow(2)).sum() / (2 * M))
 
 
 def _step(module, images, labels):

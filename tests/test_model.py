@@ -29,6 +29,24 @@ def test_ce_unit_width_follows_image_size(size, width):
     assert trunk_output_size(size) ** 2 * 512 == width
 
 
+def test_parameter_counts_of_method_md_with_both_stems():
+    """method.md §1 and §1.2: RGB stem, and the gray stem the FER2013 recipes use."""
+    for size, rgb, gray in [(200, 103_042_311, 103_036_039), (48, 20_466_951, 20_460_679)]:
+        assert n_params(DACLNet(image_size=size)) == rgb
+        assert n_params(DACLNet(image_size=size, in_chans=1)) == gray
+
+
+def test_the_attention_gradient_reaches_the_trunk_through_the_ce_unit():
+    """method.md §1.1: x* is not detached before the CE-Unit, so L_SC's attention term (here
+    with the features held fixed) trains the trunk too."""
+    torch.manual_seed(0)
+    net = DACLNet(image_size=48)
+    _, f, a = net(torch.randn(4, 3, 48, 48))
+    (a * (f.detach() - 1).pow(2)).sum().backward()
+    grad = net.trunk.conv1.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+
+
 def test_forward_shapes_and_attention_range():
     net = DACLNet(image_size=48).eval()
     logits, f, a = net(torch.randn(3, 3, 48, 48))

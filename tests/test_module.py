@@ -146,6 +146,38 @@ def test_fit_logs_train_accuracy_and_best_validation(tmp_path):
     assert module.val_best["acc"].compute() == logged["val/acc_best"]
 
 
+class _BestAtSanityEnd(pl.Callback):
+    """How often the best-so-far scores were updated when the sanity check ended."""
+
+    def on_sanity_check_end(self, trainer, pl_module):
+        self.updates = {k: m.update_count for k, m in pl_module.val_best.items()}
+
+
+def test_the_sanity_check_does_not_count_in_the_best_validation_scores(tmp_path):
+    module, seen = DACLModule(image_size=32), _BestAtSanityEnd()
+    trainer = _trainer(
+        tmp_path, max_epochs=1, logger=False, enable_checkpointing=False, callbacks=[seen]
+    )
+    trainer.fit(module, _loader(), _loader(seed=1))
+    assert seen.updates == {"acc": 0, "balanced_acc": 0}
+    assert module.val_best["acc"].update_count == 1
+    assert module.val_best["acc"].compute() == trainer.callback_metrics["val/acc"]
+
+
+@pytest.mark.parametrize("targets", ["labels", "soft", "any"])
+def test_l_ce_is_float32_under_bf16_autocast(targets):
+    """The logits are widened before L_CE: autocast keeps cross_entropy in float32 by itself,
+    but not the log-softmax of the multi-target loss."""
+    torch.manual_seed(0)
+    module = DACLModule(image_size=32, target_loss="soft" if targets == "soft" else "any")
+    labels = torch.arange(4)
+    soft = [] if targets == "labels" else [torch.softmax(torch.randn(4, 7), -1)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses, logits, _ = module._losses((torch.randn(4, 3, 32, 32), labels, *soft))
+    assert logits.dtype == torch.bfloat16
+    assert losses["loss_ce"].dtype == losses["loss"].dtype == torch.float32
+
+
 def test_cosine_schedule_anneals_per_step_to_zero(tmp_path):
     module = DACLModule(image_size=32, lr=0.02, lr_schedule="cosine")
     trainer = _trainer(tmp_path, max_epochs=2, logger=False, enable_checkpointing=False)

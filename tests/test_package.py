@@ -25,6 +25,7 @@ LAYERS = {
     "dacl.errors": 0,
     "dacl.classes": 0,
     "dacl.defaults": 0,
+    "dacl.paths": 0,
     "dacl.checkpoint": 0,
     "dacl.loss": 1,
     "dacl.model": 1,

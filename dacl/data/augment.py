@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -39,6 +40,7 @@ from dacl.data.transforms import FIVE_CROPS
 
 __all__ = [
     "TTA_VIEWS",
+    "Tta",
     "crop_offsets",
     "crop_resize",
     "erase",
@@ -54,6 +56,7 @@ CENTER = FIVE_CROPS.index("center")
 #: Test-time augmentation: the evaluation views ``(crop_index, flip)`` of each mode. ``none`` is
 #: the paper's single center crop; ``flip`` adds its mirror; ``crops`` is the ten-crop (the five
 #: crops of training and their mirrors). The model averages the views' softmax.
+Tta = Literal["none", "flip", "crops"]
 TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
     "none": ((CENTER, False),),
     "flip": ((CENTER, False), (CENTER, True)),

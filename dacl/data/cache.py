@@ -128,42 +128,48 @@ def load_or_build(
     (the rebuild raises, naming the file); reused non-strictly, it warns again how many it lacks.
     """
     path = cache_path(index, cache_dir)
-    split = index.split or "?"
     start = time.perf_counter()
-    expect = fingerprint(index)
-    payload = _read(path, expect)
+    payload = _read(path, fingerprint(index))
     if payload is not None and strict and payload.get("skipped"):
         log.info("decoded cache %s skipped unreadable files; rebuilding strictly", path)
         payload = None
-    if payload is not None:
-        skipped = payload.get("skipped") or []
-        if skipped:
-            log.warning(
-                "the decoded %s split lacks %d unreadable file(s) skipped when it was built: %s",
-                split,
-                len(skipped),
-                ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""),
-            )
-        log.info(
-            "reusing decoded cache %s (%s split, %d images, fingerprint matches, %.2f s)",
-            path,
-            split,
-            len(payload["names"]),
-            time.perf_counter() - start,
-        )
-        return payload["images"], payload["labels"], payload["names"]
+    if payload is None:
+        payload = _build(index, path, strict, start)
+    else:
+        _say_reused(payload, path, index.split or "?", start)
+    return payload["images"], payload["labels"], payload["names"]
 
-    reason = "fingerprint changed" if path.exists() else "no cache yet"
+
+def _say_reused(payload: dict, path: Path, split: str, start: float) -> None:
+    """Say that the split comes from ``path``, warning again of the files it lacks."""
+    skipped = payload.get("skipped") or []
+    if skipped:
+        log.warning(
+            "the decoded %s split lacks %d unreadable file(s) skipped when it was built: %s",
+            split,
+            len(skipped),
+            ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""),
+        )
     log.info(
-        "building decoded cache %s (%s split, %d samples; %s)", path, split, len(index), reason
+        "reusing decoded cache %s (%s split, %d images, fingerprint matches, %.2f s)",
+        path,
+        split,
+        len(payload["names"]),
+        time.perf_counter() - start,
     )
+
+
+def _build(index: SplitIndex, path: Path, strict: bool, start: float) -> dict:
+    """Decode ``index`` and save it at ``path`` (a cache that cannot be written only warns)."""
+    reason = "fingerprint changed" if path.exists() else "no cache yet"
+    split, count = index.split or "?", len(index)
+    log.info("building decoded cache %s (%s split, %d samples; %s)", path, split, count, reason)
     images, labels, names = decode_split(index, strict=strict)
-    images = images.contiguous()
     kept = set(names)
     skipped = [n for n in index.names if n not in kept] if len(names) != len(index) else []
     payload = {
-        "fingerprint": expect,
-        "images": images,
+        "fingerprint": fingerprint(index),
+        "images": images.contiguous(),
         "labels": labels,
         "names": list(names),
         "skipped": skipped,
@@ -180,4 +186,4 @@ def load_or_build(
             path.stat().st_size / 1e6,
             time.perf_counter() - start,
         )
-    return images, labels, list(names)
+    return payload

@@ -14,10 +14,9 @@ Two pipelines give the same transforms (method.md §3):
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -25,13 +24,16 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from dacl import paths
 from dacl.classes import Stats
-from dacl.data.augment import TTA_VIEWS, erase, eval_augment, train_augment
+from dacl.data.augment import TTA_VIEWS, Tta, erase, eval_augment, train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.datasets import (
     DATASETS,
     FORMATS,
+    DatasetName,
     Format,
+    LabelMode,
     declared_classes,
     find_dataset,
     resolve,
@@ -44,6 +46,10 @@ from dacl.data.transforms import eval_transform, train_transform
 from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
+
+#: How batches are made: decoded once and augmented on the batch's device, or per PIL image.
+Pipeline = Literal["fast", "reference"]
+PIPELINES: tuple[str, ...] = get_args(Pipeline)
 
 #: The splits each Lightning stage reads ("predict" takes test, else val).
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
@@ -216,13 +222,13 @@ class FER2013DataModule(pl.LightningDataModule):
             reused while the sizes and seed stay the same.
         synthetic_size: synthetic training images; val and test get a fifth of this each.
         cache_dir: where decoded splits are cached (``fast``); default ``~/.cache/dacl``
-            (``$XDG_CACHE_HOME/dacl``): the dataset folder is never written to.
+            (:func:`dacl.paths.cache_dir`): the dataset folder is never written to.
     """
 
     def __init__(
         self,
         root: str | Path = "data/fer2013",
-        dataset: Literal["auto", "fer2013", "ferplus", "rafdb", "affectnet", "folders"] = "auto",
+        dataset: Literal["auto", DatasetName] = "auto",
         num_classes: Literal[7, 8] = 7,
         class_map: dict[str, str] | None = None,
         classes: list[str] | None = None,
@@ -233,23 +239,23 @@ class FER2013DataModule(pl.LightningDataModule):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         balanced: bool = False,
-        label_mode: Literal["majority", "crossentropy", "probability", "multi_target"] = "majority",
+        label_mode: LabelMode = "majority",
         crop: int = 200,
         resize: int = 256,
         erasing: float = 0.0,
-        tta: Literal["none", "flip", "crops"] = "none",
+        tta: Tta = "none",
         batch_size: int = 64,
         num_workers: int = 2,
         seed: int | None = None,
-        pipeline: Literal["fast", "reference"] = "fast",
+        pipeline: Pipeline = "fast",
         strict: bool = False,
         synthetic: bool = False,
         synthetic_size: int = 3000,
         cache_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if pipeline not in ("fast", "reference"):
-            raise DACLError(f"data.pipeline must be fast or reference, got '{pipeline}'")
+        if pipeline not in PIPELINES:
+            raise DACLError(f"data.pipeline must be {' or '.join(PIPELINES)}, got '{pipeline}'")
         if not 0 < crop <= resize:
             raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
         if not 0.0 <= erasing <= 1.0:
@@ -442,18 +448,13 @@ class FER2013DataModule(pl.LightningDataModule):
             "%s%s at %s\n%s", layout.dataset, kind, layout.root, "\n".join([*lines, *layout.notes])
         )
 
-    def _resolve_cache_dir(self) -> Path:
-        if self.cache_dir:
-            return Path(self.cache_dir)
-        # The user's cache, never the dataset folder (it may be shared or read-only); cache file
-        # names carry a hash of where the split's files live, so datasets never collide.
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        return Path(base) / "dacl"
-
     def _build(self, split: str, index: SplitIndex) -> Dataset:
         # The cached decode (built once per dataset) also says which files are unreadable:
         # both pipelines exclude them, with the warning, instead of failing inside a worker.
-        images, labels, names = load_or_build(index, self._resolve_cache_dir(), self.strict)
+        # The user's cache, never the dataset folder (it may be shared or read-only); cache file
+        # names carry a hash of where the split's files live, so datasets never collide.
+        folder = Path(self.cache_dir) if self.cache_dir else paths.cache_dir()
+        images, labels, names = load_or_build(index, folder, self.strict)
         self._names[split] = list(names)
         self._faces[split] = images
         self._stats[split] = split_stats(images)

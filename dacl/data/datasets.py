@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -57,11 +58,14 @@ from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
 
-DATASETS = ("fer2013", "ferplus", "rafdb", "affectnet", "folders")
+#: The datasets ``data.dataset`` names (``auto`` aside).
+DatasetName = Literal["fer2013", "ferplus", "rafdb", "affectnet", "folders"]
+DATASETS: tuple[str, ...] = get_args(DatasetName)
 #: FER+'s label modes: hard majority labels, the vote distribution as soft targets
 #: (``crossentropy``) or drawn from per batch (``probability``), or a set of targets
 #: (``multi_target``).
-LABEL_MODES = ("majority", "crossentropy", "probability", "multi_target")
+LabelMode = Literal["majority", "crossentropy", "probability", "multi_target"]
+LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
 FERPLUS_NAME = "fer2013new.csv"
 RAFDB_LABELS = Path("EmoLabel") / "list_patition_label.txt"
 
@@ -381,7 +385,9 @@ __all__ = [
     "DATASETS",
     "FORMATS",
     "LABEL_MODES",
+    "DatasetName",
     "Format",
+    "LabelMode",
     "carve_val",
     "declared_classes",
     "detect",

@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -137,20 +138,46 @@ def _over(img: np.ndarray, alpha: np.ndarray, value: np.ndarray | float) -> np.n
     return img + alpha * (value - img)
 
 
+class _Pose(NamedTuple):
+    """Face coordinates (x right, y down; face half-height ~1) of every pixel centre, |x|, one
+    pixel in face units (the anti-aliasing width) and the image grid (gx, gy)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    ax: np.ndarray
+    px: np.ndarray
+    gx: np.ndarray
+    gy: np.ndarray
+
+
 def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Faces of ``labels``, drawn part by part; every part takes its random draws from ``rng``
+    in this order, so a seed gives the same faces."""
+    expression = _expression(labels, rng)
+    pose = _pose(len(labels), rng)
+    img, skin, hair = _head(pose, rng)
+    img = _eyes_and_brows(img, expression, pose, skin, hair, rng)
+    img = _nose(img, expression["wrinkle"], pose, skin)
+    img = _mouth(img, expression, pose, skin, rng)
+    return _lighting(img, pose, rng)
+
+
+def _expression(labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """neutral + intensity * (class - neutral) + jitter, one row per image, by name."""
     n = len(labels)
-    # Expression: neutral + intensity * (class - neutral) + jitter, one row per image.
     intensity = rng.uniform(0.6, 1.1, (n, 1)).astype(np.float32)
     p = _NEUTRAL + intensity * (_PARAMS[labels] - _NEUTRAL)
     p += rng.normal(0, 1, p.shape).astype(np.float32) * _JITTER
-    eye_h, raise_, tilt, arch, mouth_w, curve, opening, lip, wrinkle, teeth = (
-        p[:, i, None, None] for i in range(p.shape[1])
-    )
+    names = ("eye_h", "raise", "tilt", "arch", "mouth_w", "curve", "opening", "lip", "wrinkle")
+    e = {name: p[:, i, None, None] for i, name in enumerate((*names, "teeth"))}
     # Jitter must not turn a shape inside out.
-    eye_h, mouth_w = np.maximum(eye_h, 0.015), np.maximum(mouth_w, 0.08)
-    opening, lip = np.maximum(opening, 0.0), np.maximum(lip, 0.012)
+    e["eye_h"], e["mouth_w"] = np.maximum(e["eye_h"], 0.015), np.maximum(e["mouth_w"], 0.08)
+    e["opening"], e["lip"] = np.maximum(e["opening"], 0.0), np.maximum(e["lip"], 0.012)
+    return e
 
-    # Pose: face coordinates (x right, y down; face half-height ~1) of every pixel centre.
+
+def _pose(n: int, rng: np.random.Generator) -> _Pose:
+    """A random rotation, scale and shift of the face in the frame."""
     g = (np.arange(FER2013_SIDE, dtype=np.float32) + 0.5) / (FER2013_SIDE / 2) - 1.0
     gy, gx = g[None, :, None], g[None, None, :]
     theta = np.clip(rng.normal(0, 0.1, n), -0.21, 0.21).astype(np.float32)[:, None, None]
@@ -160,10 +187,13 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     u, v = gx - dx, gy - dy
     x = (cos * u + sin * v) / scale
     y = (-sin * u + cos * v) / scale
-    px = (2.0 / FER2013_SIDE) / scale  # one pixel in face units: the anti-aliasing width
-    ax = np.abs(x)
+    return _Pose(x, y, np.abs(x), (2.0 / FER2013_SIDE) / scale, gx, gy)
 
-    # Background, hair and face oval with soft shading towards its rim.
+
+def _head(pose: _Pose, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Background, hair and face oval with soft shading towards its rim; and the skin and hair
+    tones the other parts reuse."""
+    x, y, px, n = pose.x, pose.y, pose.px, len(pose.x)
     skin = _col(rng, n, 0.5, 0.8)
     bg = _col(rng, n, 0.05, 0.95)
     bg = np.where(np.abs(bg - skin) < 0.15, np.clip(skin - 0.35, 0.0, 1.0), bg)
@@ -175,8 +205,20 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     img = _over(img, _soft((r - 1.08) * fa, px) * (y < hairline + 0.1), hair)
     img = _over(img, _soft((r - 1.0) * fa, px), skin * (1.0 - 0.18 * r**2))
     img = _over(img, _soft(y - hairline, px) * _soft((r - 1.0) * fa, px), hair)
+    return img, skin, hair
 
-    # Eyes: sclera ellipse with a dark iris, outlined; height carries the expression.
+
+def _eyes_and_brows(
+    img: np.ndarray,
+    e: dict[str, np.ndarray],
+    pose: _Pose,
+    skin: np.ndarray,
+    hair: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Eyes: sclera ellipse with a dark iris, outlined; height carries the expression. Brows over
+    them: y = base + tilt*d + arch*d², d = |x| - eye x (inner end d < 0)."""
+    ax, y, px, n, eye_h = pose.ax, pose.y, pose.px, len(pose.x), e["eye_h"]
     ex, ey = _col(rng, n, 0.24, 0.30), _col(rng, n, -0.16, -0.08)
     ew = _col(rng, n, 0.11, 0.14)
     er = np.sqrt(((ax - ex) / ew) ** 2 + ((y - ey) / eye_h) ** 2)
@@ -185,40 +227,53 @@ def _draw(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     img = _over(img, _soft(eye_d, px), 0.92)  # sclera
     iris = np.sqrt((ax - ex) ** 2 + (y - ey) ** 2) - 0.055
     img = _over(img, _soft(np.maximum(iris, eye_d), px), 0.08)
-
-    # Brows over the eyes: y = base + tilt*(d) + arch*d², d = |x| - eye x (inner end d < 0).
     d = ax - ex
-    brow_y = ey - 0.17 - raise_ - eye_h * 0.5 + tilt * d + arch * d**2
+    brow_y = ey - 0.17 - e["raise"] - eye_h * 0.5 + e["tilt"] * d + e["arch"] * d**2
     brow_t = _col(rng, n, 0.022, 0.032)
     in_brow = np.maximum(np.abs(y - brow_y) - brow_t, np.abs(d) - 0.16)
-    img = _over(img, _soft(in_brow, px) * 0.9, hair * 0.6)
+    return _over(img, _soft(in_brow, px) * 0.9, hair * 0.6)
 
-    # Nose: soft ridge shadow and nostrils; disgust wrinkles across the bridge.
+
+def _nose(img: np.ndarray, wrinkle: np.ndarray, pose: _Pose, skin: np.ndarray) -> np.ndarray:
+    """Soft ridge shadow and nostrils; disgust wrinkles across the bridge."""
+    ax, y, px = pose.ax, pose.y, pose.px
     img = _over(img, _soft(np.maximum(ax - 0.018, np.abs(y - 0.08) - 0.12), px) * 0.25, 0.0)
     nostril = np.sqrt(((ax - 0.06) / 0.035) ** 2 + ((y - 0.22) / 0.02) ** 2) - 1.0
     img = _over(img, _soft(nostril * 0.02, px) * 0.7, skin * 0.3)
     rows = np.minimum(np.abs(y + 0.02), np.abs(y - 0.05))
     wr = np.maximum(np.abs(rows) - 0.012, ax - 0.11)
-    img = _over(img, _soft(wr, px) * wrinkle * 0.75, skin * 0.35)
+    return _over(img, _soft(wr, px) * wrinkle * 0.75, skin * 0.35)
 
-    # Mouth: centre line m(t) = y0 - curve*t², opening h(t) = open*sqrt(1-t²), lips around it.
-    my = _col(rng, n, 0.40, 0.48)
-    t = x / mouth_w
+
+def _mouth(
+    img: np.ndarray,
+    e: dict[str, np.ndarray],
+    pose: _Pose,
+    skin: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Centre line m(t) = y0 - curve*t², opening h(t) = open*sqrt(1-t²), lips around it."""
+    y, px, mouth_w, opening = pose.y, pose.px, e["mouth_w"], e["opening"]
+    my = _col(rng, len(y), 0.40, 0.48)
+    t = pose.x / mouth_w
     t2 = np.minimum(t * t, 1.0)
-    m = my - curve * t2
+    m = my - e["curve"] * t2
     half = 0.5 * opening * np.sqrt(1.0 - t2)
     off = np.abs(y - m)
     ends = (np.abs(t) - 1.0) * mouth_w  # > 0 beyond the corners
-    lips = np.maximum(off - half - lip, ends)
+    lips = np.maximum(off - half - e["lip"], ends)
     img = _over(img, _soft(lips, px), skin * 0.45)
     inner = np.maximum(off - half, ends + 0.01)
     img = _over(img, _soft(inner, px) * (opening > 0.01), 0.08)
     tooth = np.maximum(np.maximum(inner, (y - m) + 0.2 * half), ends + 0.05)
-    img = _over(img, _soft(tooth, px) * teeth, 0.9)
+    return _over(img, _soft(tooth, px) * e["teeth"], 0.9)
 
-    # Lighting and sensor: contrast, brightness, a linear gradient, Gaussian noise.
+
+def _lighting(img: np.ndarray, pose: _Pose, rng: np.random.Generator) -> np.ndarray:
+    """Contrast, brightness, a linear gradient and Gaussian sensor noise; to uint8."""
+    n = len(img)
     phi = _col(rng, n, 0, 2 * math.pi)
-    grad = _col(rng, n, 0.0, 0.3) * (np.cos(phi) * gx + np.sin(phi) * gy)
+    grad = _col(rng, n, 0.0, 0.3) * (np.cos(phi) * pose.gx + np.sin(phi) * pose.gy)
     img = (img - 0.5) * _col(rng, n, 0.7, 1.2) + 0.5 + _col(rng, n, -0.1, 0.1) + grad
     img += rng.normal(0, 1, img.shape).astype(np.float32) * _col(rng, n, 0.01, 0.05)
     return np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
