@@ -122,11 +122,53 @@ def _face(row: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
 
 
 def _nothing(status: str) -> tuple[Any, ...]:
-    """The outputs of :func:`build`'s ``predict`` with no faces to show, and a status line."""
+    """The outputs of :func:`answer` with no faces to show, and a status line."""
     if status:
         gr.Warning(status)
     cleared = gr.update(choices=[], value=None, interactive=False)
     return None, {}, None, cleared, f"⚠️ {status}" if status else "", []
+
+
+def answer(
+    predictor: Predictor, picture: dict[str, Any] | None, faces: Literal["crop", "detect"]
+) -> tuple:
+    """The page's outputs for an upload (:func:`build`'s ``/predict``): the picture labelled,
+    the first face's probabilities and attention, the list of faces, the status line and every
+    face's row; a picture without a face, or a bad file, clears them and says so. Gradio hands
+    the upload over unopened (``preprocess=False``), so that a file that is not a picture gets a
+    message here rather than a stack trace in Gradio."""
+    path = picture.get("path") if isinstance(picture, dict) else None
+    if not path:
+        return _nothing("")
+    name = picture.get("orig_name") or Path(path).name
+    try:
+        check_picture(path, name)
+        image = load_picture(path)
+        out = predictor(image, faces=faces)
+    except DACLError as err:
+        return _nothing(str(err).replace(path, name))
+    if not out.labels:
+        return _nothing(f"no face found in '{name}': try '{list(FACES)[1]}'")
+    rows = [
+        {
+            **dict(zip(BOX, box, strict=True)),
+            "prediction": label,
+            "confidence": float(confidence),
+            "probs": dict(zip(out.class_names, map(float, probs), strict=True)),
+            "attention": attention.tolist(),
+        }
+        for box, label, confidence, probs, attention in zip(
+            out.boxes, out.labels, out.confidence, out.probs, out.attention, strict=True
+        )
+    ]
+    several = len(rows) > 1  # then faces are numbered, on the picture and in the list
+    names = [r["prediction"] for r in rows]
+    names = [f"{i + 1}: {n}" for i, n in enumerate(names)] if several else names
+    drawn = annotate(image, [{**r, "prediction": n} for r, n in zip(rows, names, strict=True)])
+    picked = gr.update(choices=[(n, i) for i, n in enumerate(names)], value=0, interactive=several)
+    status = " · ".join(f"{n} {r['confidence']:.2f}" for n, r in zip(names, rows, strict=True))
+    status = f"{len(rows)} face{'s' if several else ''} found: {status}"
+    return drawn, *_face(rows[0]), picked, status, rows
 
 
 def build(predictor: Predictor, description: str, examples: list[Path]) -> gr.Blocks:
@@ -134,42 +176,8 @@ def build(predictor: Predictor, description: str, examples: list[Path]) -> gr.Bl
     probabilities and attention weights out. Its prediction endpoint is ``/predict``."""
 
     def predict(picture: dict[str, Any] | None, faces: Literal["crop", "detect"]) -> tuple:
-        """Gradio hands the upload over unopened (``preprocess=False``), so that a file that
-        is not a picture gets a message here rather than a stack trace in Gradio."""
-        path = picture.get("path") if isinstance(picture, dict) else None
-        if not path:
-            return _nothing("")
-        name = picture.get("orig_name") or Path(path).name
-        try:
-            check_picture(path, name)
-            image = load_picture(path)
-            out = predictor(image, faces=faces)
-        except DACLError as err:
-            return _nothing(str(err).replace(path, name))
-        if not out.labels:
-            return _nothing(f"no face found in '{name}': try '{list(FACES)[1]}'")
-        rows = [
-            {
-                **dict(zip(BOX, box, strict=True)),
-                "prediction": label,
-                "confidence": float(confidence),
-                "probs": dict(zip(out.class_names, map(float, probs), strict=True)),
-                "attention": attention.tolist(),
-            }
-            for box, label, confidence, probs, attention in zip(
-                out.boxes, out.labels, out.confidence, out.probs, out.attention, strict=True
-            )
-        ]
-        several = len(rows) > 1  # then faces are numbered, on the picture and in the list
-        names = [r["prediction"] for r in rows]
-        names = [f"{i + 1}: {n}" for i, n in enumerate(names)] if several else names
-        drawn = annotate(image, [{**r, "prediction": n} for r, n in zip(rows, names, strict=True)])
-        picked = gr.update(
-            choices=[(n, i) for i, n in enumerate(names)], value=0, interactive=several
-        )
-        status = " · ".join(f"{n} {r['confidence']:.2f}" for n, r in zip(names, rows, strict=True))
-        status = f"{len(rows)} face{'s' if several else ''} found: {status}"
-        return drawn, *_face(rows[0]), picked, status, rows
+        """``/predict``: :func:`answer` with the page's model."""
+        return answer(predictor, picture, faces)
 
     def show(index: int | None, rows: list[dict[str, Any]]) -> tuple:
         """The probabilities and attention of the face picked in the list."""

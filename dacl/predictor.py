@@ -214,7 +214,8 @@ class Predictor:
         """Predictions for faces ``uint8 (n, C, S, S)``, in batches."""
         k, d = len(self.class_names), self.module.net.classifier.in_features
         probs, attention = [torch.empty(0, k)], [torch.empty(0, d)]
-        for part in faces.split(self.batch_size):
+        # no faces, no forward pass: the model's test-time views cannot reshape an empty batch
+        for part in faces.split(self.batch_size) if len(faces) else ():
             logits, _, att = self.module(self.inputs(part))
             probs.append(logits.float().softmax(-1).cpu())
             attention.append(att.float().cpu())

@@ -28,7 +28,7 @@ from dacl.data.synthetic import make_faces
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file
 
-from dacl.demo import check_picture, heat_map, model_line, serving
+from dacl.demo import answer, check_picture, heat_map, model_line, serving
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where two synthetic faces are pasted, 3 times FER2013's size, for OpenCV to find them.
@@ -131,6 +131,21 @@ def test_bad_uploads_get_a_message_and_the_page_goes_on(page, tiny, tmp_path, mo
         assert status == "⚠️ 'huge.png' is too large: at most 0 megapixels"
     monkeypatch.undo()
     assert _predict(client, tiny[1])[1]["label"] == predictor(tiny[1]).labels[0]
+
+
+def test_a_picture_without_a_face_says_so_with_ten_crop_views(tiny, tmp_path):
+    """The shipped model's default: ten views a face. No face found is the status line, and
+    every output is cleared, not a server error that leaves the last picture's answer."""
+    Image.fromarray(np.full((200, 200), 128, np.uint8)).save(tmp_path / "wall.png")
+    predictor = Predictor.load(tiny[0], tta="crops")
+    upload = {"path": str(tmp_path / "wall.png"), "orig_name": "my wall.png"}
+    with pytest.warns(UserWarning, match="no face found"):  # Gradio's toast, outside a page
+        labelled, probs, heat, face, status, rows = answer(predictor, upload, "detect")
+    assert (labelled, probs, heat, rows) == (None, {}, None, [])
+    assert face["choices"] == [] and face["value"] is None
+    assert status == "⚠️ no face found in 'my wall.png': try 'The whole picture is one face'"
+    status = answer(predictor, upload, "crop")[4]
+    assert status.startswith("1 face found: ")
 
 
 def test_uploads_stay_in_a_temporary_folder_removed_at_exit(tiny, tmp_path):
