@@ -5,7 +5,7 @@
 The file takes normalised faces ``(batch, 1, crop, crop)`` (any batch size; see
 :meth:`dacl.predictor.Predictor.inputs` for the transform) and returns ``logits`` ``(batch, K)``
 and ``attention`` ``(batch, 512)``, plus ``features`` ``(batch, 512)`` with ``--features``. Class
-names and the input transform (crop, resize, mean, std) travel in the file's metadata
+names and the input transform (crop, resize, interpolation, mean, std) travel in the metadata
 (``metadata_props`` for ONNX, the ``dacl.json`` extra file for TorchScript). Before success is
 reported, the exported model is run on batches of 8 and 1 and compared with the eager model.
 """

@@ -46,6 +46,9 @@ from dacl.module import DACLModule
 Picture = str | Path | Image.Image | np.ndarray
 #: A face's box in its picture: ``(x, y, width, height)`` in pixels.
 Box = tuple[int, int, int, int]
+#: How faces are resized, to the face size and then to ``resize``: Pillow's BILINEAR (a
+#: triangle filter, widened when shrinking); bicubic or nearest inputs change labels.
+INTERPOLATION = "bilinear"
 #: Where the faces of a picture are: ``crop`` (the whole picture is one face, as in FER2013),
 #: ``detect`` (OpenCV's Haar cascade) or any detector, a function picture → boxes.
 Faces = Literal["crop", "detect"] | Callable[[Image.Image], Sequence[Sequence[float]]]
@@ -246,10 +249,12 @@ class Predictor:
             "class_names": list(self.class_names),
             "input": f"{'gray' if self.format.channels == 1 else 'RGB'} faces resized to "
             f"{self.format.size}x{self.format.size}, then resize {self.resize}, center crop "
-            f"{self.crop}, (x/255 - mean)/std per channel",
+            f"{self.crop}, (x/255 - mean)/std per channel; both resizes {INTERPOLATION} as "
+            "Pillow's (antialiased when shrinking)",
             "channels": self.format.channels,
             "crop": self.crop,
             "resize": self.resize,
+            "interpolation": INTERPOLATION,
             "mean": list(self.format.stats[0]),
             "std": list(self.format.stats[1]),
             "variant": self.module.hparams.variant,

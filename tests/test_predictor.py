@@ -87,6 +87,7 @@ def test_export_matches_pytorch_on_batches_of_8_and_1(trained, tmp_path, kind):
 
     assert meta["class_names"] == list(FER2013_CLASSES)
     assert (meta["crop"], meta["resize"]) == (32, 36) and meta["mean"] == pytest.approx([0.5077])
+    assert meta["interpolation"] == "bilinear"  # bicubic inputs would change labels
     faces = torch.randint(0, 256, (11, 48, 48), dtype=torch.uint8)
     for batch in (faces[:8], faces[8:9]):
         x = predictor.inputs(batch)
