@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from dacl import cli
 from dacl.errors import DACLError
+from dacl.usage import did_you_mean
 
 USAGE = """usage: dacl COMMAND [options]       (dacl COMMAND --help: its options)
 
@@ -46,13 +47,23 @@ PROGRAMS = {
 }
 
 
+def unknown_command(command: str) -> str:
+    """One line for a command ``dacl`` does not have: the closest one, and all of them."""
+    commands = [*cli.DACLCLI.subcommands(), *PROGRAMS]
+    hint = did_you_mean([command], commands)
+    return f"unknown command '{command}'{hint}; the commands: {', '.join(commands)} (dacl --help)"
+
+
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command in ("", "-h", "--help"):
         print(USAGE)
         sys.exit(0 if command else 2)
     if command not in PROGRAMS:
-        cli.main()
+        if not command.startswith("-") and command not in cli.DACLCLI.subcommands():
+            print(f"dacl: error: {unknown_command(command)}", file=sys.stderr)
+            sys.exit(2)
+        cli.main()  # options before the subcommand (--config FILE fit) are Lightning's too
         return
     try:
         PROGRAMS[command](sys.argv[2:])

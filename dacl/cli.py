@@ -9,7 +9,6 @@ newest run of that experiment under the logger's folder.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import re
@@ -35,6 +34,7 @@ from dacl.defaults import default_config
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 from dacl.report import Trainer
+from dacl.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +225,7 @@ def usage_error(message: str) -> str:
         for name in inspect.signature(owner.__init__).parameters
         if name != "self"
     ]
-    close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
-    hint = f" (did you mean {', '.join(f'--{m}' for m in close)}?)" if close else ""
+    hint = did_you_mean([f"--{key}" for key in unknown], [f"--{key}" for key in known])
     return f"{first}{hint}; see dacl {{fit,validate,test,...}} --help"
 
 

@@ -286,9 +286,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str]) -> None:
     """``dacl demo``: serve the page until Ctrl-C (or SIGTERM)."""
-    from jsonargparse import ArgumentParser
+    from dacl.usage import ProgramParser
 
-    parser = ArgumentParser(
+    parser = ProgramParser(
         prog="dacl demo", description="A web page to try a model on pictures and webcam snapshots."
     )
     parser.add_argument(

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     """``dacl export``: parsed by jsonargparse (``--help``, ``--print_config``, ``--config``)."""
     from jsonargparse import CLI
 
+    from dacl.usage import ProgramParser
+
     def command(
         *,
         ckpt_path: str | None = None, format: Literal["onnx", "torchscript"] = "onnx",
@@ -131,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
             f"max |difference| from PyTorch {result['max_abs_diff']:.1e} on batches of 8 and 1"
         )
 
-    CLI(command, args=argv, prog="dacl export")
+    CLI(command, args=argv, prog="dacl export", parser_class=ProgramParser)

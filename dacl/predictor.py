@@ -502,9 +502,11 @@ def main(argv: list[str]) -> None:
     """``dacl predict --ckpt_path FILE PATH...``: a row per picture, as CSV or JSON lines, on
     stdout or into ``--out``. Exit status 1 when a picture could not be read (its row says
     why; the others are predicted), 2 for a usage error."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from jsonargparse import ActionConfigFile
 
-    parser = ArgumentParser(
+    from dacl.usage import ProgramParser
+
+    parser = ProgramParser(
         prog="dacl predict",
         description="Expressions of the faces in pictures and videos (files, folders, glob "
         "patterns), one row per face. A dataset split's predictions: `dacl predict_split`.",

@@ -26,6 +26,8 @@ LAYERS = {
     "dacl.classes": 0,
     "dacl.defaults": 0,
     "dacl.checkpoint": 0,
+    "dacl.outputs": 0,
+    "dacl.usage": 0,
     "dacl.loss": 1,
     "dacl.model": 1,
     "dacl.module": 2,
