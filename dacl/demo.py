@@ -55,20 +55,15 @@ FACES = {"Find the faces (OpenCV)": "detect", "The whole picture is one face": "
 
 
 def model_line(ckpt_path: str | None, predictor: Predictor) -> str:
-    """Markdown naming the model served and its validation accuracy (a pair's config says it;
-    a checkpoint is named by its file)."""
+    """Markdown naming the model served, its validation accuracy with the test-time views in
+    use (a pair's config says it; a checkpoint is named by its file) and its classes."""
     if ckpt_path is None or Path(ckpt_path).suffix in (".json", ".safetensors"):
         config = pretrained.read_config(ckpt_path)
-        val = config.get("metrics", {}).get("val", {})
-        names = {"acc": "accuracy", "balanced_acc": "balanced accuracy"}
-        scores = ", ".join(f"val {names[k]} {val[k]:.3f}" for k in names if k in val)
         name = f"`{config['name']}`" + (" (shipped with dacl)" if ckpt_path is None else "")
     else:
-        name, scores = f"the checkpoint `{Path(ckpt_path).name}`", ""
-    return (
-        f"Model: {name}, {scores or 'accuracy not measured'}; "
-        f"test-time views: {predictor.tta}; classes: {', '.join(predictor.class_names)}."
-    )
+        config, name = {}, f"the checkpoint `{Path(ckpt_path).name}`"
+    scores = pretrained.scores(config, predictor.tta)
+    return f"Model: {name}, {scores}; classes: {', '.join(predictor.class_names)}."
 
 
 def write_examples(folder: Path, seed: int = 0) -> list[Path]:

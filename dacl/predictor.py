@@ -490,12 +490,11 @@ def predict_files(
         yield from flush()
 
 
-def shipped_model() -> str:
-    """One line naming the shipped model and its validation accuracy."""
+def shipped_model(tta: str) -> str:
+    """One line naming the shipped model and its validation accuracy with the test-time views
+    ``tta``."""
     config = pretrained.read_config()
-    val = config.get("metrics", {}).get("val", {})
-    scores = ", ".join(f"val {k} {val[k]:.3f}" for k in ("acc", "balanced_acc") if k in val)
-    return f"the shipped model {config['name']} ({scores or 'not measured'})"
+    return f"the shipped model {config['name']}: {pretrained.scores(config, tta)}"
 
 
 def main(argv: list[str]) -> None:
@@ -549,7 +548,8 @@ def main(argv: list[str]) -> None:
         args.ckpt_path, args.tta, device=args.device, batch_size=args.batch_size
     )
     if args.ckpt_path is None:
-        print(f"dacl predict: no --ckpt_path, using {shipped_model()}", file=sys.stderr)
+        model = shipped_model(predictor.tta)
+        print(f"dacl predict: no --ckpt_path, using {model}", file=sys.stderr)
     files = expand(args.paths)
     if not files:
         raise DACLError(f"no pictures found in {', '.join(args.paths)}")

@@ -173,9 +173,20 @@ def test_uploads_stay_in_a_temporary_folder_removed_at_exit(tiny, tmp_path):
 def test_the_model_line_names_the_model_and_its_accuracy(tiny, tmp_path):
     predictor = Predictor.load(tiny[0])
     line = model_line(str(tiny[0]), predictor)
-    assert line.startswith("Model: `tiny`, val accuracy 0.500, val balanced accuracy 0.250;")
+    assert line.startswith(
+        "Model: `tiny`, val accuracy 0.500, val balanced accuracy 0.250 (1 view, tta none);"
+    )
+    line = model_line(str(tiny[0]), Predictor.load(tiny[0], tta="flip"))  # not measured so
+    assert line.startswith("Model: `tiny`, accuracy not measured (2 views, tta flip);")
     line = model_line(str(tmp_path / "run" / "best.ckpt"), predictor)
-    assert line.startswith("Model: the checkpoint `best.ckpt`, accuracy not measured;")
+    assert line.startswith("Model: the checkpoint `best.ckpt`, accuracy not measured (1 view,")
+    # the shipped model serves its config's ten-crop: the line quotes the ten-crop measure
+    crops = pretrained.read_config()["metrics"]["val_tta_crops"]
+    assert model_line(None, Predictor.from_pretrained()).startswith(
+        "Model: `dacl_fer2013` (shipped with dacl), val accuracy "
+        f"{crops['acc']:.3f}, val balanced accuracy {crops['balanced_acc']:.3f} (10 views, tta "
+        "crops); classes: angry, disgust,"
+    )
     flat = heat_map(np.ones(512)).reshape(-1, 3)  # the variants without attention
     assert (flat == flat[0]).all() and heat_map(np.arange(512.0)).shape == (16 * 12, 32 * 12, 3)
     with pytest.raises(DACLError, match=r"'x\.png' is not a picture"):
