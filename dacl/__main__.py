@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Callable
 
@@ -70,6 +71,9 @@ def main() -> None:
     except DACLError as err:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # a stop not reported already (dacl predict says what it kept)
+        print(f"dacl {command}: stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

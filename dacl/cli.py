@@ -14,7 +14,6 @@ import logging
 import re
 import signal
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -33,6 +32,7 @@ from dacl.data.datasets import FORMATS, declared_classes, resolve
 from dacl.defaults import default_config
 from dacl.errors import DACLError
 from dacl.module import DACLModule
+from dacl.outputs import check_folder
 from dacl.report import Trainer
 from dacl.usage import did_you_mean
 
@@ -58,15 +58,8 @@ def place_outputs(trainer_config) -> None:
 
 def check_writable(folder: Path) -> None:
     """Fail in the first seconds, not after an epoch, when outputs cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise DACLError(
-            f"output folder '{folder}' is not writable ({err.strerror or err}); pass "
-            "--trainer.default_root_dir DIR or --trainer.logger.init_args.save_dir DIR"
-        ) from None
+    hint = "; pass --trainer.default_root_dir DIR or --trainer.logger.init_args.save_dir DIR"
+    check_folder(folder, "output folder", hint)
 
 
 def log_root(trainer_config) -> Path | None:
