@@ -212,6 +212,27 @@ def test_the_tests_cache_is_a_temporary_folder(tmp_path_factory):
     assert pretrained.as_checkpoint().is_relative_to(cache / "dacl")
 
 
+def test_torch_hub_loads_the_shipped_model_from_the_repository():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hubconf", REPO / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    entries = [n for n in dir(hubconf) if callable(getattr(hubconf, n)) and n[0] != "_"]
+    assert entries == ["dacl_fer2013"]  # what torch.hub.list shows: the public callables
+    assert "dacl_fer2013" in hubconf.dacl_fer2013.__doc__  # torch.hub.help
+    model = torch.hub.load(str(REPO), "dacl_fer2013", source="local")
+    shipped, _ = pretrained.load()
+    assert isinstance(model, DACLModule) and not model.training
+    want = shipped.state_dict()
+    assert all(torch.equal(t, want[k]) for k, t in model.state_dict().items())
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        logits, features, attention = model(x)
+        torch.testing.assert_close(logits, shipped(x)[0])
+    assert logits.shape == (2, 7) and features.shape == attention.shape == (2, 512)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_VAL / "val").is_dir(), reason="no FER2013 copy beside the repo")
 def test_the_shipped_model_remeasured_on_fer2013_val(tmp_path, monkeypatch):
