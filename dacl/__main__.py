@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Callable
 
 from dacl import cli
 from dacl.errors import DACLError
+from dacl.usage import did_you_mean
 
 USAGE = """usage: dacl COMMAND [options]       (dacl COMMAND --help: its options)
 
@@ -48,19 +50,32 @@ PROGRAMS = {
 }
 
 
+def unknown_command(command: str) -> str:
+    """One line for a command ``dacl`` does not have: the closest one, and all of them."""
+    commands = [*cli.DACLCLI.subcommands(), *PROGRAMS]
+    hint = did_you_mean([command], commands)
+    return f"unknown command '{command}'{hint}; the commands: {', '.join(commands)} (dacl --help)"
+
+
 def main() -> None:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command in ("", "-h", "--help"):
         print(USAGE)
         sys.exit(0 if command else 2)
     if command not in PROGRAMS:
-        cli.main()
+        if not command.startswith("-") and command not in cli.DACLCLI.subcommands():
+            print(f"dacl: error: {unknown_command(command)}", file=sys.stderr)
+            sys.exit(2)
+        cli.main()  # options before the subcommand (--config FILE fit) are Lightning's too
         return
     try:
         PROGRAMS[command](sys.argv[2:])
     except DACLError as err:
         print(f"dacl: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # a stop not reported already (dacl predict says what it kept)
+        print(f"dacl {command}: stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == "__main__":

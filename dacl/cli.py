@@ -9,13 +9,11 @@ newest run of that experiment under the logger's folder.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import re
 import signal
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -35,7 +33,9 @@ from dacl.data.datasets import FORMATS, declared_classes, resolve
 from dacl.defaults import default_config
 from dacl.errors import DACLError
 from dacl.module import DACLModule
+from dacl.outputs import check_folder
 from dacl.report import Trainer
+from dacl.usage import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,8 @@ def place_outputs(trainer_config) -> None:
 
 def check_writable(folder: Path) -> None:
     """Fail in the first seconds, not after an epoch, when outputs cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise DACLError(
-            f"output folder '{folder}' is not writable ({err.strerror or err}); pass "
-            "--trainer.default_root_dir DIR or --trainer.logger.init_args.save_dir DIR"
-        ) from None
+    hint = "; pass --trainer.default_root_dir DIR or --trainer.logger.init_args.save_dir DIR"
+    check_folder(folder, "output folder", hint)
 
 
 def log_root(trainer_config) -> Path | None:
@@ -238,8 +231,7 @@ def usage_error(message: str) -> str:
         for name in inspect.signature(owner.__init__).parameters
         if name != "self"
     ]
-    close = [m for key in unknown for m in difflib.get_close_matches(key, known, n=1)]
-    hint = f" (did you mean {', '.join(f'--{m}' for m in close)}?)" if close else ""
+    hint = did_you_mean([f"--{key}" for key in unknown], [f"--{key}" for key in known])
     return f"{first}{hint}; see dacl {{fit,validate,test,...}} --help"
 
 

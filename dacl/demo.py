@@ -55,20 +55,15 @@ FACES = {"Find the faces (OpenCV)": "detect", "The whole picture is one face": "
 
 
 def model_line(ckpt_path: str | None, predictor: Predictor) -> str:
-    """Markdown naming the model served and its validation accuracy (a pair's config says it;
-    a checkpoint is named by its file)."""
+    """Markdown naming the model served, its validation accuracy with the test-time views in
+    use (a pair's config says it; a checkpoint is named by its file) and its classes."""
     if ckpt_path is None or Path(ckpt_path).suffix in (".json", ".safetensors"):
         config = pretrained.read_config(ckpt_path)
-        val = config.get("metrics", {}).get("val", {})
-        names = {"acc": "accuracy", "balanced_acc": "balanced accuracy"}
-        scores = ", ".join(f"val {names[k]} {val[k]:.3f}" for k in names if k in val)
         name = f"`{config['name']}`" + (" (shipped with dacl)" if ckpt_path is None else "")
     else:
-        name, scores = f"the checkpoint `{Path(ckpt_path).name}`", ""
-    return (
-        f"Model: {name}, {scores or 'accuracy not measured'}; "
-        f"test-time views: {predictor.tta}; classes: {', '.join(predictor.class_names)}."
-    )
+        config, name = {}, f"the checkpoint `{Path(ckpt_path).name}`"
+    scores = pretrained.scores(config, predictor.tta)
+    return f"Model: {name}, {scores}; classes: {', '.join(predictor.class_names)}."
 
 
 def write_examples(folder: Path, seed: int = 0) -> list[Path]:
@@ -122,11 +117,53 @@ def _face(row: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
 
 
 def _nothing(status: str) -> tuple[Any, ...]:
-    """The outputs of :func:`build`'s ``predict`` with no faces to show, and a status line."""
+    """The outputs of :func:`answer` with no faces to show, and a status line."""
     if status:
         gr.Warning(status)
     cleared = gr.update(choices=[], value=None, interactive=False)
     return None, {}, None, cleared, f"⚠️ {status}" if status else "", []
+
+
+def answer(
+    predictor: Predictor, picture: dict[str, Any] | None, faces: Literal["crop", "detect"]
+) -> tuple:
+    """The page's outputs for an upload (:func:`build`'s ``/predict``): the picture labelled,
+    the first face's probabilities and attention, the list of faces, the status line and every
+    face's row; a picture without a face, or a bad file, clears them and says so. Gradio hands
+    the upload over unopened (``preprocess=False``), so that a file that is not a picture gets a
+    message here rather than a stack trace in Gradio."""
+    path = picture.get("path") if isinstance(picture, dict) else None
+    if not path:
+        return _nothing("")
+    name = picture.get("orig_name") or Path(path).name
+    try:
+        check_picture(path, name)
+        image = load_picture(path)
+        out = predictor(image, faces=faces)
+    except DACLError as err:
+        return _nothing(str(err).replace(path, name))
+    if not out.labels:
+        return _nothing(f"no face found in '{name}': try '{list(FACES)[1]}'")
+    rows = [
+        {
+            **dict(zip(BOX, box, strict=True)),
+            "prediction": label,
+            "confidence": float(confidence),
+            "probs": dict(zip(out.class_names, map(float, probs), strict=True)),
+            "attention": attention.tolist(),
+        }
+        for box, label, confidence, probs, attention in zip(
+            out.boxes, out.labels, out.confidence, out.probs, out.attention, strict=True
+        )
+    ]
+    several = len(rows) > 1  # then faces are numbered, on the picture and in the list
+    names = [r["prediction"] for r in rows]
+    names = [f"{i + 1}: {n}" for i, n in enumerate(names)] if several else names
+    drawn = annotate(image, [{**r, "prediction": n} for r, n in zip(rows, names, strict=True)])
+    picked = gr.update(choices=[(n, i) for i, n in enumerate(names)], value=0, interactive=several)
+    status = " · ".join(f"{n} {r['confidence']:.2f}" for n, r in zip(names, rows, strict=True))
+    status = f"{len(rows)} face{'s' if several else ''} found: {status}"
+    return drawn, *_face(rows[0]), picked, status, rows
 
 
 def build(predictor: Predictor, description: str, examples: list[Path]) -> gr.Blocks:
@@ -134,42 +171,8 @@ def build(predictor: Predictor, description: str, examples: list[Path]) -> gr.Bl
     probabilities and attention weights out. Its prediction endpoint is ``/predict``."""
 
     def predict(picture: dict[str, Any] | None, faces: Literal["crop", "detect"]) -> tuple:
-        """Gradio hands the upload over unopened (``preprocess=False``), so that a file that
-        is not a picture gets a message here rather than a stack trace in Gradio."""
-        path = picture.get("path") if isinstance(picture, dict) else None
-        if not path:
-            return _nothing("")
-        name = picture.get("orig_name") or Path(path).name
-        try:
-            check_picture(path, name)
-            image = load_picture(path)
-            out = predictor(image, faces=faces)
-        except DACLError as err:
-            return _nothing(str(err).replace(path, name))
-        if not out.labels:
-            return _nothing(f"no face found in '{name}': try '{list(FACES)[1]}'")
-        rows = [
-            {
-                **dict(zip(BOX, box, strict=True)),
-                "prediction": label,
-                "confidence": float(confidence),
-                "probs": dict(zip(out.class_names, map(float, probs), strict=True)),
-                "attention": attention.tolist(),
-            }
-            for box, label, confidence, probs, attention in zip(
-                out.boxes, out.labels, out.confidence, out.probs, out.attention, strict=True
-            )
-        ]
-        several = len(rows) > 1  # then faces are numbered, on the picture and in the list
-        names = [r["prediction"] for r in rows]
-        names = [f"{i + 1}: {n}" for i, n in enumerate(names)] if several else names
-        drawn = annotate(image, [{**r, "prediction": n} for r, n in zip(rows, names, strict=True)])
-        picked = gr.update(
-            choices=[(n, i) for i, n in enumerate(names)], value=0, interactive=several
-        )
-        status = " · ".join(f"{n} {r['confidence']:.2f}" for n, r in zip(names, rows, strict=True))
-        status = f"{len(rows)} face{'s' if several else ''} found: {status}"
-        return drawn, *_face(rows[0]), picked, status, rows
+        """``/predict``: :func:`answer` with the page's model."""
+        return answer(predictor, picture, faces)
 
     def show(index: int | None, rows: list[dict[str, Any]]) -> tuple:
         """The probabilities and attention of the face picked in the list."""
@@ -278,9 +281,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str]) -> None:
     """``dacl demo``: serve the page until Ctrl-C (or SIGTERM)."""
-    from jsonargparse import ArgumentParser
+    from dacl.usage import ProgramParser
 
-    parser = ArgumentParser(
+    parser = ProgramParser(
         prog="dacl demo", description="A web page to try a model on pictures and webcam snapshots."
     )
     parser.add_argument(

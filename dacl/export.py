@@ -5,7 +5,7 @@
 The file takes normalised faces ``(batch, 1, crop, crop)`` (any batch size; see
 :meth:`dacl.predictor.Predictor.inputs` for the transform) and returns ``logits`` ``(batch, K)``
 and ``attention`` ``(batch, 512)``, plus ``features`` ``(batch, 512)`` with ``--features``. Class
-names and the input transform (crop, resize, mean, std) travel in the file's metadata
+names and the input transform (crop, resize, interpolation, mean, std) travel in the metadata
 (``metadata_props`` for ONNX, the ``dacl.json`` extra file for TorchScript). Before success is
 reported, the exported model is run on batches of 8 and 1 and compared with the eager model.
 """
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from dacl import pretrained
 from dacl.errors import DACLError
+from dacl.outputs import check_folder, replacing
 from dacl.predictor import Predictor
 
 #: Largest |exported − eager| accepted on the check batches.
@@ -54,18 +55,41 @@ def _runner(path: Path, kind: str):
     return lambda x: [torch.from_numpy(o) for o in session.run(None, {"images": x.numpy()})]
 
 
+def _save(model: nn.Module, x: Tensor, path: Path, kind: str, meta: dict[str, Any]) -> None:
+    """``model`` traced on ``x`` (TorchScript) or exported (ONNX) to ``path``, with ``meta`` in
+    the file; its outputs are named ``meta["outputs"]``."""
+    if kind == "torchscript":
+        traced = torch.jit.trace(model, x)
+        torch.jit.save(traced, str(path), _extra_files={"dacl.json": json.dumps(meta)})
+        return
+    import onnx
+
+    names = meta["outputs"]
+    axes = {name: {0: "batch"} for name in ["images", *names]}
+    torch.onnx.export(
+        model, (x,), str(path), input_names=["images"], output_names=names,
+        dynamic_axes=axes, dynamo=False,
+    )  # fmt: skip
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=json.dumps(value))
+    onnx.save(proto, str(path))
+
+
 def export(
     predictor: Predictor,
     out: str | Path,
     kind: Literal["onnx", "torchscript"],
     features: bool = False,
 ) -> dict[str, Any]:
-    """Write ``predictor``'s network to ``out`` and check it; returns what was written and the
-    largest difference from the eager model on the check batches."""
+    """Write ``predictor``'s network to ``out`` and check it; returns what was written, the
+    largest difference from the eager model on the check batches and whether a file was
+    replaced. The file is written beside ``out`` and renamed into place once it passes: a
+    failed export leaves an earlier file as it was."""
     if kind not in ("onnx", "torchscript"):
         raise DACLError(f"--format must be onnx or torchscript, got '{kind}'")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_folder(out.parent, "--out folder")
     model = _Exported(predictor.module.net, features).eval().cpu()
     names = ["logits", "attention", "features"][: 3 if features else 2]
     meta = {**predictor.describe(), "outputs": names}
@@ -75,37 +99,29 @@ def export(
         n: torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen) for n in (8, 1)
     }
     checks = {n: predictor.inputs(f, tta="none").cpu().contiguous() for n, f in faces.items()}
-    with torch.no_grad():
-        if kind == "torchscript":
-            traced = torch.jit.trace(model, checks[8])
-            torch.jit.save(traced, str(out), _extra_files={"dacl.json": json.dumps(meta)})
-        else:
-            import onnx
-
-            axes = {name: {0: "batch"} for name in ["images", *names]}
-            torch.onnx.export(
-                model, (checks[8],), str(out), input_names=["images"], output_names=names,
-                dynamic_axes=axes, dynamo=False,
-            )  # fmt: skip
-            proto = onnx.load(str(out))
-            for key, value in meta.items():
-                proto.metadata_props.add(key=key, value=json.dumps(value))
-            onnx.save(proto, str(out))
-        run = _runner(out, kind)
+    with torch.no_grad(), replacing(out, "--out", binary=True) as pending:
+        pending.file.close()  # the exporters write by path
+        _save(model, checks[8], pending.path, kind, meta)
+        run = _runner(pending.path, kind)
         diff = 0.0
         for x in checks.values():
             for got, want in zip(run(x), model(x), strict=True):
                 diff = max(diff, float((got - want).abs().max()))
-    if diff > TOLERANCE:
-        raise DACLError(
-            f"the {kind} export of '{out}' differs from PyTorch by {diff:.2e} (> {TOLERANCE})"
-        )
-    return {"out": str(out), "format": kind, "max_abs_diff": diff, **meta}
+        if diff > TOLERANCE:
+            raise DACLError(
+                f"the {kind} export of '{out}' differs from PyTorch by {diff:.2e} (> {TOLERANCE})"
+            )
+    return {
+        "out": str(out), "format": kind, "max_abs_diff": diff, "replaced": pending.replaced,
+        **meta,
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     """``dacl export``: parsed by jsonargparse (``--help``, ``--print_config``, ``--config``)."""
     from jsonargparse import CLI
+
+    from dacl.usage import ProgramParser
 
     def command(
         *,
@@ -127,8 +143,10 @@ def main(argv: list[str] | None = None) -> None:
         target = out or str(source.with_suffix(".onnx" if format == "onnx" else ".pt"))
         result = export(predictor, target, format, features)
         print(
-            f"{format} model written to {result['out']}: outputs {', '.join(result['outputs'])}, "
-            f"max |difference| from PyTorch {result['max_abs_diff']:.1e} on batches of 8 and 1"
+            f"{format} model written to {result['out']}"
+            f"{' (replacing the earlier file)' if result['replaced'] else ''}: outputs "
+            f"{', '.join(result['outputs'])}, max |difference| from PyTorch "
+            f"{result['max_abs_diff']:.1e} on batches of 8 and 1"
         )
 
-    CLI(command, args=argv, prog="dacl export")
+    CLI(command, args=argv, prog="dacl export", parser_class=ProgramParser)

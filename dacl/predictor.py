@@ -20,12 +20,16 @@ import csv
 import functools
 import glob
 import json
+import os
+import signal
 import sys
+import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 
 import numpy as np
 import torch
@@ -41,11 +45,20 @@ from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit, image_array
 from dacl.data.transforms import FIVE_CROPS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
+from dacl.outputs import Pending, check_folder, replacing
+
+if TYPE_CHECKING:  # the command's parser; jsonargparse is imported when the command runs
+    from jsonargparse import Namespace
+
+    from dacl.usage import ProgramParser
 
 #: What a picture may be: a file path, a PIL image, or an (H, W) / (H, W, 3) uint8 array.
 Picture = str | Path | Image.Image | np.ndarray
 #: A face's box in its picture: ``(x, y, width, height)`` in pixels.
 Box = tuple[int, int, int, int]
+#: How faces are resized, to the face size and then to ``resize``: Pillow's BILINEAR (a
+#: triangle filter, widened when shrinking); bicubic or nearest inputs change labels.
+INTERPOLATION = "bilinear"
 #: Where the faces of a picture are: ``crop`` (the whole picture is one face, as in FER2013),
 #: ``detect`` (OpenCV's Haar cascade) or any detector, a function picture → boxes.
 Faces = Literal["crop", "detect"] | Callable[[Image.Image], Sequence[Sequence[float]]]
@@ -214,7 +227,8 @@ class Predictor:
         """Predictions for faces ``uint8 (n, C, S, S)``, in batches."""
         k, d = len(self.class_names), self.module.net.classifier.in_features
         probs, attention = [torch.empty(0, k)], [torch.empty(0, d)]
-        for part in faces.split(self.batch_size):
+        # no faces, no forward pass: the model's test-time views cannot reshape an empty batch
+        for part in faces.split(self.batch_size) if len(faces) else ():
             logits, _, att = self.module(self.inputs(part))
             probs.append(logits.float().softmax(-1).cpu())
             attention.append(att.float().cpu())
@@ -245,10 +259,12 @@ class Predictor:
             "class_names": list(self.class_names),
             "input": f"{'gray' if self.format.channels == 1 else 'RGB'} faces resized to "
             f"{self.format.size}x{self.format.size}, then resize {self.resize}, center crop "
-            f"{self.crop}, (x/255 - mean)/std per channel",
+            f"{self.crop}, (x/255 - mean)/std per channel; both resizes {INTERPOLATION} as "
+            "Pillow's (antialiased when shrinking)",
             "channels": self.format.channels,
             "crop": self.crop,
             "resize": self.resize,
+            "interpolation": INTERPOLATION,
             "mean": list(self.format.stats[0]),
             "std": list(self.format.stats[1]),
             "variant": self.module.hparams.variant,
@@ -422,83 +438,173 @@ def annotate(picture: Image.Image, rows: Sequence[dict[str, Any]]) -> Image.Imag
     return drawn
 
 
+def annotation_paths(files: Sequence[Path], folder: Path) -> dict[Path, Path]:
+    """Where ``--annotate`` draws each file (``.png``, and ``_frameN`` for a video's frames,
+    are added): its path below the files' common folder, inside ``folder`` (``a/face.jpg`` and
+    ``b/face.jpg`` → ``folder/a/face``, ``folder/b/face``). Files whose paths differ only by
+    their suffix keep it (``face.jpg``, ``face.png``), so no picture overwrites another."""
+    absolute = {path: Path(os.path.abspath(path)) for path in files}
+    if not absolute:
+        return {}
+    common = os.path.commonpath([p.parent for p in absolute.values()])
+    bare = {path: p.relative_to(common).with_suffix("") for path, p in absolute.items()}
+    shared = Counter(bare.values())
+    return {
+        path: folder / (name.with_name(path.name) if shared[name] > 1 else name)
+        for path, name in bare.items()
+    }
+
+
+def save_drawn(picture: Image.Image, target: Path) -> None:
+    """An annotated picture as PNG at ``target``, written beside it and renamed into place."""
+    if not target.parent.is_dir():
+        check_folder(target.parent, "--annotate folder")
+    with replacing(target, "--annotate", binary=True) as pending:
+        picture.save(pending.file, format="PNG")
+
+
+def _found(
+    path: Path, every: int, faces: Faces | dict[tuple[str, str], list[Box]], face: Callable
+) -> Iterator[tuple[int | str, Image.Image, list[tuple[Box, np.ndarray]]]]:
+    """``(frame, picture, its faces as (box, face))`` of a file, frame by frame; the faces of a
+    :func:`read_boxes` table are the boxes listed for the file (by path or name) and frame."""
+    for frame, picture in pictures_of(path, every):
+        finder = faces
+        if isinstance(faces, dict):
+            listed = faces.get((str(path), str(frame)), faces.get((path.name, str(frame))))
+            finder = functools.partial(lambda boxes, _: boxes, listed or [])
+        yield frame, picture, _face_crops(picture, finder, face)
+
+
+def _next_or_error(frames: Iterator, path: Path) -> Any:
+    """The next of a file's frames, ``None`` after the last, or the file's error row when it
+    cannot be read (a bad box of a detector counts as that too)."""
+    try:
+        return next(frames, None)
+    except DACLError as err:
+        return {"file": str(path), "error": str(err)}
+
+
+def _row(unit: tuple[Path, int | str], box: Box, probs: Tensor, names: Sequence[str]) -> dict:
+    """A face's row: its file, frame and box, the prediction, its confidence and each class's
+    probability."""
+    row = {"file": str(unit[0]), "frame": unit[1], **dict(zip(BOX, box, strict=True))}
+    row |= {"prediction": names[int(probs.argmax())]}
+    row |= {"confidence": round(float(probs.max()), 4), "error": ""}
+    return row | {f"p_{c}": round(float(p), 4) for c, p in zip(names, probs, strict=True)}
+
+
 def predict_files(
     predictor: Predictor,
     files: Iterable[Path],
     faces: Faces | dict[tuple[str, str], list[Box]] = "crop",
     attention: bool = False,
     every: int = 1,
-    annotate_to: Path | None = None,
+    annotate_to: Mapping[Path, Path] | None = None,
 ) -> Iterable[dict[str, Any]]:
     """Rows in the order of ``files`` (and of a video's frames, every ``every``-th): one per
     face — the whole picture (``crop``: the picture is the face, as in FER2013), each face
     found (``detect`` or a detector function), or each box of a :func:`read_boxes` table
     for that file and frame — with its box, the prediction, its confidence and every class's
     probability. A file that cannot be read, or a picture without a face, gets one row saying
-    so in ``error``; the others go on. Faces are predicted in batches. With ``annotate_to``,
-    each picture is written there with its boxes and labels drawn."""
-    batch: list[tuple[tuple[Path, int | str], np.ndarray, tuple[int, int, int, int]]] = []
+    so in ``error``; the others go on. Faces are predicted in batches. With ``annotate_to``
+    (:func:`annotation_paths`), each picture is drawn with its boxes and labels there."""
+    batch: list[tuple[tuple[Path, int | str], np.ndarray, Box]] = []
     held: dict[tuple[Path, int | str], Image.Image] = {}  # the batch's pictures, to annotate
 
     def flush() -> Iterable[dict[str, Any]]:
+        if not batch:
+            return
         out = predictor.predict_faces(torch.from_numpy(np.stack([f for _, f, _ in batch])))
         rows: dict[tuple[Path, int | str], list[dict[str, Any]]] = {}
         for (unit, _, box), probs, att in zip(batch, out.probs, out.attention, strict=True):
-            row = {"file": str(unit[0]), "frame": unit[1], **dict(zip(BOX, box, strict=True))}
-            row |= {"prediction": predictor.class_names[int(probs.argmax())]}
-            row |= {"confidence": round(float(probs.max()), 4), "error": ""}
-            names = predictor.class_names
-            row |= {f"p_{c}": round(float(p), 4) for c, p in zip(names, probs, strict=True)}
+            row = _row(unit, box, probs, predictor.class_names)
             if attention:
                 row["attention"] = [round(float(a), 4) for a in att]
             rows.setdefault(unit, []).append(row)
             yield row
         for (path, frame), picture in held.items():
-            name = f"{path.stem}{f'_frame{frame}' if frame != '' else ''}.png"
-            annotate(picture, rows[(path, frame)]).save(annotate_to / name)
+            name = annotate_to[path]
+            drawn = name.with_name(f"{name.name}{f'_frame{frame}' if frame != '' else ''}.png")
+            save_drawn(annotate(picture, rows[(path, frame)]), drawn)
         batch.clear()
         held.clear()
 
     for path in files:
-        try:
-            for frame, picture in pictures_of(path, every):
-                finder = faces
-                if isinstance(faces, dict):  # boxes from a file: by the path given, or its name
-                    listed = faces.get((str(path), str(frame)), faces.get((path.name, str(frame))))
-                    finder = functools.partial(lambda boxes, _: boxes, listed or [])
-                found = _face_crops(picture, finder, predictor.face)
-                if not found:
-                    yield from flush() if batch else ()  # rows stay in the order of the files
-                    yield {"file": str(path), "frame": frame, "error": f"'{path}': no face found"}
-                    continue
-                batch += [((path, frame), face, box) for box, face in found]
-                if annotate_to is not None:
-                    held[(path, frame)] = picture
-                if len(batch) >= predictor.batch_size:
-                    yield from flush()
-        except DACLError as err:
-            if batch:  # rows stay in the order of the files
+        frames = _found(path, every, faces, predictor.face)
+        while (found := _next_or_error(frames, path)) is not None:
+            if isinstance(found, dict):  # unreadable: its row, in its place among the others
                 yield from flush()
-            yield {"file": str(path), "error": str(err)}
-    if batch:
-        yield from flush()
+                yield found
+                break
+            frame, picture, crops = found
+            if not crops:
+                yield from flush()  # rows stay in the order of the files
+                yield {"file": str(path), "frame": frame, "error": f"'{path}': no face found"}
+                continue
+            batch.extend(((path, frame), face, box) for box, face in crops)
+            if annotate_to is not None:
+                held[(path, frame)] = picture
+            if len(batch) >= predictor.batch_size:
+                yield from flush()
+    yield from flush()
 
 
-def shipped_model() -> str:
-    """One line naming the shipped model and its validation accuracy."""
+def shipped_model(tta: str) -> str:
+    """One line naming the shipped model and its validation accuracy with the test-time views
+    ``tta``."""
     config = pretrained.read_config()
-    val = config.get("metrics", {}).get("val", {})
-    scores = ", ".join(f"val {k} {val[k]:.3f}" for k in ("acc", "balanced_acc") if k in val)
-    return f"the shipped model {config['name']} ({scores or 'not measured'})"
+    return f"the shipped model {config['name']}: {pretrained.scores(config, tta)}"
 
 
-def main(argv: list[str]) -> None:
-    """``dacl predict --ckpt_path FILE PATH...``: a row per picture, as CSV or JSON lines, on
-    stdout or into ``--out``. Exit status 1 when a picture could not be read (its row says
-    why; the others are predicted), 2 for a usage error."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
+#: Seconds between ``dacl predict``'s progress lines where stderr is not a terminal.
+PROGRESS_EVERY = 5.0
 
-    parser = ArgumentParser(
+
+class Progress:
+    """How far ``dacl predict`` has come: files taken, rows written, faces predicted. On a
+    terminal, tqdm's bar over the files; elsewhere (a pipe, a log file) a line every
+    :data:`PROGRESS_EVERY` seconds with the files done, the faces and the faces per second."""
+
+    def __init__(self, files: Sequence[Path], stream: TextIO) -> None:
+        self.files, self.stream = files, stream
+        self.taken = self.rows = self.faces = 0
+        self.start = self.shown = time.monotonic()
+        self.bar: tqdm | None = None
+
+    def __iter__(self) -> Iterator[Path]:
+        if self.stream.isatty():
+            self.bar = tqdm(self.files, desc="dacl predict", unit="file", file=self.stream)
+        for path in self.bar if self.bar is not None else self.files:
+            self.taken += 1  # as the bar counts: its rows may wait for a batch to fill
+            yield path
+
+    def count(self, row: dict[str, Any]) -> None:
+        """A row written; a progress line when one is due."""
+        self.rows += 1
+        self.faces += not row["error"]
+        now = time.monotonic()
+        if self.bar is None and now - self.shown >= PROGRESS_EVERY:
+            self.shown = now
+            rate = self.faces / (now - self.start)
+            print(
+                f"dacl predict: {self.taken:,}/{len(self.files):,} files, {self.faces:,} faces, "
+                f"{rate:.1f} faces/s", file=self.stream, flush=True,
+            )  # fmt: skip
+
+    def close(self) -> None:
+        """End the bar's line, if there is one."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _parser() -> ProgramParser:
+    """``dacl predict``'s options."""
+    from jsonargparse import ActionConfigFile
+
+    from dacl.usage import ProgramParser
+
+    parser = ProgramParser(
         prog="dacl predict",
         description="Expressions of the faces in pictures and videos (files, folders, glob "
         "patterns), one row per face. A dataset split's predictions: `dacl predict_split`.",
@@ -513,7 +619,10 @@ def main(argv: list[str]) -> None:
         "--tta", type=Literal["none", "flip", "crops"] | None, default=None,
         help="test-time views averaged; default: none (a pair: its config's)",
     )  # fmt: skip
-    parser.add_argument("--out", type=str | None, default=None, help="file; default: stdout")
+    parser.add_argument(
+        "--out", type=str | None, default=None,
+        help="file; default: stdout. Written beside it and renamed into place when complete",
+    )  # fmt: skip
     parser.add_argument("--format", type=Literal["csv", "jsonl"], default="csv")
     parser.add_argument(
         "--faces", type=Literal["crop", "detect"], default="crop",
@@ -529,7 +638,60 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--annotate", type=str | None, default=None, help="folder for pictures")
     parser.add_argument("--batch_size", type=int, default=64, help="pictures per forward pass")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def write_rows(args: Namespace, files: Sequence[Path], progress: Progress, stream: TextIO) -> int:
+    """The rows of ``files`` written to ``stream`` as ``args`` ask; how many files could not
+    be read."""
+    predictor = Predictor.load(
+        args.ckpt_path, args.tta, device=args.device, batch_size=args.batch_size
+    )
+    if args.ckpt_path is None:
+        model = shipped_model(predictor.tta)
+        print(f"dacl predict: no --ckpt_path, using {model}", file=sys.stderr)
+    columns = ["file", "frame", *BOX, "prediction", "confidence"]
+    columns += [f"p_{c}" for c in predictor.class_names] + ["error"]
+    columns += ["attention"] if args.attention else []
+    writer = csv.DictWriter(stream, columns, restval="") if args.format == "csv" else None
+    if writer:
+        writer.writeheader()
+    faces = read_boxes(args.boxes) if args.boxes else args.faces
+    drawn = annotation_paths(files, Path(args.annotate)) if args.annotate else None
+    failed = 0
+    for row in predict_files(predictor, progress, faces, args.attention, args.every, drawn):
+        failed += bool(row["error"]) and not row["error"].endswith("no face found")
+        if writer is None:
+            stream.write(json.dumps(row) + "\n")
+        else:
+            if args.attention:
+                row["attention"] = " ".join(map(str, row.get("attention", [])))
+            writer.writerow(row)
+        progress.count(row)
+    return failed
+
+
+def _stopped(progress: Progress, pending: Pending | None) -> NoReturn:
+    """Ctrl-C: one line saying how many rows were written and where; exit status 130."""
+    progress.close()
+    if pending is None:
+        where = f"{progress.rows:,} rows written to stdout"
+    elif progress.rows:
+        pending.file.close()
+        where = f"{progress.rows:,} rows kept in '{pending.path}', '{pending.target}' untouched"
+    else:
+        pending.discard()
+        where = f"no rows yet, '{pending.target}' untouched"
+    print(f"dacl predict: stopped (Ctrl-C): {where}", file=sys.stderr)
+    sys.exit(128 + signal.SIGINT)
+
+
+def main(argv: list[str]) -> None:
+    """``dacl predict --ckpt_path FILE PATH...``: a row per picture, as CSV or JSON lines, on
+    stdout or into ``--out`` (written beside it, renamed into place when complete; Ctrl-C keeps
+    the rows so far beside it). Exit status 1 when a picture could not be read (its row says
+    why; the others are predicted), 2 for a usage error, 130 after Ctrl-C."""
+    args = _parser().parse_args(argv)
     if not args.paths:
         raise DACLError(
             "dacl predict takes pictures, videos, folders or globs; a dataset split's "
@@ -537,41 +699,23 @@ def main(argv: list[str]) -> None:
         )
     if args.every < 1 or args.batch_size < 1:
         raise DACLError("--every and --batch_size must be at least 1")
-    predictor = Predictor.load(
-        args.ckpt_path, args.tta, device=args.device, batch_size=args.batch_size
-    )
-    if args.ckpt_path is None:
-        print(f"dacl predict: no --ckpt_path, using {shipped_model()}", file=sys.stderr)
     files = expand(args.paths)
     if not files:
         raise DACLError(f"no pictures found in {', '.join(args.paths)}")
-    columns = ["file", "frame", *BOX, "prediction", "confidence"]
-    columns += [f"p_{c}" for c in predictor.class_names] + ["error"]
-    columns += ["attention"] if args.attention else []
-    stream = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
-    failed = 0
+    if args.annotate:  # output paths checked before the model loads
+        check_folder(Path(args.annotate), "--annotate folder")
+    pending = Pending(args.out, "--out") if args.out else None
+    progress = Progress(files, sys.stderr)
     try:
-        writer = csv.DictWriter(stream, columns, restval="") if args.format == "csv" else None
-        if writer:
-            writer.writeheader()
-        annotate_to = Path(args.annotate) if args.annotate else None
-        if annotate_to is not None:
-            annotate_to.mkdir(parents=True, exist_ok=True)
-        # a bar on the terminal for long lists, as for training; none in pipes and logs
-        bar = tqdm(files, desc="dacl predict", unit="file", disable=None, file=sys.stderr)
-        faces = read_boxes(args.boxes) if args.boxes else args.faces
-        rows = predict_files(predictor, bar, faces, args.attention, args.every, annotate_to)
-        for row in rows:
-            failed += bool(row["error"]) and not row["error"].endswith("no face found")
-            if writer is None:
-                stream.write(json.dumps(row) + "\n")
-            else:
-                if args.attention:
-                    row["attention"] = " ".join(map(str, row.get("attention", [])))
-                writer.writerow(row)
-    finally:
-        if args.out:
-            stream.close()
+        failed = write_rows(args, files, progress, pending.file if pending else sys.stdout)
+    except KeyboardInterrupt:
+        _stopped(progress, pending)
+    except BaseException:
+        if pending is not None:
+            pending.discard()
+        raise
+    if pending is not None and pending.commit():
+        print(f"dacl predict: replaced the earlier '{args.out}'", file=sys.stderr)
     if failed:
         print(f"dacl predict: {failed} of {len(files)} files could not be read", file=sys.stderr)
         sys.exit(1)

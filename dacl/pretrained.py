@@ -28,11 +28,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dacl.checkpoint import safe_load
+from dacl.data.augment import TTA_VIEWS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 
-#: The model shipped with the package (package data).
-SHIPPED = Path(__file__).with_name("weights") / "dacl_fer2013.json"
+#: The folder of the models shipped with the package (package data), and the default one.
+WEIGHTS = Path(__file__).with_name("weights")
+SHIPPED = WEIGHTS / "dacl_fer2013.json"
+#: What a pair's config must hold (:func:`save` writes it), and the face format in its data.
+REQUIRED = {"name": str, "weights": str, "sha256": str, "model": dict, "data": dict}
+DATA = ("channels", "cache_size", "mean", "std", "crop", "resize")
 #: The module state a pair keeps: the network and the class centers (no optimizer, no metrics).
 KEPT = ("net.", "center_loss.")
 #: Module hyper-parameters a pair leaves out: a trained pair needs no trunk to load or compile.
@@ -70,7 +75,7 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
         "weights": weights.name,
         "sha256": sha256(weights),
         "model": {k: v for k, v in hparams.items() if not k.startswith("_") and k not in DROPPED},
-        "data": {k: data[k] for k in ("channels", "cache_size", "mean", "std", "crop", "resize")},
+        "data": {k: data[k] for k in DATA},
         "tta": "none",
         **info,
     }
@@ -84,13 +89,40 @@ def read_config(path: str | Path | None = None) -> dict[str, Any]:
     shipped model)."""
     path = SHIPPED if path is None else Path(path).with_suffix(".json")
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except FileNotFoundError:
         raise DACLError(
             f"model config '{path}' not found (a pair is NAME.json + NAME.safetensors)"
         ) from None
     except (OSError, ValueError) as err:
         raise DACLError(f"model config '{path}' is not readable JSON ({err})") from None
+    wrong = _wrong_entries(config)
+    if wrong:
+        raise DACLError(
+            f"model config '{path}' is not a dacl weights config ({wrong}): expected the JSON "
+            f"object dacl.pretrained.save writes, with {', '.join(REQUIRED)}"
+        )
+    return config
+
+
+def _wrong_entries(config: Any) -> str:
+    """What a config lacks or holds in the wrong type, as words; empty when it is whole."""
+    if not isinstance(config, dict):
+        return f"{json.dumps(config)[:40]} is not an object"
+    wrong = [key for key, kind in REQUIRED.items() if not isinstance(config.get(key), kind)]
+    if isinstance(config.get("data"), dict):
+        wrong += [f"data.{key}" for key in DATA if key not in config["data"]]
+    return f"no valid {', '.join(wrong)}" if wrong else ""
+
+
+def scores(config: dict[str, Any], tta: str) -> str:
+    """A config's validation accuracy with the test-time views ``tta`` (``metrics.val``, or
+    ``metrics.val_tta_flip``...), and which views those are."""
+    val = config.get("metrics", {}).get("val" if tta == "none" else f"val_tta_{tta}", {})
+    names = {"acc": "accuracy", "balanced_acc": "balanced accuracy"}
+    measured = ", ".join(f"val {names[k]} {val[k]:.3f}" for k in names if k in val)
+    views = f"{len(TTA_VIEWS[tta])} view{'' if tta == 'none' else 's'}"
+    return f"{measured or 'accuracy not measured'} ({views}, tta {tta})"
 
 
 def load(path: str | Path | None = None) -> tuple[DACLModule, dict[str, Any]]:
@@ -107,7 +139,10 @@ def load(path: str | Path | None = None) -> tuple[DACLModule, dict[str, Any]]:
         state = load_file(str(weights))
     except SafetensorError as err:
         raise DACLError(f"weights '{weights}' are not a safetensors file ({err})") from None
-    module = DACLModule(**config["model"])
+    try:
+        module = DACLModule(**config["model"])
+    except TypeError as err:  # an argument DACLModule does not take
+        raise DACLError(f"the config of '{weights}' names another model ({err})") from None
     own = module.state_dict()
     missing = sorted(k for k in own if k.startswith(KEPT) and k not in state)
     if missing or set(state) - set(own):

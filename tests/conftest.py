@@ -7,7 +7,7 @@ their own ``tmp_path``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +27,16 @@ from dacl.data.synthetic import write_dataset
 
 #: Split sizes of the shared sets: every class present in each split (5% floor, n >= 7).
 SIZES = {"n_train": 70, "n_val": 21, "n_test": 21}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Iterator[Path]:
+    """dacl's cache (decoded splits, ``--ckpt_path pretrained``) in a temporary folder, for the
+    tests and the commands they start: the suite never writes into the user's ``~/.cache``."""
+    cache = tmp_path_factory.mktemp("xdg_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="session")

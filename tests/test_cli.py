@@ -470,3 +470,35 @@ def test_rgb_data_for_the_gray_stem_is_one_error():
     with pytest.raises(DACLError, match=r"model\.in_chans 1 .* rafdb is RGB"):
         match_data(_data(dataset="rafdb"), model, True)
     assert match_data(_data(dataset="rafdb", channels=1), model, True)[1] == ["happy"]
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["frobnicate"], "unknown command 'frobnicate'; the commands: {commands} (dacl --help)"),
+        (["predct"], "unknown command 'predct' (did you mean predict?); the commands: {commands}"),
+        (
+            ["predict", "--fcaes", "detect", "face.png"],
+            "dacl predict: unrecognized arguments: --fcaes (did you mean --faces?); "
+            "see dacl predict --help",
+        ),
+        (
+            ["export", "--formt", "onnx"],
+            "dacl export: unrecognized arguments: --formt onnx (did you mean --format?); "
+            "see dacl export --help",
+        ),
+        (["demo", "--prot", "80"], "dacl demo: unrecognized arguments: --prot 80 (did you mean"),
+    ],
+)
+def test_a_typo_outside_fit_is_one_line_with_the_closest_name(monkeypatch, capsys, args, line):
+    """Every command is named when the command is unknown; a misspelt option of predict,
+    export or demo gets the closest real one, as fit's do."""
+    from dacl.__main__ import PROGRAMS, main
+    from dacl.cli import DACLCLI
+
+    commands = ", ".join([*DACLCLI.subcommands(), *PROGRAMS])
+    assert len(commands.split(", ")) == 9
+    monkeypatch.setattr(sys, "argv", ["dacl", *args])
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 2
+    (got,) = capsys.readouterr().err.strip().splitlines()
+    assert got.startswith("dacl: error: " + line.format(commands=commands)), got

@@ -28,7 +28,7 @@ from dacl.data.synthetic import make_faces
 pytest.importorskip("gradio")
 from gradio_client import Client, handle_file
 
-from dacl.demo import check_picture, heat_map, model_line, serving
+from dacl.demo import answer, check_picture, heat_map, model_line, serving
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where two synthetic faces are pasted, 3 times FER2013's size, for OpenCV to find them.
@@ -133,6 +133,21 @@ def test_bad_uploads_get_a_message_and_the_page_goes_on(page, tiny, tmp_path, mo
     assert _predict(client, tiny[1])[1]["label"] == predictor(tiny[1]).labels[0]
 
 
+def test_a_picture_without_a_face_says_so_with_ten_crop_views(tiny, tmp_path):
+    """The shipped model's default: ten views a face. No face found is the status line, and
+    every output is cleared, not a server error that leaves the last picture's answer."""
+    Image.fromarray(np.full((200, 200), 128, np.uint8)).save(tmp_path / "wall.png")
+    predictor = Predictor.load(tiny[0], tta="crops")
+    upload = {"path": str(tmp_path / "wall.png"), "orig_name": "my wall.png"}
+    with pytest.warns(UserWarning, match="no face found"):  # Gradio's toast, outside a page
+        labelled, probs, heat, face, status, rows = answer(predictor, upload, "detect")
+    assert (labelled, probs, heat, rows) == (None, {}, None, [])
+    assert face["choices"] == [] and face["value"] is None
+    assert status == "⚠️ no face found in 'my wall.png': try 'The whole picture is one face'"
+    status = answer(predictor, upload, "crop")[4]
+    assert status.startswith("1 face found: ")
+
+
 def test_uploads_stay_in_a_temporary_folder_removed_at_exit(tiny, tmp_path):
     predictor = Predictor.load(tiny[0])
     before = os.environ.get("GRADIO_TEMP_DIR")
@@ -158,9 +173,20 @@ def test_uploads_stay_in_a_temporary_folder_removed_at_exit(tiny, tmp_path):
 def test_the_model_line_names_the_model_and_its_accuracy(tiny, tmp_path):
     predictor = Predictor.load(tiny[0])
     line = model_line(str(tiny[0]), predictor)
-    assert line.startswith("Model: `tiny`, val accuracy 0.500, val balanced accuracy 0.250;")
+    assert line.startswith(
+        "Model: `tiny`, val accuracy 0.500, val balanced accuracy 0.250 (1 view, tta none);"
+    )
+    line = model_line(str(tiny[0]), Predictor.load(tiny[0], tta="flip"))  # not measured so
+    assert line.startswith("Model: `tiny`, accuracy not measured (2 views, tta flip);")
     line = model_line(str(tmp_path / "run" / "best.ckpt"), predictor)
-    assert line.startswith("Model: the checkpoint `best.ckpt`, accuracy not measured;")
+    assert line.startswith("Model: the checkpoint `best.ckpt`, accuracy not measured (1 view,")
+    # the shipped model serves its config's ten-crop: the line quotes the ten-crop measure
+    crops = pretrained.read_config()["metrics"]["val_tta_crops"]
+    assert model_line(None, Predictor.from_pretrained()).startswith(
+        "Model: `dacl_fer2013` (shipped with dacl), val accuracy "
+        f"{crops['acc']:.3f}, val balanced accuracy {crops['balanced_acc']:.3f} (10 views, tta "
+        "crops); classes: angry, disgust,"
+    )
     flat = heat_map(np.ones(512)).reshape(-1, 3)  # the variants without attention
     assert (flat == flat[0]).all() and heat_map(np.arange(512.0)).shape == (16 * 12, 32 * 12, 3)
     with pytest.raises(DACLError, match=r"'x\.png' is not a picture"):

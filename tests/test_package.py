@@ -27,6 +27,8 @@ LAYERS = {
     "dacl.defaults": 0,
     "dacl.paths": 0,
     "dacl.checkpoint": 0,
+    "dacl.outputs": 0,
+    "dacl.usage": 0,
     "dacl.loss": 1,
     "dacl.model": 1,
     "dacl.module": 2,
@@ -201,3 +203,20 @@ def test_no_private_name_of_lightning_torch_or_jsonargparse_is_used():
                 if private.match(attr) and any(hasattr(b, attr) for b in bases):
                     used.append(f"{name}.{cls.__name__}.{attr}")
     assert not used, f"overrides of other packages' private methods: {used}"
+
+
+def test_the_readmes_own_code_example_runs(tmp_path, monkeypatch, capsys):
+    """README "In your own code": its first Python block, as it stands, in a fresh folder —
+    pytorch_lightning's Trainer, the datamodule, a loader of (images, labels) and the shipped
+    model's inputs."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("\n## In your own code\n", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    assert "import pytorch_lightning as pl" in code and "(images, labels)" in code
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["x"].shape == (4, 1, 64, 64) and scope["logits"].shape == (4, 7)
+    assert scope["features"].shape == scope["attention"].shape == (4, 512)
+    assert scope["trainer"].global_step == 2  # 32 faces in batches of 16
+    assert (tmp_path / "data" / "synthetic").is_dir()

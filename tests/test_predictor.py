@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,7 @@ def test_export_matches_pytorch_on_batches_of_8_and_1(trained, tmp_path, kind):
 
     assert meta["class_names"] == list(FER2013_CLASSES)
     assert (meta["crop"], meta["resize"]) == (32, 36) and meta["mean"] == pytest.approx([0.5077])
+    assert meta["interpolation"] == "bilinear"  # bicubic inputs would change labels
     faces = torch.randint(0, 256, (11, 48, 48), dtype=torch.uint8)
     for batch in (faces[:8], faces[8:9]):
         x = predictor.inputs(batch)
@@ -102,7 +104,7 @@ def test_dacl_export_command(trained, tmp_path, capsys):
         ["--ckpt_path", str(trained[0]), "--format", "torchscript", "--out", str(out)]
     )
     assert out.is_file() and "torchscript model written to" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
+    with pytest.raises(DACLError, match=r"dacl export: .*tflite; see dacl export --help"):
         export_module.main(["--ckpt_path", str(trained[0]), "--format", "tflite"])
     with pytest.raises(DACLError, match=r"none\.ckpt' not found"):
         export_module.main(["--ckpt_path", str(tmp_path / "none.ckpt")])
@@ -187,7 +189,7 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
     import cv2
 
     from dacl.data.synthetic import make_faces
-    from dacl.predictor import predict_files
+    from dacl.predictor import annotation_paths, predict_files
 
     predictor = Predictor.from_checkpoint(trained[0])
     faces, _ = make_faces(6, seed=1)
@@ -201,7 +203,9 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
     out = tmp_path / "annotated"
     out.mkdir()
     files = [video, tmp_path / "not_a_video.mp4"]
-    rows = list(predict_files(predictor, files, "crop", every=2, annotate_to=out))
+    rows = list(
+        predict_files(predictor, files, "crop", every=2, annotate_to=annotation_paths(files, out))
+    )
     assert [r["frame"] for r in rows[:3]] == [0, 2, 4]
     assert all(r["file"] == str(video) and r["width"] == 96 and not r["error"] for r in rows[:3])
     assert rows[3]["error"].endswith("not_a_video.mp4': not a readable video")
@@ -225,9 +229,8 @@ def test_dacl_predict_exit_status(trained, tmp_path, capsys):
     good = str(root / data.names("val")[0])
     predictor_module.main(["--ckpt_path", str(ckpt), good])  # returns: exit status 0
     assert capsys.readouterr().out.startswith("file,frame,x,y,width,height,prediction")
-    with pytest.raises(SystemExit) as usage:
+    with pytest.raises(DACLError, match="faces"):  # the dacl command: one line, exit status 2
         predictor_module.main(["--ckpt_path", str(ckpt), good, "--faces", "guess"])
-    assert usage.value.code == 2
     (tmp_path / "bad.png").write_bytes(b"nope")
     command = [sys.executable, "-m", "dacl", "predict", "--ckpt_path", str(ckpt), good]
     process = subprocess.run(
@@ -291,3 +294,173 @@ def test_boxes_from_your_own_detector(trained, tmp_path, capsys):
     with pytest.raises(DACLError, match="line 2: expected columns"):
         predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
                                "--boxes", str(table)])  # fmt: skip
+
+
+# -- dacl predict's outputs: nothing lost, every bad path one line ---------------------------
+
+
+@pytest.fixture
+def pictures(trained, tmp_path) -> list[Path]:
+    """Five validation faces of the shared run as files."""
+    _, _, data, root = trained
+    return [root / name for name in data.names("val")[:5]]
+
+
+def dacl_command(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """The ``dacl`` command in this process: its exit status, stdout and stderr."""
+    from dacl.__main__ import main
+
+    monkeypatch.setattr("sys.argv", ["dacl", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _stop_at_batch(monkeypatch, n: int, error: type[BaseException]) -> None:
+    """Predictions fail with ``error`` from the ``n``-th batch on (1-based)."""
+    calls = []
+    real = Predictor.predict_faces
+
+    def predict_faces(self, faces):
+        calls.append(len(faces))
+        if len(calls) >= n:
+            raise error("stopped")
+        return real(self, faces)
+
+    monkeypatch.setattr(Predictor, "predict_faces", predict_faces)
+
+
+def test_out_replaces_an_existing_file_only_when_complete(
+    trained, pictures, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "rows.csv"
+    out.write_text("file,prediction\nold.png,happy\n")
+    args = ("predict", "--ckpt_path", trained[0], *pictures, "--out", out, "--batch_size", "2")
+    _stop_at_batch(monkeypatch, 2, RuntimeError)
+    with pytest.raises(RuntimeError):  # a failure midway: the earlier file is whole
+        dacl_command(monkeypatch, capsys, *args)
+    assert out.read_text() == "file,prediction\nold.png,happy\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]  # no partial file left
+    monkeypatch.undo()
+    code, _, err = dacl_command(monkeypatch, capsys, *args)
+    assert code == 0 and len(list(csv.DictReader(out.open()))) == 5
+    assert err.strip().splitlines()[-1] == f"dacl predict: replaced the earlier '{out}'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_ctrl_c_keeps_the_rows_so_far_beside_an_untouched_out(
+    trained, pictures, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "rows.csv"
+    out.write_text("earlier rows\n")
+    _stop_at_batch(monkeypatch, 3, KeyboardInterrupt)
+    code, _, err = dacl_command(
+        monkeypatch, capsys,
+        "predict", "--ckpt_path", trained[0], *pictures, "--out", out, "--batch_size", "2",
+    )  # fmt: skip
+    assert code == 130 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    (kept,) = tmp_path.glob("rows.partial-*.csv")
+    assert line == (f"dacl predict: stopped (Ctrl-C): 4 rows kept in '{kept}', '{out}' untouched")
+    assert out.read_text() == "earlier rows\n"
+    rows = list(csv.DictReader(kept.open()))
+    assert [r["file"] for r in rows] == [str(p) for p in pictures[:4]]
+
+
+def test_ctrl_c_on_stdout_says_how_many_rows_went_out(trained, pictures, monkeypatch, capsys):
+    _stop_at_batch(monkeypatch, 2, KeyboardInterrupt)
+    code, out, err = dacl_command(
+        monkeypatch, capsys, "predict", "--ckpt_path", trained[0], *pictures, "--batch_size", "2"
+    )
+    assert code == 130 and len(out.splitlines()) == 1 + 2  # the header and the first batch
+    assert err.strip() == "dacl predict: stopped (Ctrl-C): 2 rows written to stdout"
+
+
+def _unwritable(monkeypatch, folder: Path) -> None:
+    """Writing into ``folder`` fails as on a read-only mount, even for root."""
+    import os
+    import tempfile
+
+    def refuse(path) -> None:
+        if Path(path).resolve().is_relative_to(folder.resolve()):
+            raise PermissionError(13, "Permission denied", str(path))
+
+    real_open, real_temp = os.open, tempfile.TemporaryFile
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: refuse(path) or real_open(path, *a, **k))
+    monkeypatch.setattr(
+        tempfile,
+        "TemporaryFile",
+        lambda *a, dir=None, **k: refuse(dir) or real_temp(*a, dir=dir, **k),
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing folder", r"--out '\S+/missing/rows\.csv': no folder '\S+'; create it first"),
+        ("a folder", r"--out '\S+/photos' is a folder; name a file in it"),
+        ("read-only folder", r"--out '\S+/rows\.csv': cannot write in '\S+/ro' \(Perm.*\)"),
+        ("read-only annotate", r"--annotate folder '\S+/ro/drawn' is not writable \(Perm.*\)"),
+    ],
+)  # fmt: skip
+def test_a_bad_output_path_is_one_line_before_any_work(
+    trained, pictures, tmp_path, monkeypatch, capsys, case, expected
+):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "ro").mkdir()
+    options = {
+        "missing folder": ["--out", tmp_path / "missing" / "rows.csv"],
+        "a folder": ["--out", tmp_path / "photos"],
+        "read-only folder": ["--out", tmp_path / "ro" / "rows.csv"],
+        "read-only annotate": ["--annotate", tmp_path / "ro" / "drawn"],
+    }[case]
+    _unwritable(monkeypatch, tmp_path / "ro")
+    monkeypatch.setattr(Predictor, "load", lambda *a, **k: pytest.fail("the model was loaded"))
+    code, out, err = dacl_command(
+        monkeypatch, capsys, "predict", "--ckpt_path", trained[0], pictures[0], *options
+    )
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert re.fullmatch(f"dacl: error: {expected}", line), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "ro"]
+
+
+def test_annotated_pictures_of_files_sharing_a_name_are_all_kept(trained, tmp_path, capsys):
+    from dacl import predictor as predictor_module
+    from dacl.data.synthetic import make_faces
+
+    faces, _ = make_faces(3, seed=0)
+    files = [tmp_path / "a" / "face.jpg", tmp_path / "b" / "face.jpg", tmp_path / "b" / "face.png"]
+    for face, path in zip(faces, files, strict=True):
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(face).resize((96, 96)).save(path)
+    out = tmp_path / "drawn"
+    predictor_module.main(
+        ["--ckpt_path", str(trained[0]), *map(str, files), "--annotate", str(out)]
+    )
+    drawn = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert drawn == ["a/face.png", "b/face.jpg.png", "b/face.png.png"]
+    for path, name in zip(files, ["a/face.png", "b/face.jpg.png", "b/face.png.png"], strict=True):
+        with Image.open(out / name) as im, Image.open(path) as original:
+            assert im.size == original.size  # each file's own picture, with its labels
+            assert np.asarray(im)[0, 0].tolist() == [255, 200, 0]
+    assert len(list(csv.DictReader(capsys.readouterr().out.splitlines()))) == 3
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(trained, pictures, monkeypatch, capsys):
+    from dacl import predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "PROGRESS_EVERY", 0.0)  # a line for every row
+    predictor_module.main(
+        ["--ckpt_path", str(trained[0]), *map(str, pictures), "--batch_size", "2"]
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 5
+    for line, (done, faces) in zip(lines, [(2, 1), (2, 2), (4, 3), (4, 4), (5, 5)], strict=True):
+        assert re.fullmatch(
+            rf"dacl predict: {done}/5 files, {faces} faces, \d+\.\d faces/s", line
+        ), line

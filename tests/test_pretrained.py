@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -148,10 +150,87 @@ def test_dacl_predict_without_a_checkpoint_uses_the_shipped_model(tmp_path, caps
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48), np.uint8)).save(face)
     predict_main([str(face)])
     out, err = capsys.readouterr()
-    assert "the shipped model dacl_fer2013" in err
     header, row = out.strip().splitlines()
     want = Predictor.from_pretrained()(face)
     assert row.split(",")[header.split(",").index("prediction")] == want.labels[0]
+    # the accuracy quoted is the one of the evaluation in use: the config's ten-crop by default
+    metrics = pretrained.read_config()["metrics"]
+    assert want.probs.shape == (1, 7) and Predictor.from_pretrained().tta == "crops"
+    crops, single = metrics["val_tta_crops"], metrics["val"]
+    assert err.strip() == (
+        "dacl predict: no --ckpt_path, using the shipped model dacl_fer2013: val accuracy "
+        f"{crops['acc']:.3f}, val balanced accuracy {crops['balanced_acc']:.3f} (10 views, tta "
+        "crops)"
+    )
+    predict_main([str(face), "--tta", "none"])
+    assert (
+        f"val accuracy {single['acc']:.3f}, val balanced accuracy {single['balanced_acc']:.3f} "
+        "(1 view, tta none)"
+    ) in capsys.readouterr().err
+
+
+def test_no_face_is_no_row_with_the_shipped_models_ten_crop(tmp_path):
+    Image.fromarray(np.full((200, 200), 128, np.uint8)).save(tmp_path / "wall.png")
+    predictor = Predictor.from_pretrained()
+    for out in (predictor([]), predictor(tmp_path / "wall.png", faces="detect")):
+        assert out.probs.shape == (0, 7) and out.attention.shape == (0, 512)
+        assert out.labels == [] and out.boxes == [] and out.pictures == []
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"name": "x", "weights": "x.safetensors", "model": {}, "data": {}}, "no valid sha256"),
+        ({}, "no valid name, weights, sha256, model, data"),
+        ([1, 2], r"\[1, 2\] is not an object"),
+        ("text", '"text" is not an object'),
+    ],
+)
+def test_a_malformed_weights_config_is_one_line(tmp_path, capsys, monkeypatch, config, expected):
+    from dacl.__main__ import main
+
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(config))
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(face)
+    monkeypatch.setattr(sys, "argv", ["dacl", "predict", "--ckpt_path", str(path), str(face)])
+    with pytest.raises(SystemExit) as exit:
+        main()
+    assert exit.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"dacl: error: model config '{path}' is not a dacl weights config (")
+    assert re.search(expected, line), line
+    with pytest.raises(DACLError, match="is not a dacl weights config"):
+        Predictor.from_pretrained(path)
+
+
+def test_the_tests_cache_is_a_temporary_folder(tmp_path_factory):
+    """`make test` leaves the user's ~/.cache/dacl alone: conftest.py points XDG_CACHE_HOME
+    at a folder of this session's, where --ckpt_path pretrained writes its checkpoint."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    assert cache.is_relative_to(tmp_path_factory.getbasetemp())
+    assert pretrained.as_checkpoint().is_relative_to(cache / "dacl")
+
+
+def test_torch_hub_loads_the_shipped_model_from_the_repository():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hubconf", REPO / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    entries = [n for n in dir(hubconf) if callable(getattr(hubconf, n)) and n[0] != "_"]
+    assert entries == ["dacl_fer2013"]  # what torch.hub.list shows: the public callables
+    assert "dacl_fer2013" in hubconf.dacl_fer2013.__doc__  # torch.hub.help
+    model = torch.hub.load(str(REPO), "dacl_fer2013", source="local")
+    shipped, _ = pretrained.load()
+    assert isinstance(model, DACLModule) and not model.training
+    want = shipped.state_dict()
+    assert all(torch.equal(t, want[k]) for k, t in model.state_dict().items())
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        logits, features, attention = model(x)
+        torch.testing.assert_close(logits, shipped(x)[0])
+    assert logits.shape == (2, 7) and features.shape == attention.shape == (2, 512)
 
 
 @pytest.mark.slow
