@@ -470,6 +470,8 @@ def test_rgb_data_for_the_gray_stem_is_one_error():
     with pytest.raises(DACLError, match=r"model\.in_chans 1 .* rafdb is RGB"):
         match_data(_data(dataset="rafdb"), model, True)
     assert match_data(_data(dataset="rafdb", channels=1), model, True)[1] == ["happy"]
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [
