@@ -79,6 +79,7 @@ def test_cpu_configs_resolve_to_a_32_bit_cpu_run_at_48px(name):
         ("cpu", "dacl", 8),
         ("cpu_center", "center", 8),
         ("cpu_softmax", "softmax", 8),
+        ("cpu_fixed", "dacl_fixed", 8),
         ("cpu_ablation", "dacl", 2),
         ("cpu_ablation_center", "center", 2),
         ("cpu_ablation_softmax", "softmax", 2),
@@ -143,6 +144,7 @@ PINNED = {
     "cpu": CPU,
     "cpu_center": {**CPU, "model.variant": "center"},
     "cpu_softmax": {**CPU, "model.variant": "softmax"},
+    "cpu_fixed": {**CPU, "model.variant": "dacl_fixed"},
     "cpu_long": {
         **CPU, "trainer.precision": "bf16-mixed", "trainer.max_epochs": 50,
         "trainer.max_time": "00:02:30:00", "data.crop": 64, "data.resize": 72, "data.erasing": 0.5,
