@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import matplotlib
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from dacl import pretrained
 from dacl.classes import FER2013_CLASSES
@@ -85,15 +85,18 @@ def write_examples(folder: Path, seed: int = 0) -> list[Path]:
 
 
 def heat_map(attention: np.ndarray) -> np.ndarray:
-    """The attention weights as a colour image (viridis, lowest to highest weight; equal
-    weights, as the variants without attention give, in its middle colour), laid out as the
-    squarest grid of twice as many columns as rows that holds them (512: 16 × 32)."""
+    """The attention weights as a colour image on the fixed scale 0 (dark) to 1 (yellow) of
+    viridis, as the report draws them, so that weights of 0.47–0.51 look alike and not like a
+    strong selection; laid out as the squarest grid of twice as many columns as rows that holds
+    them (512: 16 × 32), with their range written below."""
     rows = max(r for r in range(1, math.isqrt(attention.size // 2) + 1) if attention.size % r == 0)
     grid = attention.reshape(rows, -1).astype(np.float64)
-    span = grid.max() - grid.min()
-    scaled = (grid - grid.min()) / span if span > 0 else np.full_like(grid, 0.5)
-    rgb = (matplotlib.colormaps["viridis"](scaled)[..., :3] * 255).astype(np.uint8)
-    return rgb.repeat(HEAT_SCALE, 0).repeat(HEAT_SCALE, 1)
+    rgb = (matplotlib.colormaps["viridis"](grid.clip(0, 1))[..., :3] * 255).astype(np.uint8)
+    picture = Image.fromarray(rgb.repeat(HEAT_SCALE, 0).repeat(HEAT_SCALE, 1))
+    framed = ImageOps.expand(picture, border=(0, 0, 0, 16), fill="white")
+    caption = f"weights {grid.min():.3f} to {grid.max():.3f}; colour scale 0 (dark) to 1 (yellow)"
+    ImageDraw.Draw(framed).text((4, picture.height + 3), caption, fill="black")
+    return np.asarray(framed)
 
 
 def check_picture(path: str, name: str) -> None:
@@ -185,8 +188,8 @@ def build(predictor: Predictor, description: str, examples: list[Path]) -> gr.Bl
     with gr.Blocks(title="dacl demo", analytics_enabled=False) as page:
         gr.Markdown(
             f"# Facial expressions with DACL\n{description} Pick a face to see its class "
-            "probabilities and the 512 attention weights of its features (16 × 32; dark: low, "
-            "yellow: high)."
+            "probabilities and the 512 attention weights of its features (16 × 32; dark: 0, "
+            "yellow: 1, their range written below)."
         )
         with gr.Row():
             with gr.Column():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from dacl.checkpoint import safe_load
 from dacl.data.augment import TTA_VIEWS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
+from dacl.paths import cache_dir
 
 #: The folder of the models shipped with the package (package data), and the default one.
 WEIGHTS = Path(__file__).with_name("weights")
@@ -155,7 +155,7 @@ def as_checkpoint(path: str | Path | None = None) -> Path:
     """A Lightning checkpoint of a pair (default: the shipped one), written once into dacl's
     cache folder under the weights' SHA-256, for ``--ckpt_path pretrained``."""
     config = read_config(path)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dacl"
+    cache = cache_dir()
     target = cache / f"pretrained-{config['sha256'][:16]}.ckpt"
     if not target.is_file():  # built once from the checked weights, named by their SHA-256
         module, config = load(path)

@@ -187,8 +187,15 @@ def test_the_model_line_names_the_model_and_its_accuracy(tiny, tmp_path):
         f"{crops['acc']:.3f}, val balanced accuracy {crops['balanced_acc']:.3f} (10 views, tta "
         "crops); classes: angry, disgust,"
     )
-    flat = heat_map(np.ones(512)).reshape(-1, 3)  # the variants without attention
-    assert (flat == flat[0]).all() and heat_map(np.arange(512.0)).shape == (16 * 12, 32 * 12, 3)
+    # a fixed 0-1 scale: weights of 0.47-0.51 are drawn nearly alike, 0 and 1 far apart, and
+    # their range is written below the map (16 px)
+    picture = heat_map(np.linspace(0.47, 0.51, 512))
+    assert picture.shape == (16 * 12 + 16, 32 * 12, 3)
+    cells = picture[: 16 * 12].reshape(-1, 3).astype(int)
+    assert np.abs(cells - cells[0]).max() < 30
+    ends = heat_map(np.r_[np.zeros(256), np.ones(256)])[: 16 * 12].reshape(-1, 3).astype(int)
+    assert np.abs(ends[0] - ends[-1]).max() > 150
+    assert (picture[16 * 12 :] < 128).any()  # the caption's text
     with pytest.raises(DACLError, match=r"'x\.png' is not a picture"):
         check_picture(str(tmp_path / "missing.png"), "x.png")
 
