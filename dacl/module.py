@@ -186,6 +186,14 @@ class DACLModule(pl.LightningModule):
         if stage == "fit" and self.hparams.pretrained:
             self.net.load_pretrained(self.hparams.pretrained)
 
+    def on_fit_start(self) -> None:
+        teacher = getattr(self.trainer.datamodule, "teacher", None)
+        if teacher and self.hparams.distill["weight"] == 0:
+            raise DACLError(
+                f"data.teacher '{teacher}' is set but model.distill.weight is 0: set the weight "
+                "(e.g. --model.distill.weight 0.5), or leave data.teacher out"
+            )
+
     def _losses(
         self, batch: tuple[Tensor, ...]
     ) -> tuple[dict[str, Tensor], Tensor, tuple[Tensor, Tensor, Tensor]]:

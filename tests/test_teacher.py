@@ -86,3 +86,66 @@ def test_soft_targets_of_a_checkpoint_cover_train_and_val_in_dataset_order(
     main([str(tmp_path / "one.npz"), str(tmp_path / "one.npz"), "--out", str(tmp_path / "t.npz")])
     assert "teacher of 2 written" in capsys.readouterr().out
     assert np.allclose(SoftTargets.load(tmp_path / "t.npz").probs["val"], soft.probs["val"], 1e-3)
+
+
+def _teacher_for(data: FER2013DataModule, path, **change) -> str:
+    """A teacher file for ``data``'s train and val faces (uniform probabilities), changed."""
+    data.setup("fit")
+    k = len(data.class_names)
+    keys = {s: np.array(data.names(s)) for s in ("train", "val")}
+    labels = {s: data.labels(s).numpy() for s in ("train", "val")}
+    probs = {s: np.full((len(keys[s]), k), 1 / k) for s in ("train", "val")}
+    fields = {"class_names": data.class_names, "keys": keys, "labels": labels, "probs": probs}
+    SoftTargets(**{**fields, **change}).save(path)
+    return str(path)
+
+
+def test_training_batches_carry_the_teacher_and_a_foreign_teacher_is_one_line(
+    synthetic_dataset, tmp_path
+):
+    root = str(synthetic_dataset("folders"))
+    plain = FER2013DataModule(root, crop=32, resize=36, batch_size=8)
+    good = _teacher_for(plain, tmp_path / "good.npz")
+    data = FER2013DataModule(root, crop=32, resize=36, batch_size=8, teacher=good)
+    data.setup("fit")
+    carried = data.datasets["train"].tensors[2]
+    assert carried.shape == (len(data.names("train")), 7)
+    assert np.allclose(carried.numpy(), 1 / 7, atol=1e-3)
+    assert len(data.datasets["val"].tensors) == 2  # evaluation: no teacher
+    names = list(plain.names("train"))
+    shuffled = {"train": np.array(names[1:] + names[:1]), "val": np.array(plain.names("val"))}
+    cases = {
+        "shuffled": ({"keys": shuffled}, "other train faces than the data, or in another order"),
+        "classes": ({"class_names": tuple(reversed(plain.class_names))}, "has classes"),
+    }
+    for name, (change, message) in cases.items():
+        bad = _teacher_for(plain, tmp_path / f"{name}.npz", **change)
+        with pytest.raises(DACLError, match=message):
+            FER2013DataModule(root, crop=32, resize=36, teacher=bad).setup("fit")
+    with pytest.raises(DACLError, match="hard labels and the fast pipeline"):
+        FER2013DataModule(root, teacher=good, pipeline="reference")
+
+
+def test_a_distilled_fit_runs_and_a_teacher_without_a_weight_is_refused(
+    synthetic_dataset, tmp_path
+):
+    import pytorch_lightning as pl
+
+    from dacl import DACLModule
+
+    root = str(synthetic_dataset("folders"))
+    teacher = _teacher_for(FER2013DataModule(root), tmp_path / "t.npz")
+    data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, teacher=teacher)
+
+    def fit(distill):
+        module = DACLModule(image_size=32, in_chans=1, distill=distill)
+        trainer = pl.Trainer(
+            accelerator="cpu", fast_dev_run=1, logger=False, enable_progress_bar=False,
+            enable_model_summary=False, default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(module, data)
+        return trainer.callback_metrics
+
+    assert "train/loss_kd" in fit({"weight": 0.5, "temperature": 2.0})
+    with pytest.raises(DACLError, match=r"model\.distill\.weight is 0"):
+        fit(None)

@@ -41,6 +41,7 @@ from dacl.data.datasets import (
 )
 from dacl.data.layouts import Layout, SplitIndex
 from dacl.data.sanity import SplitStats, compare_splits, split_stats
+from dacl.data.soft_targets import SoftTargets
 from dacl.data.synthetic import ensure_synthetic
 from dacl.data.transforms import eval_transform, train_transform
 from dacl.errors import DACLError
@@ -223,6 +224,10 @@ class FER2013DataModule(pl.LightningDataModule):
         synthetic_size: synthetic training images; val and test get a fifth of this each.
         cache_dir: where decoded splits are cached (``fast``); default ``~/.cache/dacl``
             (:func:`dacl.paths.cache_dir`): the dataset folder is never written to.
+        teacher: a teacher file (``dacl ensemble``) whose probabilities each training batch
+            carries as its third entry, for distillation (``model.distill``, method.md §2.6);
+            it must cover exactly this dataset's train faces. Hard labels and the ``fast``
+            pipeline only.
     """
 
     def __init__(
@@ -252,6 +257,7 @@ class FER2013DataModule(pl.LightningDataModule):
         synthetic: bool = False,
         synthetic_size: int = 3000,
         cache_dir: str | Path | None = None,
+        teacher: str | None = None,
     ) -> None:
         super().__init__()
         if pipeline not in PIPELINES:
@@ -266,6 +272,11 @@ class FER2013DataModule(pl.LightningDataModule):
             raise DACLError(
                 "data.tta builds its views on the fast pipeline: set data.pipeline fast"
             )
+        if teacher is not None and (label_mode != "majority" or pipeline != "fast"):
+            raise DACLError(
+                "data.teacher needs hard labels and the fast pipeline (data.label_mode "
+                f"majority, data.pipeline fast), got {label_mode} and {pipeline}"
+            )
         if batch_size < 1:
             raise DACLError(f"data.batch_size must be positive, got {batch_size}")
         if dataset not in ("auto", *DATASETS):
@@ -279,7 +290,7 @@ class FER2013DataModule(pl.LightningDataModule):
         self.erasing, self.tta = erasing, tta
         self.num_workers, self.seed, self.pipeline = num_workers, seed, pipeline
         self.strict, self.synthetic, self.synthetic_size = strict, synthetic, synthetic_size
-        self.cache_dir = cache_dir
+        self.cache_dir, self.teacher = cache_dir, teacher
         self.num_classes_option, self.class_map = num_classes, class_map
         self.classes = tuple(classes) if classes else None
         self.val_fraction, self.split_seed, self.balanced = val_fraction, split_seed, balanced
@@ -460,6 +471,10 @@ class FER2013DataModule(pl.LightningDataModule):
         self._stats[split] = split_stats(images)
         if self.pipeline == "fast":
             targets = index.targets
+            if self.teacher is not None and split == "train":
+                soft = SoftTargets.load(self.teacher)
+                where = f"data.teacher '{self.teacher}'"
+                targets = soft.probs_for(split, names, labels.numpy(), self.class_names, where)
             # soft targets follow the index; a CSV (FER+) never skips a row
             return _Batches(images, labels, None if targets is None else torch.from_numpy(targets))
         readable = set(names)
