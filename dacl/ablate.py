@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> None:
             tag = f"[{k}/{len(runs)}] {run.home.name}"
             if (run.home / DONE).is_file():
                 print(f"{tag}: finished, skipped ({run.home / DONE})", flush=True)
-                records.append(json.loads((run.home / DONE).read_text()))
+                record = json.loads((run.home / DONE).read_text())
+                # relative to OUT, also in markers an earlier version wrote with absolute paths
+                record["run_dir"] = str(run.run_dir.relative_to(out))
+                records.append(record)
             else:
                 if records:  # the runs so far, readable while this one trains
                     _write_results(out, records, configs)
