@@ -39,6 +39,25 @@ class Distillation(TypedDict, total=False):
     temperature: float
 
 
+def _checked(
+    variant: str, target_loss: str, lr_schedule: str, distill: Distillation | None
+) -> Distillation:
+    """One-line errors for options outside their choices; ``distill`` with its defaults."""
+    if variant not in VARIANTS:
+        raise DACLError(f"model.variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
+    if target_loss not in ("soft", "any"):
+        raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
+    if lr_schedule not in ("step", "cosine"):
+        raise DACLError(f"model.lr_schedule must be step or cosine, got '{lr_schedule}'")
+    checked: Distillation = {"weight": 0.0, "temperature": 1.0, **(distill or {})}
+    if not (0 <= checked["weight"] <= 1 and checked["temperature"] > 0):
+        raise DACLError(
+            "model.distill.weight must be in 0..1 and model.distill.temperature positive, "
+            f"got {checked['weight']} and {checked['temperature']}"
+        )
+    return checked
+
+
 def _train_metrics(num_classes: int) -> MetricCollection:
     """Train-side accuracy and balanced accuracy (method.md §5), accumulated over the epoch;
     ``validate_args=False`` keeps the per-step update free of host syncs."""
@@ -122,18 +141,7 @@ class DACLModule(pl.LightningModule):
         trunk: Trunk = "resnet18",
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise DACLError(f"model.variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
-        if target_loss not in ("soft", "any"):
-            raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
-        if lr_schedule not in ("step", "cosine"):
-            raise DACLError(f"model.lr_schedule must be step or cosine, got '{lr_schedule}'")
-        distill = {"weight": 0.0, "temperature": 1.0, **(distill or {})}
-        if not (0 <= distill["weight"] <= 1 and distill["temperature"] > 0):
-            raise DACLError(
-                "model.distill.weight must be in 0..1 and model.distill.temperature positive, "
-                f"got {distill['weight']} and {distill['temperature']}"
-            )
+        distill = _checked(variant, target_loss, lr_schedule, distill)
         self.save_hyperparameters()
         self.hparams.distill = distill  # with its defaults: checkpoints record what was used
         self.class_names = tuple(class_names)
@@ -148,11 +156,19 @@ class DACLModule(pl.LightningModule):
             fixed_attention=FIXED_ATTENTION.get(variant, 1.0),
             trunk=trunk,
         )
-        self.center_loss = SparseCenterLoss(num_classes, self.net.classifier.in_features, alpha)
+        feat_dim = self.net.classifier.in_features
+        self.center_loss = SparseCenterLoss(num_classes, feat_dim, alpha)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net.compile()  # in place: checkpoint keys stay net.* with compile on or off
+        self._add_metrics(num_classes, feat_dim if variant == "dacl" else None)
+        #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
+        self.confusion: dict[str, Tensor] = {}
+
+    def _add_metrics(self, num_classes: int, attention_dim: int | None) -> None:
+        """The train, val and test measures, the best-so-far scores and, for a learned
+        attention of ``attention_dim`` weights, its diagnostics."""
         self.train_metrics = _train_metrics(num_classes).clone(prefix="train/")
         # Saved in checkpoints: a run resumed mid-epoch still reports the whole epoch.
         self.train_metrics.persistent(True)
@@ -164,9 +180,9 @@ class DACLModule(pl.LightningModule):
         self.test_metrics = eval_metrics(num_classes).clone(prefix="test/")
         #: Whether the learned attention selects anything, logged at every validation
         #: (method.md §5); only the ``dacl`` variant learns its attention.
-        self.val_attention = AttentionDiagnostics(self.class_names) if variant == "dacl" else None
-        #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
-        self.confusion: dict[str, Tensor] = {}
+        self.val_attention = (
+            AttentionDiagnostics(self.class_names, attention_dim) if attention_dim else None
+        )
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Logits, features f and attention a of a batch (B, C, H, W). Test-time views

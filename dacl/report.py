@@ -93,7 +93,7 @@ class Trainer(pl.Trainer):
         """Evaluate the model once on one split through Lightning's own loop; write the pictures,
         ``metrics.json`` and ``report.md`` and return ``metrics.json``: ``split``, ``checkpoint``,
         ``n_images``, ``class_names``, the measures of :func:`compute_metrics`, ``attention_rows``
-        (per class, the files of its map's rows) and ``files``.
+        (per class, the files of its map's rows), ``attention`` (the diagnostics) and ``files``.
 
         Args:
             ckpt_path: best, last or a checkpoint file, loaded into the model; none: the
@@ -131,26 +131,17 @@ class Trainer(pl.Trainer):
                 save, written, pictures, files, attention, labels, names
             )
         conf, pred = logits.softmax(-1).max(-1)
-        grids = viz.sample_grids(
-            labels, pred, conf, faces, names, grid_size, f"{where} · {n} images"
-        )
-        for kind, (_, fig) in grids.items():
-            written[f"samples_{kind}"] = save(fig, f"samples_{kind}")
-        scalars = viz.read_metrics(log_dir) if log_dir is not None else {}
-        if any(viz.curve_panel(tag) for tag in scalars):
-            curves = viz.curves_figure(scalars, f"training curves · {log_dir}")
+        title = f"{where} · {n} images"
+        grids = viz.sample_grids(labels, pred, conf, faces, names, grid_size, title)
+        written |= {f"samples_{k}": save(fig, f"samples_{k}") for k, (_, fig) in grids.items()}
+        if log_dir is not None and (curves := _curves(log_dir)) is not None:
             written["curves"] = save(curves, "curves")
         written |= {"metrics": "metrics.json", "report": "report.md"}
         result = {
-            "split": split,
-            "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
-            "n_images": n,
-            "class_names": list(names),
-            **metrics,
-            "attention_rows": attention_rows,
-            "attention": diagnostics,
-            "files": written,
-        }
+            "split": split, "checkpoint": str(ckpt_path) if ckpt_path is not None else None,
+            "n_images": n, "class_names": list(names), **metrics,
+            "attention_rows": attention_rows, "attention": diagnostics, "files": written,
+        }  # fmt: skip
         _write(out, result, dict(model.hparams), log_dir, per_class)
         return result
 
@@ -172,6 +163,14 @@ class Trainer(pl.Trainer):
             raise DACLError(f"the {split} split has no images")
         logits, attention, labels = (torch.cat(t).cpu() for t in zip(*gather.parts, strict=True))
         return logits, attention, labels
+
+
+def _curves(log_dir: Path) -> Figure | None:
+    """The run's training curves from its ``metrics.csv``, or ``None`` when it has none."""
+    scalars = viz.read_metrics(log_dir)
+    if not any(viz.curve_panel(tag) for tag in scalars):
+        return None
+    return viz.curves_figure(scalars, f"training curves · {log_dir}")
 
 
 def _attention(
