@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from dacl.errors import DACLError
+from dacl.outputs import replacing
 
 SPLITS = ("train", "val")  # the splits a teacher covers: never test
 
@@ -40,14 +39,8 @@ class SoftTargets:
             arrays[f"{split}_keys"] = np.asarray(self.keys[split], dtype=str)
             arrays[f"{split}_labels"] = self.labels[split].astype(np.int16)
             arrays[f"{split}_probs"] = self.probs[split].astype(np.float16)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replacing(path, "soft-target file", binary=True) as pending:
+            np.savez_compressed(pending.file, **arrays)
         return path
 
     @classmethod
