@@ -37,7 +37,15 @@ from dacl import pretrained
 from dacl.classes import FER2013_CLASSES
 from dacl.data.synthetic import make_faces
 from dacl.errors import DACLError
-from dacl.predictor import BOX, Predictor, annotate, detect_faces, load_picture
+from dacl.predictor import (
+    BOX,
+    Predictor,
+    add_model_options,
+    annotate,
+    chosen_model,
+    detect_faces,
+    load_picture,
+)
 
 try:
     import gradio as gr
@@ -57,9 +65,10 @@ FACES = {"Find the faces (OpenCV)": "detect", "The whole picture is one face": "
 def model_line(ckpt_path: str | None, predictor: Predictor) -> str:
     """Markdown naming the model served, its validation accuracy with the test-time views in
     use (a pair's config says it; a checkpoint is named by its file) and its classes."""
-    if ckpt_path is None or Path(ckpt_path).suffix in (".json", ".safetensors"):
+    shipped = ckpt_path is None or ckpt_path in pretrained.shipped_names()
+    if shipped or Path(ckpt_path).suffix in (".json", ".safetensors"):
         config = pretrained.read_config(ckpt_path)
-        name = f"`{config['name']}`" + (" (shipped with dacl)" if ckpt_path is None else "")
+        name = f"`{config['name']}`" + (" (shipped with dacl)" if shipped else "")
     else:
         config, name = {}, f"the checkpoint `{Path(ckpt_path).name}`"
     scores = pretrained.scores(config, predictor.tta)
@@ -289,20 +298,14 @@ def main(argv: list[str]) -> None:
     parser = ProgramParser(
         prog="dacl demo", description="A web page to try a model on pictures and webcam snapshots."
     )
-    parser.add_argument(
-        "--ckpt_path", type=str | None, default=None,
-        help="a dacl fit checkpoint or a NAME.json weights pair; default: the shipped model",
-    )  # fmt: skip
+    add_model_options(parser)
     parser.add_argument("--host", type=str, default="127.0.0.1", help="0.0.0.0: every network")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument(
-        "--tta", type=Literal["none", "flip", "crops"] | None, default=None,
-        help="test-time views averaged; default: none (a pair: its config's)",
-    )  # fmt: skip
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
     args = parser.parse_args(argv)
-    predictor = Predictor.load(args.ckpt_path, args.tta, device=args.device)
-    description = model_line(args.ckpt_path, predictor)
+    source = chosen_model(args)
+    predictor = Predictor.load(source, args.tta, device=args.device)
+    description = model_line(source, predictor)
     signal.signal(signal.SIGTERM, _interrupt)  # before serving: no window where it kills
     # Gradio's block_thread ends on Ctrl-C itself; a stop while the page starts ends here.
     with (

@@ -13,6 +13,7 @@ reported, the exported model is run on batches of 8 and 1 and compared with the 
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from dacl import pretrained
 from dacl.errors import DACLError
 from dacl.outputs import check_folder, replacing
-from dacl.predictor import Predictor
+from dacl.predictor import Predictor, chosen_model
 
 #: Largest |exported − eager| accepted on the check batches.
 TOLERANCE = 1e-4
@@ -125,21 +126,24 @@ def main(argv: list[str] | None = None) -> None:
 
     def command(
         *,
-        ckpt_path: str | None = None, format: Literal["onnx", "torchscript"] = "onnx",
-        out: str | None = None, features: bool = False,
+        ckpt_path: str | None = None, model: str | None = None,
+        format: Literal["onnx", "torchscript"] = "onnx", out: str | None = None,
+        features: bool = False,
     ) -> None:  # fmt: skip
         """Export a checkpoint's network as ONNX or TorchScript, checked against PyTorch.
 
         Args:
             ckpt_path: a ``dacl fit`` .ckpt file or a NAME.json weights pair; default: the
                 model shipped with dacl.
+            model: a model shipped with dacl instead: default or small.
             format: onnx or torchscript.
             out: the file to write; default: the checkpoint's name with .onnx or .pt (the
                 shipped model: dacl_fer2013 in the working folder).
             features: also return the 512 features.
         """
-        predictor = Predictor.load(ckpt_path)
-        source = Path(ckpt_path or pretrained.read_config()["name"])
+        chosen = chosen_model(Namespace(ckpt_path=ckpt_path, model=model))
+        predictor = Predictor.load(chosen)
+        source = Path(ckpt_path or pretrained.read_config(model)["name"])
         target = out or str(source.with_suffix(".onnx" if format == "onnx" else ".pt"))
         result = export(predictor, target, format, features)
         print(

@@ -164,8 +164,9 @@ class Predictor:
         batch_size: int = 64,
         tta: str | None = None,
     ) -> Predictor:
-        """The model shipped with dacl (no ``path``), or another weights + config pair
-        (:mod:`dacl.pretrained`); ``tta`` defaults to the config's."""
+        """A model shipped with dacl, by name (``"small"``; no ``path``: the default one), or
+        another weights + config pair (:mod:`dacl.pretrained`); ``tta`` defaults to the
+        config's."""
         module, config = pretrained.load(path)
         data = config["data"]
         fmt = Format(int(data["channels"]), int(data["cache_size"]), (data["mean"], data["std"]))
@@ -202,7 +203,11 @@ class Predictor:
         """A ``dacl fit`` checkpoint, a weights + config pair (``.json`` or ``.safetensors``)
         or, with no ``path``, the model shipped with dacl; ``options``: ``device`` and
         ``batch_size``, as :meth:`from_checkpoint` and :meth:`from_pretrained` take them."""
-        if path is None or Path(path).suffix in (".json", ".safetensors"):
+        if (
+            path is None
+            or Path(path).suffix in (".json", ".safetensors")
+            or (str(path) in pretrained.shipped_names())
+        ):
             return cls.from_pretrained(path, tta=tta, **options)
         return cls.from_checkpoint(path, tta=tta or "none", **options)
 
@@ -550,11 +555,37 @@ def predict_files(
     yield from flush()
 
 
-def shipped_model(tta: str) -> str:
-    """One line naming the shipped model and its validation accuracy with the test-time views
-    ``tta``."""
-    config = pretrained.read_config()
+def shipped_model(tta: str, name: str | None = None) -> str:
+    """One line naming a shipped model (default: the default one) and its validation accuracy
+    with the test-time views ``tta``."""
+    config = pretrained.read_config(name)
     return f"the shipped model {config['name']}: {pretrained.scores(config, tta)}"
+
+
+def add_model_options(parser: Any) -> None:
+    """``--ckpt_path``, ``--model`` and ``--tta``: which model answers, with which views
+    (``dacl predict``, ``export`` and ``demo`` alike)."""
+    parser.add_argument(
+        "--ckpt_path", type=str | None, default=None,
+        help="a dacl fit checkpoint or a NAME.json weights pair; default: the shipped model",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", type=str | None, default=None,
+        help="a model shipped with dacl: default (dacl_fer2013) or small (dacl_fer2013_small)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tta", type=Literal["none", "flip", "crops"] | None, default=None,
+        help="test-time views averaged; default: none (a pair: its config's)",
+    )  # fmt: skip
+
+
+def chosen_model(args: Any) -> str | None:
+    """The model ``--ckpt_path`` or ``--model`` names (one of them at most; checked)."""
+    if args.ckpt_path is not None and args.model is not None:
+        raise DACLError("--ckpt_path and --model both name a model: pass one")
+    if args.model is not None:
+        pretrained.locate(args.model)  # an unknown name: one line listing the shipped ones
+    return args.ckpt_path or args.model
 
 
 #: Seconds between ``dacl predict``'s progress lines where stderr is not a terminal.
@@ -611,14 +642,7 @@ def _parser() -> ProgramParser:
     )
     parser.add_argument("--config", action=ActionConfigFile, help="these options as a file")
     parser.add_argument("paths", nargs="*", help="pictures, videos, folders or globs")
-    parser.add_argument(
-        "--ckpt_path", type=str | None, default=None,
-        help="a dacl fit checkpoint or a NAME.json weights pair; default: the shipped model",
-    )  # fmt: skip
-    parser.add_argument(
-        "--tta", type=Literal["none", "flip", "crops"] | None, default=None,
-        help="test-time views averaged; default: none (a pair: its config's)",
-    )  # fmt: skip
+    add_model_options(parser)
     parser.add_argument(
         "--out", type=str | None, default=None,
         help="file; default: stdout. Written beside it and renamed into place when complete",
@@ -644,12 +668,11 @@ def _parser() -> ProgramParser:
 def write_rows(args: Namespace, files: Sequence[Path], progress: Progress, stream: TextIO) -> int:
     """The rows of ``files`` written to ``stream`` as ``args`` ask; how many files could not
     be read."""
-    predictor = Predictor.load(
-        args.ckpt_path, args.tta, device=args.device, batch_size=args.batch_size
-    )
+    source = chosen_model(args)
+    predictor = Predictor.load(source, args.tta, device=args.device, batch_size=args.batch_size)
     if args.ckpt_path is None:
-        model = shipped_model(predictor.tta)
-        print(f"dacl predict: no --ckpt_path, using {model}", file=sys.stderr)
+        model = shipped_model(predictor.tta, args.model)
+        print(f"dacl predict: using {model}", file=sys.stderr)
     columns = ["file", "frame", *BOX, "prediction", "confidence"]
     columns += [f"p_{c}" for c in predictor.class_names] + ["error"]
     columns += ["attention"] if args.attention else []

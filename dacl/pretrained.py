@@ -35,6 +35,8 @@ from dacl.paths import cache_dir
 #: The folder of the models shipped with the package (package data), and the default one.
 WEIGHTS = Path(__file__).with_name("weights")
 SHIPPED = WEIGHTS / "dacl_fer2013.json"
+#: The models shipped inside the package, by the short names ``--model`` takes.
+SHIPPED_MODELS = {"default": "dacl_fer2013", "small": "dacl_fer2013_small"}
 #: What a pair's config must hold (:func:`save` writes it), and the face format in its data.
 REQUIRED = {"name": str, "weights": str, "sha256": str, "model": dict, "data": dict}
 DATA = ("channels", "cache_size", "mean", "std", "crop", "resize")
@@ -84,10 +86,31 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
     return json.loads(text)
 
 
+def shipped_names() -> list[str]:
+    """The short and full names of the models this install ships."""
+    present = {k: v for k, v in SHIPPED_MODELS.items() if (WEIGHTS / f"{v}.json").is_file()}
+    return [*present, *present.values()]
+
+
+def locate(model: str | Path | None) -> Path:
+    """The config file of a pair: a shipped model by name (``default``, ``small`` or its full
+    name), a pair's ``.json`` or ``.safetensors``, or, for ``None``, the default model."""
+    if model is None:
+        return SHIPPED
+    if Path(model).suffix in (".json", ".safetensors"):
+        return Path(model).with_suffix(".json")
+    if str(model) not in shipped_names():
+        raise DACLError(
+            f"model '{model}' is not one shipped with dacl (shipped: "
+            f"{', '.join(shipped_names())}), nor a NAME.json weights pair"
+        )
+    return WEIGHTS / f"{SHIPPED_MODELS.get(str(model), str(model))}.json"
+
+
 def read_config(path: str | Path | None = None) -> dict[str, Any]:
-    """The config of the pair at ``path`` (its ``.json`` or ``.safetensors``; default: the
-    shipped model)."""
-    path = SHIPPED if path is None else Path(path).with_suffix(".json")
+    """The config of the pair at ``path`` (its ``.json`` or ``.safetensors``, or a shipped
+    model's name; default: the shipped default model)."""
+    path = locate(path)
     try:
         config = json.loads(path.read_text())
     except FileNotFoundError:
@@ -129,7 +152,7 @@ def load(path: str | Path | None = None) -> tuple[DACLModule, dict[str, Any]]:
     """The model of a pair (default: the shipped one) in float32, and its config. The weights'
     SHA-256 must match the config's."""
     config = read_config(path)
-    folder = (SHIPPED if path is None else Path(path)).parent
+    folder = locate(path).parent
     weights = folder / config["weights"]
     if not weights.is_file():
         raise DACLError(f"weights '{weights}' not found beside its config")
