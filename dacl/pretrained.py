@@ -24,12 +24,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from dacl.checkpoint import safe_load
 from dacl.data.augment import TTA_VIEWS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
+from dacl.outputs import replacing
 from dacl.paths import cache_dir
 
 #: The folder of the models shipped with the package (package data), and the default one.
@@ -69,7 +71,9 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
         if k.startswith(KEPT)
     }
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(weights))
+    # each file whole or not at all: written beside its target and renamed into place
+    with replacing(weights, "weights file", binary=True) as pending:
+        pending.file.write(safetensors_bytes({k: v.contiguous() for k, v in state.items()}))
     hparams = ckpt["hyper_parameters"]
     data = ckpt.get("datamodule_hyper_parameters") or {}
     config = {
@@ -82,7 +86,8 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
         **info,
     }
     text = json.dumps(config, indent=2)
-    out.write_text(text + "\n")
+    with replacing(out, "weights config") as pending:
+        pending.file.write(text + "\n")
     return json.loads(text)
 
 

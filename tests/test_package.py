@@ -134,9 +134,10 @@ def test_installed_package_runs_a_copied_experiment_with_the_shipped_defaults(tm
     # the report's and the ablation's templates are package data, installed with the code
     for name in ("report.md", "report_attention.md", "ablation.md", "attention.md"):
         assert (site / "dacl" / "templates" / name).is_file(), name
-    # so is the shipped model: its config and weights
-    for name in ("dacl_fer2013.json", "dacl_fer2013.safetensors"):
-        assert (site / "dacl" / "weights" / name).is_file(), name
+    # so are the shipped models: their configs and weights
+    for name in ("dacl_fer2013", "dacl_fer2013_small"):
+        for suffix in (".json", ".safetensors"):
+            assert (site / "dacl" / "weights" / f"{name}{suffix}").is_file(), name
     out = subprocess.run(
         [sys.executable, "-m", "dacl.cli", "fit", "--config", "exp3.yaml", "--print_config"],
         cwd=work, env=env, capture_output=True, text=True, timeout=600,

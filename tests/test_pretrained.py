@@ -235,7 +235,8 @@ def test_torch_hub_loads_the_shipped_model_from_the_repository():
     hubconf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hubconf)
     entries = [n for n in dir(hubconf) if callable(getattr(hubconf, n)) and n[0] != "_"]
-    assert entries == ["dacl_fer2013"]  # what torch.hub.list shows: the public callables
+    # what torch.hub.list shows: the public callables
+    assert entries == ["dacl_fer2013", "dacl_fer2013_small"]
     assert "dacl_fer2013" in hubconf.dacl_fer2013.__doc__  # torch.hub.help
     model = torch.hub.load(str(REPO), "dacl_fer2013", source="local")
     shipped, _ = pretrained.load()
@@ -247,6 +248,28 @@ def test_torch_hub_loads_the_shipped_model_from_the_repository():
         logits, features, attention = model(x)
         torch.testing.assert_close(logits, shipped(x)[0])
     assert logits.shape == (2, 7) and features.shape == attention.shape == (2, 512)
+    small = torch.hub.load(str(REPO), "dacl_fer2013_small", source="local")
+    with torch.no_grad():
+        logits, features, attention = small(torch.randn(2, 1, 44, 44))
+    assert logits.shape == (2, 7) and features.shape == attention.shape == (2, 192)
+
+
+def test_the_small_model_is_shipped_and_loads_by_name(tmp_path, capsys):
+    predictor = Predictor.from_pretrained("small")
+    config = pretrained.read_config("small")
+    assert config["name"] == "dacl_fer2013_small" and predictor.tta == config["tta"] == "none"
+    assert predictor.module.hparams.trunk == "compact" and (predictor.crop, predictor.resize) == (
+        44,
+        48,
+    )
+    assert sum(p.numel() for p in predictor.module.net.parameters()) < 2_000_000
+    assert pretrained.sha256(pretrained.WEIGHTS / config["weights"]) == config["sha256"]
+    face = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (48, 48), np.uint8)).save(face)
+    predict_main([str(face), "--model", "small"])
+    out, err = capsys.readouterr()
+    assert "using the shipped model dacl_fer2013_small" in err
+    assert out.splitlines()[1].split(",")[6] == predictor(face).labels[0]
 
 
 @pytest.mark.slow
