@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from jsonargparse import ActionConfigFile, ArgumentParser
+from jsonargparse import ActionConfigFile
 
 from dacl import analysis, teacher, viz
 from dacl.classes import METRIC_LABELS, REPORTED_METRICS
@@ -42,6 +42,7 @@ from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
 from dacl.predictor import Predictor
+from dacl.usage import ProgramParser
 
 #: The selection measure first, then the two reported beside it (method.md §5).
 METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc"))
@@ -63,8 +64,8 @@ class Run:
         return self.home / "version_0"
 
 
-def parser() -> ArgumentParser:
-    p = ArgumentParser(
+def parser() -> ProgramParser:
+    p = ProgramParser(
         prog="dacl ablate",
         description="Run experiment configs x seeds one after another and summarise them "
         "(mean ± std of best-validation metrics, paired and Welch's t-tests, a plot, the exact "

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from jsonargparse import ArgumentParser
 
 from dacl.data import FER2013DataModule
 from dacl.data.soft_targets import SPLITS, SoftTargets
 from dacl.errors import DACLError
 from dacl.predictor import Predictor
+from dacl.usage import ProgramParser
 
 
 @torch.no_grad()
@@ -82,8 +82,8 @@ def select(members: Sequence[SoftTargets], where: Sequence[str]) -> list[int]:
         best = gains[pick]
 
 
-def parser() -> ArgumentParser:
-    p = ArgumentParser(
+def parser() -> ProgramParser:
+    p = ProgramParser(
         prog="dacl ensemble",
         description="Average models' soft targets (ten-crop softmax on train and val) into a "
         "teacher file for distillation; report each member's and the ensemble's val accuracy.",

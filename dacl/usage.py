@@ -2,7 +2,7 @@
 
 :func:`did_you_mean` serves the training commands (:func:`dacl.cli.usage_error`), the command
 name itself (``dacl frobnicate``) and :class:`ProgramParser`, the parser of ``dacl predict``,
-``dacl export`` and ``dacl demo``.
+``dacl export``, ``dacl demo``, ``dacl ablate`` and ``dacl ensemble``.
 """
 
 from __future__ import annotations

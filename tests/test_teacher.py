@@ -149,3 +149,10 @@ def test_a_distilled_fit_runs_and_a_teacher_without_a_weight_is_refused(
     assert "train/loss_kd" in fit({"weight": 0.5, "temperature": 2.0})
     with pytest.raises(DACLError, match=r"model\.distill\.weight is 0"):
         fit(None)
+
+
+def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option():
+    with pytest.raises(DACLError, match=r"--outt.*did you mean --out\?"):
+        main(["a.npz", "--outt", "t.npz"])
+    with pytest.raises(DACLError, match="needs soft-target files or --models"):
+        main(["--out", "t.npz"])
