@@ -499,7 +499,7 @@ def test_a_typo_outside_fit_is_one_line_with_the_closest_name(monkeypatch, capsy
     from dacl.cli import DACLCLI
 
     commands = ", ".join([*DACLCLI.subcommands(), *PROGRAMS])
-    assert len(commands.split(", ")) == 9
+    assert len(commands.split(", ")) == 10
     monkeypatch.setattr(sys, "argv", ["dacl", *args])
     with pytest.raises(SystemExit) as exit:
         main()

@@ -217,7 +217,8 @@ def test_a_file_that_includes_another_states_its_changes_as_dotted_keys():
     for path in sorted((REPO / "experiments").glob("*.yaml")):
         tree = yaml.safe_load(path.read_text())
         if "config" in tree:
-            nested = [k for k, v in tree.items() if isinstance(v, dict)]
+            # a dotted key may hold a mapping: the value of one option (model.distill)
+            nested = [k for k, v in tree.items() if isinstance(v, dict) and "." not in k]
             assert not nested, f"{path.name}: write {nested} as dotted keys"
             assert (path.parent / tree["config"]).is_file(), path.name
 

@@ -30,6 +30,7 @@ LAYERS = {
     "dacl.outputs": 0,
     "dacl.usage": 0,
     "dacl.loss": 1,
+    "dacl.diagnostics": 1,
     "dacl.model": 1,
     "dacl.module": 2,
     "dacl.data": 2,
@@ -42,6 +43,7 @@ LAYERS = {
     "dacl.cli": 4,
     "dacl.demo": 4,
     "dacl.analysis": 4,
+    "dacl.teacher": 4,
     "dacl.ablate": 5,
     "dacl.__main__": 6,
 }
