@@ -172,6 +172,35 @@ def _format(
     return Format(channels, size or base.size, stats)
 
 
+def _check_options(
+    *, pipeline: str, crop: int, resize: int, erasing: float, tta: str, teacher: str | None,
+    label_mode: str, batch_size: int, dataset: str, mean: list[float] | None,
+    std: list[float] | None,
+) -> None:  # fmt: skip
+    """One-line errors for data options out of range or that do not go together."""
+    if pipeline not in PIPELINES:
+        raise DACLError(f"data.pipeline must be {' or '.join(PIPELINES)}, got '{pipeline}'")
+    if not 0 < crop <= resize:
+        raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
+    if not 0.0 <= erasing <= 1.0:
+        raise DACLError(f"data.erasing must be a probability in 0..1, got {erasing}")
+    if tta not in TTA_VIEWS:
+        raise DACLError(f"data.tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
+    if tta != "none" and pipeline != "fast":
+        raise DACLError("data.tta builds its views on the fast pipeline: set data.pipeline fast")
+    if teacher is not None and (label_mode != "majority" or pipeline != "fast"):
+        raise DACLError(
+            "data.teacher needs hard labels and the fast pipeline (data.label_mode "
+            f"majority, data.pipeline fast), got {label_mode} and {pipeline}"
+        )
+    if batch_size < 1:
+        raise DACLError(f"data.batch_size must be positive, got {batch_size}")
+    if dataset not in ("auto", *DATASETS):
+        raise DACLError(f"data.dataset must be auto or one of {', '.join(DATASETS)}")
+    if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+        raise DACLError("data.mean and data.std go together, one value per channel")
+
+
 class FER2013DataModule(pl.LightningDataModule):
     """FER2013 in any method.md §3 layout — or FER+, RAF-DB, AffectNet or a class-folder tree —
     with method.md §3 transforms and per-epoch reshuffling.
@@ -260,29 +289,11 @@ class FER2013DataModule(pl.LightningDataModule):
         teacher: str | None = None,
     ) -> None:
         super().__init__()
-        if pipeline not in PIPELINES:
-            raise DACLError(f"data.pipeline must be {' or '.join(PIPELINES)}, got '{pipeline}'")
-        if not 0 < crop <= resize:
-            raise DACLError(f"data.crop must be in 1..data.resize ({resize}), got {crop}")
-        if not 0.0 <= erasing <= 1.0:
-            raise DACLError(f"data.erasing must be a probability in 0..1, got {erasing}")
-        if tta not in TTA_VIEWS:
-            raise DACLError(f"data.tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
-        if tta != "none" and pipeline != "fast":
-            raise DACLError(
-                "data.tta builds its views on the fast pipeline: set data.pipeline fast"
-            )
-        if teacher is not None and (label_mode != "majority" or pipeline != "fast"):
-            raise DACLError(
-                "data.teacher needs hard labels and the fast pipeline (data.label_mode "
-                f"majority, data.pipeline fast), got {label_mode} and {pipeline}"
-            )
-        if batch_size < 1:
-            raise DACLError(f"data.batch_size must be positive, got {batch_size}")
-        if dataset not in ("auto", *DATASETS):
-            raise DACLError(f"data.dataset must be auto or one of {', '.join(DATASETS)}")
-        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
-            raise DACLError("data.mean and data.std go together, one value per channel")
+        _check_options(
+            pipeline=pipeline, crop=crop, resize=resize, erasing=erasing, tta=tta,
+            teacher=teacher, label_mode=label_mode, batch_size=batch_size, dataset=dataset,
+            mean=mean, std=std,
+        )  # fmt: skip
         # plain strings in checkpoints: a Path would not load with weights_only=True
         root, cache_dir = str(root), None if cache_dir is None else str(cache_dir)
         self.save_hyperparameters()
@@ -302,12 +313,12 @@ class FER2013DataModule(pl.LightningDataModule):
         self.format = fmt = _format(FORMATS[self.resolved_dataset], channels, cache_size, mean, std)
         # The format as resolved, saved with the checkpoint: evaluating the model on another
         # dataset then decodes and normalises faces as it was trained.
-        self.hparams.update(
-            channels=fmt.channels,
-            cache_size=fmt.size,
-            mean=list(fmt.stats[0]),
-            std=list(fmt.stats[1]),
-        )
+        m, sd = fmt.stats
+        self.hparams.update(channels=fmt.channels, cache_size=fmt.size, mean=list(m), std=list(sd))
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """What setup fills in, and the resume position."""
         self.layout: Layout | None = None
         self.datasets: dict[str, Dataset] = {}
         self._names: dict[str, list[str]] = {}
