@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import ResNet18_Weights, resnet18
 from torchvision.models.resnet import BasicBlock
 
@@ -170,6 +171,26 @@ class DACLNet(nn.Module):
             return logits, f, torch.full_like(f, self.fixed_attention)
         a = self.heads(self.encoder(fmap.flatten(1)))
         return logits, f, a
+
+    @torch.no_grad()
+    def fold_batchnorms(self) -> DACLNet:
+        """For inference only: each of the trunk's BatchNorms folded into the convolution
+        before it (``conv1``/``bn1``, ``conv2``/``bn2`` and the shortcuts' pairs), with the
+        running statistics of eval mode. The same outputs to float rounding in half the layers
+        (the compact trunk's batch-1 latency is mostly per-layer overhead). In place; returns
+        the network. Training it afterwards would train without BatchNorm."""
+        if self.training:
+            raise DACLError("fold_batchnorms is for inference: call eval() first")
+        for m in list(self.trunk.modules()):
+            for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+                c, b = getattr(m, conv, None), getattr(m, bn, None)
+                if isinstance(c, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                    setattr(m, conv, fuse_conv_bn_eval(c, b))
+                    setattr(m, bn, nn.Identity())
+            down = getattr(m, "downsample", None)
+            if isinstance(down, nn.Sequential) and isinstance(down[-1], nn.BatchNorm2d):
+                m.downsample = nn.Sequential(fuse_conv_bn_eval(down[0], down[1]))
+        return self
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """SGD parameter groups: the gray stem trains exactly like the RGB one (method.md §1.4).

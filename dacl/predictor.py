@@ -87,6 +87,15 @@ class Predictions:
         return [self.class_names[i] for i in self.probs.argmax(-1).tolist()]
 
 
+def _for_inference(module: DACLModule) -> DACLModule:
+    """A module the predictor made for itself, in eval mode with its trunk's BatchNorms folded
+    into their convolutions (:meth:`~dacl.model.DACLNet.fold_batchnorms`)."""
+    module.eval().net.fold_batchnorms()
+    if module.hparams.channels_last:
+        module.net.to(memory_format=torch.channels_last)
+    return module
+
+
 def load_picture(picture: Picture) -> Image.Image:
     """A picture as a PIL image at 8 bits a channel (:func:`~dacl.data.layouts.eight_bit`),
     EXIF orientation applied; one-line :class:`DACLError` for a file that is missing, not an
@@ -171,6 +180,7 @@ class Predictor:
         data = config["data"]
         fmt = Format(int(data["channels"]), int(data["cache_size"]), (data["mean"], data["std"]))
         tta = config.get("tta", "none") if tta is None else tta
+        module = _for_inference(module)
         return cls(module, int(data["crop"]), int(data["resize"]), device, batch_size, fmt, tta)
 
     @classmethod
@@ -196,6 +206,7 @@ class Predictor:
         if data.get("channels") and data.get("mean"):  # saved since datasets other than FER2013
             stats = (tuple(data["mean"]), tuple(data["std"]))
             fmt = Format(int(data["channels"]), int(data["cache_size"]), stats)
+        module = _for_inference(module)
         return cls(module, crop, int(data.get("resize", crop)), device, batch_size, fmt, tta)
 
     @classmethod

@@ -193,3 +193,23 @@ def test_compact_trunk_shapes_counts_and_one_parameter_group():
     # its gray stem is its own, not a folded RGB stem: no 3x learning-rate group
     assert len(net.param_groups(0.1, 5e-4)) == 1
     assert len(DACLNet(image_size=44, in_chans=1).param_groups(0.1, 5e-4)) == 2
+
+
+@pytest.mark.parametrize("trunk", ["resnet18", "compact"])
+def test_folding_the_batchnorms_keeps_the_outputs_and_halves_the_layers(trunk):
+    torch.manual_seed(0)
+    net = DACLNet(image_size=44, in_chans=1, trunk=trunk)
+    net.train()
+    for _ in range(3):  # running statistics away from their init
+        net(torch.randn(8, 1, 44, 44) * 2 + 0.5)
+    with pytest.raises(DACLError, match="eval"):
+        net.fold_batchnorms()
+    net.eval()
+    x = torch.randn(4, 1, 44, 44)
+    with torch.no_grad():
+        before = net(x)
+        count = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.trunk.modules())
+        after = net.fold_batchnorms()(x)
+    assert count > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.trunk.modules())
+    for b, a in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
