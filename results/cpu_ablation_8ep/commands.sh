@@ -42,3 +42,5 @@ cd /work/run_abl
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_fixed.yaml --seed_everything 2 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_fixed_seed2 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013
 # cpu_fixed_seed3
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_fixed.yaml --seed_everything 3 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_fixed_seed3 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013
+# cpu_fixed_seed4
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_fixed.yaml --seed_everything 4 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_fixed_seed4 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013
