@@ -2,7 +2,6 @@
 (``dacl/weights/``; nothing is downloaded beyond this repository).
 
     model = torch.hub.load("path/to/dacl", "dacl_fer2013", source="local")
-    model = torch.hub.load("OWNER/dacl", "dacl_fer2013")  # from GitHub
     logits, features, attention = model(images)  # (B, 7), (B, 512), (B, 512)
 
 ``images`` are normalised faces as the model was trained on them (README, "In your own code"):
