@@ -130,6 +130,10 @@ CPU = {
     "data.crop": 44,
     "data.resize": 48,
 }
+CPU_LONG = {
+    **CPU, "trainer.precision": "bf16-mixed", "trainer.max_epochs": 50,
+    "trainer.max_time": "00:02:30:00", "data.crop": 64, "data.resize": 72, "data.erasing": 0.5,
+}  # fmt: skip
 CPU_ABLATION = {**CPU, "trainer.max_epochs": 2, "trainer.max_time": None}
 CPU48 = {
     **ON_CPU,
@@ -145,10 +149,9 @@ PINNED = {
     "cpu_center": {**CPU, "model.variant": "center"},
     "cpu_softmax": {**CPU, "model.variant": "softmax"},
     "cpu_fixed": {**CPU, "model.variant": "dacl_fixed"},
-    "cpu_long": {
-        **CPU, "trainer.precision": "bf16-mixed", "trainer.max_epochs": 50,
-        "trainer.max_time": "00:02:30:00", "data.crop": 64, "data.resize": 72, "data.erasing": 0.5,
-    },
+    "cpu_long": CPU_LONG,
+    "cpu_long_center": {**CPU_LONG, "model.variant": "center"},
+    "cpu_long_softmax": {**CPU_LONG, "model.variant": "softmax"},
     "cpu_ablation": CPU_ABLATION,
     "cpu_ablation_center": {**CPU_ABLATION, "model.variant": "center"},
     "cpu_ablation_softmax": {**CPU_ABLATION, "model.variant": "softmax"},
