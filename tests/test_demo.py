@@ -241,6 +241,7 @@ def test_dacl_demo_serves_until_sigterm_then_removes_its_folder(tiny, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TMPDIR": str(tmp_path)},  # where its temporary folder goes
     )  # fmt: skip
+    shown: list[str] = []  # stdout read before the stop
     try:
         deadline = time.monotonic() + 600  # Gradio's import alone takes minutes on a busy CPU
         while True:
@@ -253,10 +254,17 @@ def test_dacl_demo_serves_until_sigterm_then_removes_its_folder(tiny, tmp_path):
                 assert time.monotonic() < deadline, "the demo never answered"
                 time.sleep(0.5)
         assert len(list(tmp_path.glob("dacl-demo-*/examples/*.png"))) == 7
+        # The page answers a moment before main() prints where it serves; a SIGTERM in between
+        # is a clean stop without that line, so wait for it (EOF ends the wait if it dies).
+        for line in server.stdout:
+            shown.append(line)
+            if "Serving on" in line:
+                break
     finally:
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
+    out = "".join(shown) + out
     assert f"Serving on http://127.0.0.1:{port}/" in out and "Model: tiny, val accuracy" in out
     assert "uploads removed" in err and not list(tmp_path.iterdir())
 
