@@ -36,7 +36,7 @@ from typing import Any, Literal
 from jsonargparse import ActionConfigFile
 
 from dacl import analysis, teacher, viz
-from dacl.classes import METRIC_LABELS, REPORTED_METRICS
+from dacl.classes import METRIC_LABELS, REPORTED_METRICS, SELECTION_METRIC
 from dacl.cli import build_cli, resolve_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
@@ -278,7 +278,7 @@ def read_fit_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     """``{"best": ..., "final": ...}``: epoch, step and the ``val/*`` measures of the epoch of
     maximal ``val/balanced_acc`` (the earliest of equal maxima) and of the last one."""
     s = {tag: dict(series) for tag, series in viz.read_metrics(run_dir).items()}
-    key = "val/balanced_acc"
+    key = SELECTION_METRIC
     if not s.get(key):
         raise DACLError(f"no '{key}' in {run_dir / viz.METRICS_FILE}")
     steps, epochs = sorted(s[key]), s.get("epoch", {})

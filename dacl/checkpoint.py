@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,38 @@ def safe_load(
     except Exception as err:  # torch raises many kinds for a damaged file; all mean "unreadable"
         # e.g. a truncated zip archive: "failed finding central directory"
         raise DACLError(f"{what} '{path}' is unreadable, truncated? ({_first_line(err)})") from None
+
+
+@dataclass(frozen=True)
+class DACLCheckpoint:
+    """What dacl reads back from a ``dacl fit`` checkpoint.
+
+    Attributes:
+        model: the module's hyper-parameters as saved (``dacl.module.model_config`` makes the
+            model config of them).
+        data: the datamodule's saved hyper-parameters (crop, resize, face format, …); ``{}``
+            for checkpoints saved without a datamodule.
+        state_dict: the weights.
+    """
+
+    model: dict[str, Any]
+    data: dict[str, Any]
+    state_dict: dict[str, Any]
+
+
+def read_dacl_checkpoint(
+    path: str | Path, what: str = "checkpoint", mmap: bool = False
+) -> DACLCheckpoint:
+    """A ``dacl fit`` checkpoint, read by :func:`safe_load` (``mmap``: tensors mapped, not
+    read); anything else — another program's checkpoint, a bare state dict — is one line."""
+    ckpt = safe_load(path, what, mmap=mmap)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or not ckpt.get("hyper_parameters"):
+        raise DACLError(
+            f"{what} '{path}' is not a dacl checkpoint (no model hyper-parameters): pass a "
+            "checkpoint written by dacl fit"
+        )
+    data = dict(ckpt.get("datamodule_hyper_parameters") or {})
+    return DACLCheckpoint(dict(ckpt["hyper_parameters"]), data, ckpt["state_dict"])
 
 
 def _first_line(err: BaseException) -> str:

@@ -49,8 +49,11 @@ IMAGENET_STATS: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 #: RAF-DB's RGB statistics, as the DACL reference code normalises it.
 RAFDB_STATS: Stats = ((0.5752, 0.4495, 0.4012), (0.2086, 0.1911, 0.1827))
 
-#: The measures reported beside each other everywhere (selection measure: balanced accuracy).
+#: The measures reported beside each other everywhere.
 REPORTED_METRICS: tuple[str, ...] = ("acc", "balanced_acc", "f1_macro")
+#: What chooses a run's best epoch (method.md §5): the best checkpoint (configs/default.yaml's
+#: ``monitor``), the ablation's "best" and the shipped models' selection.
+SELECTION_METRIC = "val/balanced_acc"
 #: Their names in tables and plots.
 METRIC_LABELS: dict[str, str] = {
     "acc": "acc",

@@ -27,7 +27,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dacl import pretrained
-from dacl.checkpoint import safe_load
+from dacl.checkpoint import read_dacl_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.data.datasets import FORMATS, declared_classes, resolve
 from dacl.defaults import default_config
@@ -199,21 +199,15 @@ def read_checkpoint(path: str, crop: int) -> dict:
     """The datamodule hyper-parameters saved in a ``dacl fit`` checkpoint (``{}`` when it has
     none), after checking that it is one and was trained on ``crop`` px crops. Tensors are
     only mapped here, not read."""
-    checkpoint = safe_load(path, "--ckpt_path file", mmap=True)
-    if "state_dict" not in checkpoint or not checkpoint.get("hyper_parameters"):
-        raise DACLError(
-            f"--ckpt_path '{path}' is not a dacl checkpoint (no model hyper-parameters): pass "
-            "a checkpoint written by dacl fit"
-        )
-    data = checkpoint.get("datamodule_hyper_parameters") or {}
-    trained = checkpoint["hyper_parameters"].get("image_size")
+    checkpoint = read_dacl_checkpoint(path, "--ckpt_path file", mmap=True)
+    data, trained = checkpoint.data, checkpoint.model.get("image_size")
     if trained is not None and trained != crop:
         also = f" --data.resize {data['resize']}" if data.get("resize") else ""
         raise DACLError(
             f"--ckpt_path '{path}' was trained on {trained} px crops, but data.crop is {crop}: "
             f"pass the config it was trained with, or --data.crop {trained}{also}"
         )
-    return dict(data)
+    return data
 
 
 def usage_error(message: str) -> str:

@@ -172,6 +172,12 @@ class DACLNet(nn.Module):
         a = self.heads(self.encoder(fmap.flatten(1)))
         return logits, f, a
 
+    def num_params(self) -> int:
+        """The network's weights (method.md §1: 20,460,679 for the gray-stem ResNet-18 at 64 px
+        and smaller, 1,439,055 for the compact trunk); the class centers are the loss's, not
+        counted. Before :meth:`fold_batchnorms`, which removes the BatchNorms' weights."""
+        return sum(p.numel() for p in self.parameters())
+
     @torch.no_grad()
     def fold_batchnorms(self) -> DACLNet:
         """For inference only: each of the trunk's BatchNorms folded into the convolution

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, TypedDict, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypedDict, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -30,6 +30,9 @@ VARIANTS: tuple[str, ...] = get_args(Variant)
 #: The constant attention a of the variants without a CE-Unit and heads (method.md §2.5):
 #: ``dacl_fixed`` is DACL with a ≡ 0.5, the control for "does learned attention beat a constant?".
 FIXED_ATTENTION = {"dacl_fixed": 0.5, "center": 1.0, "softmax": 1.0}
+#: Arguments that only matter while fitting (what to start from, how to run): a saved model
+#: config — the shipped weights' JSON — leaves them out, and a module built from one sets neither.
+FIT_ONLY = ("pretrained", "compile")
 
 
 class Distillation(TypedDict, total=False):
@@ -56,6 +59,14 @@ def _checked(
             f"got {checked['weight']} and {checked['temperature']}"
         )
     return checked
+
+
+def model_config(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """The model config: :class:`DACLModule`'s arguments as a module's or a checkpoint's
+    hyper-parameters hold them, without :data:`FIT_ONLY` and Lightning's private ``_…``
+    entries. The shipped weights' JSON saves it under ``model``; :meth:`DACLModule.from_config`
+    builds the module from it."""
+    return {k: v for k, v in hparams.items() if k not in FIT_ONLY and not str(k).startswith("_")}
 
 
 def _train_metrics(num_classes: int) -> MetricCollection:
@@ -165,6 +176,21 @@ class DACLModule(pl.LightningModule):
         self._add_metrics(num_classes, feat_dim if variant == "dacl" else None)
         #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
         self.confusion: dict[str, Tensor] = {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], source: str) -> DACLModule:
+        """The module a saved model config describes (:func:`model_config`: a checkpoint's
+        hyper-parameters or a shipped weights config's ``model``), with nothing downloaded or
+        compiled: the weights come from the file. Another model's config is one line naming
+        ``source``."""
+        try:
+            return cls(**model_config(config), pretrained=None, compile=False)
+        except TypeError as err:  # an argument DACLModule does not take
+            raise DACLError(f"the config of {source} names another model ({err})") from None
+
+    def num_params(self) -> int:
+        """The network's weights (:meth:`~dacl.model.DACLNet.num_params`)."""
+        return self.net.num_params()
 
     def _add_metrics(self, num_classes: int, attention_dim: int | None) -> None:
         """The train, val and test measures, the best-so-far scores and, for a learned

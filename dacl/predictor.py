@@ -38,7 +38,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from dacl import pretrained
-from dacl.checkpoint import safe_load
+from dacl.checkpoint import read_dacl_checkpoint
 from dacl.data.augment import TTA_VIEWS, eval_augment
 from dacl.data.datasets import FORMATS, Format
 from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit, image_array
@@ -85,15 +85,6 @@ class Predictions:
     def labels(self) -> list[str]:
         """The predicted class names."""
         return [self.class_names[i] for i in self.probs.argmax(-1).tolist()]
-
-
-def _for_inference(module: DACLModule) -> DACLModule:
-    """A module the predictor made for itself, in eval mode with its trunk's BatchNorms folded
-    into their convolutions (:meth:`~dacl.model.DACLNet.fold_batchnorms`)."""
-    module.eval().net.fold_batchnorms()
-    if module.hparams.channels_last:
-        module.net.to(memory_format=torch.channels_last)
-    return module
 
 
 def load_picture(picture: Picture) -> Image.Image:
@@ -177,11 +168,8 @@ class Predictor:
         another weights + config pair (:mod:`dacl.pretrained`); ``tta`` defaults to the
         config's."""
         module, config = pretrained.load(path)
-        data = config["data"]
-        fmt = Format(int(data["channels"]), int(data["cache_size"]), (data["mean"], data["std"]))
         tta = config.get("tta", "none") if tta is None else tta
-        module = _for_inference(module)
-        return cls(module, int(data["crop"]), int(data["resize"]), device, batch_size, fmt, tta)
+        return cls.for_inference(module, config["data"], device, batch_size, tta)
 
     @classmethod
     def from_checkpoint(
@@ -193,20 +181,32 @@ class Predictor:
     ) -> Predictor:
         """The model of a ``dacl fit`` checkpoint (read with ``weights_only=True``), with the
         crop, resize and face format of the datamodule saved beside it."""
-        ckpt = safe_load(path)
-        if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-            raise DACLError(f"'{path}' is not a dacl checkpoint (no model hyper-parameters)")
-        hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if not k.startswith("_")}
-        # pretrained weights are only read by fit: the checkpoint holds the trained ones
-        module = DACLModule(**{**hparams, "pretrained": None, "compile": False})
-        module.load_state_dict(ckpt["state_dict"])
-        data = ckpt.get("datamodule_hyper_parameters") or {}
+        ckpt = read_dacl_checkpoint(path)
+        module = DACLModule.from_config(ckpt.model, f"checkpoint '{path}'")
+        module.load_state_dict(ckpt.state_dict)
+        return cls.for_inference(module, ckpt.data, device, batch_size, tta)
+
+    @classmethod
+    def for_inference(
+        cls,
+        module: DACLModule,
+        data: Mapping[str, Any],
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        tta: str = "none",
+    ) -> Predictor:
+        """A predictor of a trained module the caller hands over (its trunk's BatchNorms are
+        folded into their convolutions: :meth:`~dacl.model.DACLNet.fold_batchnorms`) and the
+        data options it was trained with: ``crop``, ``resize`` and the face format (``channels``,
+        ``cache_size``, ``mean``, ``std``; FER2013's where a checkpoint predates them)."""
         crop = int(data.get("crop", module.hparams.image_size))
         fmt = FORMATS["fer2013"]
-        if data.get("channels") and data.get("mean"):  # saved since datasets other than FER2013
+        if data.get("channels") and data.get("mean"):
             stats = (tuple(data["mean"]), tuple(data["std"]))
             fmt = Format(int(data["channels"]), int(data["cache_size"]), stats)
-        module = _for_inference(module)
+        module.eval().net.fold_batchnorms()
+        if module.hparams.channels_last:
+            module.net.to(memory_format=torch.channels_last)
         return cls(module, crop, int(data.get("resize", crop)), device, batch_size, fmt, tta)
 
     @classmethod

@@ -27,10 +27,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from dacl.checkpoint import safe_load
+from dacl.checkpoint import read_dacl_checkpoint
 from dacl.data.augment import TTA_VIEWS
 from dacl.errors import DACLError
-from dacl.module import DACLModule
+from dacl.module import DACLModule, model_config
 from dacl.outputs import replacing
 from dacl.paths import cache_dir
 
@@ -44,8 +44,6 @@ REQUIRED = {"name": str, "weights": str, "sha256": str, "model": dict, "data": d
 DATA = ("channels", "cache_size", "mean", "std", "crop", "resize")
 #: The module state a pair keeps: the network and the class centers (no optimizer, no metrics).
 KEPT = ("net.", "center_loss.")
-#: Module hyper-parameters a pair leaves out: a trained pair needs no trunk to load or compile.
-DROPPED = ("pretrained", "compile")
 
 
 def sha256(path: Path) -> str:
@@ -60,28 +58,24 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
     """Write the pair ``out`` (``.json``) + ``out.safetensors`` from a ``dacl fit`` checkpoint;
     ``info`` (e.g. ``trained``, ``metrics``, ``tta``) goes into the config as given.
     Returns the config."""
-    ckpt = safe_load(ckpt_path)
-    if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise DACLError(f"'{ckpt_path}' is not a dacl checkpoint (no model hyper-parameters)")
+    ckpt = read_dacl_checkpoint(ckpt_path)
     out = Path(out).with_suffix(".json")
     weights = out.with_suffix(".safetensors")
     state = {
         k: v.half() if v.is_floating_point() else v
-        for k, v in ckpt["state_dict"].items()
+        for k, v in ckpt.state_dict.items()
         if k.startswith(KEPT)
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     # each file whole or not at all: written beside its target and renamed into place
     with replacing(weights, "weights file", binary=True) as pending:
         pending.file.write(safetensors_bytes({k: v.contiguous() for k, v in state.items()}))
-    hparams = ckpt["hyper_parameters"]
-    data = ckpt.get("datamodule_hyper_parameters") or {}
     config = {
         "name": out.stem,
         "weights": weights.name,
         "sha256": sha256(weights),
-        "model": {k: v for k, v in hparams.items() if not k.startswith("_") and k not in DROPPED},
-        "data": {k: data[k] for k in DATA},
+        "model": model_config(ckpt.model),
+        "data": {k: ckpt.data[k] for k in DATA},
         "tta": "none",
         **info,
     }
@@ -167,10 +161,7 @@ def load(path: str | Path | None = None) -> tuple[DACLModule, dict[str, Any]]:
         state = load_file(str(weights))
     except SafetensorError as err:
         raise DACLError(f"weights '{weights}' are not a safetensors file ({err})") from None
-    try:
-        module = DACLModule(**config["model"])
-    except TypeError as err:  # an argument DACLModule does not take
-        raise DACLError(f"the config of '{weights}' names another model ({err})") from None
+    module = DACLModule.from_config(config["model"], f"'{weights}'")
     own = module.state_dict()
     missing = sorted(k for k in own if k.startswith(KEPT) and k not in state)
     if missing or set(state) - set(own):

@@ -273,3 +273,13 @@ def test_every_documented_command_parses(monkeypatch, tmp_path):
         for config in configs:  # ablate runs `dacl fit --config C` for each
             args = ["fit", "--config", config, *data, *outputs]
             assert parsed(monkeypatch, args)["trainer.max_epochs"] > 0, config
+
+
+def test_the_best_checkpoint_is_chosen_by_the_selection_metric():
+    """configs/default.yaml's best checkpoint and the ablation's "best" epoch share one measure."""
+    from dacl.classes import SELECTION_METRIC
+    from dacl.defaults import default_config
+
+    callbacks = yaml.safe_load(default_config().read_text())["trainer"]["callbacks"]
+    monitors = [c["init_args"]["monitor"] for c in callbacks if "monitor" in c.get("init_args", {})]
+    assert monitors == [SELECTION_METRIC]

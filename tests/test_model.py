@@ -189,7 +189,7 @@ def test_compact_trunk_shapes_counts_and_one_parameter_group():
     # 44 → 22 (stem) → 22 → 11 → 6 → 3: the CE-Unit reads 192·3·3 values
     assert net.encoder[0].in_features == 192 * 3 * 3
     assert sum(p.numel() for p in net.trunk.parameters()) == 690_120
-    assert sum(p.numel() for p in net.parameters()) == 1_439_055
+    assert net.num_params() == 1_439_055
     # its gray stem is its own, not a folded RGB stem: no 3x learning-rate group
     assert len(net.param_groups(0.1, 5e-4)) == 1
     assert len(DACLNet(image_size=44, in_chans=1).param_groups(0.1, 5e-4)) == 2

@@ -242,3 +242,46 @@ def test_dacl_fixed_is_dacl_with_a_constant_half_attention():
 def test_a_misspelt_variant_names_the_variants():
     with pytest.raises(DACLError, match=r"dacl, dacl_fixed, center, softmax.*'dacl_fixd'"):
         DACLModule(variant="dacl_fixd")
+
+
+def test_the_model_config_rebuilds_the_module_and_counts_its_weights():
+    """One model config (``model_config``) for checkpoints and the shipped JSON: it leaves out
+    the fit-only arguments and Lightning's private entries, and ``from_config`` builds the same
+    module from it; ``num_params`` is method.md §1.2's gray-stem count."""
+    from dacl.module import model_config
+
+    module = DACLModule(image_size=48, in_chans=1, pretrained="imagenet", compile=False, lam=0.05)
+    saved = {**module.hparams, "_instantiator": "lightning.pytorch.cli.instantiate_module"}
+    config = model_config(saved)
+    assert "pretrained" not in config and "compile" not in config and "_instantiator" not in config
+    rebuilt = DACLModule.from_config(saved, "test")  # nothing is downloaded: pretrained is None
+    assert model_config(rebuilt.hparams) == config and rebuilt.hparams.pretrained is None
+    assert rebuilt.num_params() == module.num_params() == 20_460_679
+    with pytest.raises(DACLError, match="the config of test names another model"):
+        DACLModule.from_config({**config, "depth": 50}, "test")
+
+
+def test_a_checkpoint_saved_before_later_options_existed_still_loads(tiny_checkpoint, tmp_path):
+    """A checkpoint whose hyper-parameters predate ``trunk``, ``distill`` and ``target_loss``
+    (and carry the CLI's private entries) loads with those options' defaults."""
+    from dacl import Predictor
+
+    path, *_ = tiny_checkpoint
+    ckpt = torch.load(path, weights_only=True)
+    later = ("trunk", "distill", "target_loss")
+    ckpt["hyper_parameters"] = {
+        **{k: v for k, v in ckpt["hyper_parameters"].items() if k not in later},
+        "_class_path": "dacl.module.DACLModule",
+    }
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    faces = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    old = Predictor.from_checkpoint(tmp_path / "old.ckpt").predict_faces(faces).probs
+    assert torch.equal(old, Predictor.from_checkpoint(path).predict_faces(faces).probs)
+
+
+def test_a_file_that_is_not_a_dacl_checkpoint_is_one_line(tmp_path):
+    from dacl.checkpoint import read_dacl_checkpoint
+
+    torch.save(DACLModule(image_size=32).state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(DACLError, match=r"checkpoint '.*bare.pt' is not a dacl checkpoint"):
+        read_dacl_checkpoint(tmp_path / "bare.pt")
