@@ -247,11 +247,11 @@ def main() -> None:
     for model in args.models or shipped:
         name = Path(model).stem if Path(model).suffix else pretrained.read_config(model)["name"]
         config_tta = Predictor.load(model).tta
+        params = pretrained.load(model)[0].num_params()  # as trained: before BatchNorm folding
         for tta in ["none", config_tta if config_tta != "none" else "flip"]:
             predictor = Predictor.load(model, batch_size=BATCH, tta=tta)
             label = f"dacl {name}, tta {tta}"
             probs = predictor.predict_faces(torch.from_numpy(faces)).probs.numpy()
-            params = sum(p.numel() for p in predictor.module.net.parameters())
             rows.append({"model": label, "parameters": params, **scores(probs, labels)})
             timed[label] = (predictor.predict_faces, torch.from_numpy(faces))
 
