@@ -707,8 +707,17 @@ def write_rows(args: Namespace, files: Sequence[Path], progress: Progress, strea
     return failed
 
 
-def _stopped(progress: Progress, pending: Pending | None) -> NoReturn:
-    """Ctrl-C: one line saying how many rows were written and where; exit status 130."""
+class _Terminated(Exception):
+    """SIGTERM, raised where ``dacl predict`` is, so that it stops as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise _Terminated
+
+
+def _stopped(progress: Progress, pending: Pending | None, signum: int) -> NoReturn:
+    """Ctrl-C or SIGTERM: one line saying how many rows were written and where; exit status
+    128 + the signal's number (130, 143)."""
     progress.close()
     if pending is None:
         where = f"{progress.rows:,} rows written to stdout"
@@ -718,15 +727,17 @@ def _stopped(progress: Progress, pending: Pending | None) -> NoReturn:
     else:
         pending.discard()
         where = f"no rows yet, '{pending.target}' untouched"
-    print(f"dacl predict: stopped (Ctrl-C): {where}", file=sys.stderr)
-    sys.exit(128 + signal.SIGINT)
+    what = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    print(f"dacl predict: stopped ({what}): {where}", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def main(argv: list[str]) -> None:
     """``dacl predict --ckpt_path FILE PATH...``: a row per picture, as CSV or JSON lines, on
     stdout or into ``--out`` (written beside it, renamed into place when complete; Ctrl-C keeps
-    the rows so far beside it). Exit status 1 when a picture could not be read (its row says
-    why; the others are predicted), 2 for a usage error, 130 after Ctrl-C."""
+    the rows so far beside it, as does SIGTERM). Exit status 1 when a picture could not be read
+    (its row says why; the others are predicted), 2 for a usage error, 130 after Ctrl-C, 143
+    after SIGTERM."""
     args = _parser().parse_args(argv)
     if not args.paths:
         raise DACLError(
@@ -742,14 +753,19 @@ def main(argv: list[str]) -> None:
         check_folder(Path(args.annotate), "--annotate folder")
     pending = Pending(args.out, "--out") if args.out else None
     progress = Progress(files, sys.stderr)
+    before = signal.signal(signal.SIGTERM, _terminate)
     try:
         failed = write_rows(args, files, progress, pending.file if pending else sys.stdout)
     except KeyboardInterrupt:
-        _stopped(progress, pending)
+        _stopped(progress, pending, signal.SIGINT)
+    except _Terminated:
+        _stopped(progress, pending, signal.SIGTERM)
     except BaseException:
         if pending is not None:
             pending.discard()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, before)
     if pending is not None and pending.commit():
         print(f"dacl predict: replaced the earlier '{args.out}'", file=sys.stderr)
     if failed:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -464,3 +466,27 @@ def test_progress_lines_when_stderr_is_not_a_terminal(trained, pictures, monkeyp
         assert re.fullmatch(
             rf"dacl predict: {done}/5 files, {faces} faces, \d+\.\d faces/s", line
         ), line
+
+
+def test_sigterm_keeps_the_rows_so_far_as_ctrl_c_does(
+    trained, pictures, tmp_path, monkeypatch, capsys
+):
+    out, calls, real = tmp_path / "rows.csv", [], Predictor.predict_faces
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def predict_faces(self, faces):
+        calls.append(len(faces))
+        if len(calls) == 3:  # a real signal, handled where the program is
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, faces)
+
+    monkeypatch.setattr(Predictor, "predict_faces", predict_faces)
+    code, _, err = dacl_command(
+        monkeypatch, capsys,
+        "predict", "--ckpt_path", trained[0], *pictures, "--out", out, "--batch_size", "2",
+    )  # fmt: skip
+    assert code == 143 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    (kept,) = tmp_path.glob("rows.partial-*.csv")
+    assert line == f"dacl predict: stopped (SIGTERM): 4 rows kept in '{kept}', '{out}' untouched"
+    assert not out.exists() and signal.getsignal(signal.SIGTERM) is handler
