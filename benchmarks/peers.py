@@ -9,8 +9,7 @@ the SAME faces to
   network's input side (64x64, bilinear), pixel / 255, then (x - 0.5) x 2 into [-1, 1]; its
   outputs are in fer's label order (``fer.FER._get_labels``), mapped onto dacl's by class name;
 * dacl's model (``Predictor.load``: every shipped pair, or ``--models``) through
-  ``Predictor.predict_faces``, without test-time augmentation and with the config's (``flip``
-  when the config says ``none``).
+  ``Predictor.predict_faces``, single view (``tta none``) and ten-crop (``tta crops``).
 
 It reports accuracy, balanced accuracy (macro recall), per-class recall, latency per face at
 batch 1 and throughput at batch 64: medians over interleaved rounds (the models take turns,
@@ -246,9 +245,8 @@ def main() -> None:
     shipped = [m for m in pretrained.SHIPPED_MODELS if m in pretrained.shipped_names()]
     for model in args.models or shipped:
         name = Path(model).stem if Path(model).suffix else pretrained.read_config(model)["name"]
-        config_tta = Predictor.load(model).tta
         params = pretrained.load(model)[0].num_params()  # as trained: before BatchNorm folding
-        for tta in ["none", config_tta if config_tta != "none" else "flip"]:
+        for tta in ("none", "crops"):  # every model single view and ten-crop
             predictor = Predictor.load(model, batch_size=BATCH, tta=tta)
             label = f"dacl {name}, tta {tta}"
             probs = predictor.predict_faces(torch.from_numpy(faces)).probs.numpy()
