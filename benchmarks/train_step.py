@@ -57,7 +57,7 @@ class PlainLoop:
     center update written inline (method.md §2)."""
 
     def __init__(self, image_size: int, state: dict[str, Tensor], centers: Tensor) -> None:
-        self.net = DACLNet(NUM_CLASSES, image_size, attention=True, in_chans=3)
+        self.net = DACLNet(NUM_CLASSES, image_size, attention="learned", in_chans=3)
         self.net.load_state_dict(state)
         self.net.train()
         self.centers = centers.clone()

@@ -133,8 +133,8 @@ class AttentionMapLogger(_PictureLogger):
         self.files = [Path(data.names("val")[i]).name for i in self.indices.tolist()]
 
     def _pictures(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Pictures:
-        if self.inputs is None or not len(self.inputs) or pl_module.hparams.variant != "dacl":
-            return {}  # the center and softmax variants have no attention branch (a ≡ 1)
+        if self.inputs is None or not len(self.inputs) or not pl_module.learns_attention:
+            return {}  # the other variants' a is a constant
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             logits, _, attention = pl_module(self.inputs.to(pl_module.device))
         self.attention = attention.float().cpu()

@@ -107,11 +107,10 @@ class DACLNet(nn.Module):
             ``s = trunk_output_size(image_size)`` (7 at 193–224 px, 2 at 48–64 px).
         pretrained: ``None``, ``"imagenet"`` (torchvision's file, only from the local torch
             cache) or the path of a trunk checkpoint (e.g. the MS-Celeb-1M ResNet-18).
-        attention: build the CE-Unit and heads. Without them (the ``dacl_fixed``, ``center``
-            and ``softmax`` variants) ``a`` is the constant ``fixed_attention`` for every face
-            and the 92M CE-Unit parameters are not allocated.
-        fixed_attention: that constant (method.md §2.5): 1 for plain center loss, 0.5 for the
-            ``dacl_fixed`` control.
+        attention: ``learned`` (the CE-Unit and heads, method.md §1), ``normalised`` (the
+            same, each face's weights then scaled to mean 0.5, method.md §2.5) or a number: that
+            constant for every face (1 for plain center loss, 0.5 for the ``dacl_fixed``
+            control), with no CE-Unit and heads (their 92M weights are not allocated).
         in_chans: 3 (method.md §1) or 1: a gray stem, an exact reparametrisation of the RGB stem on
             FER2013's replicated-gray input at a third of the stem's work (see
             :meth:`param_groups`).
@@ -127,27 +126,29 @@ class DACLNet(nn.Module):
         num_classes: int = 7,
         image_size: int = 200,
         pretrained: str | None = None,
-        attention: bool = True,
+        attention: Literal["learned", "normalised"] | float = "learned",
         in_chans: int = 3,
         small_input: bool = False,
-        fixed_attention: float = 1.0,
         trunk: Trunk = "resnet18",
     ) -> None:
         super().__init__()
         if in_chans not in (1, 3):
             raise DACLError(f"in_chans must be 1 or 3, got {in_chans}")
+        if isinstance(attention, str) and attention not in ("learned", "normalised"):
+            raise DACLError(f"attention must be learned, normalised or a number, got {attention}")
         if trunk == "compact":
             self.trunk, d, hidden = compact_trunk(in_chans), COMPACT_WIDTHS[-1], (384, 128)
         else:
             self.trunk, d, hidden = _resnet18_trunk(in_chans, small_input), FEAT_DIM, (3584, 512)
         self.in_chans = in_chans
         self.image_size = image_size
-        self.fixed_attention = fixed_attention
+        self.attention = attention
         #: the gray stem is a folded RGB stem only in ResNet-18 (method.md §1.4)
         self.folded_stem = trunk == "resnet18" and in_chans == 1
         side = trunk_output_size(image_size, small_input, trunk)
-        self.encoder = ContextEncoder(d * side * side, hidden) if attention else None
-        self.heads = AttentionHeads(heads=d) if attention else None
+        learned = isinstance(attention, str)
+        self.encoder = ContextEncoder(d * side * side, hidden) if learned else None
+        self.heads = AttentionHeads(heads=d) if learned else None
         self.pool = nn.AdaptiveAvgPool2d(1)
         # method.md §1: the CE-Unit's and the heads' Linears Kaiming-normal with zero bias; the
         # classifier keeps nn.Linear's default init (the reference builds it after that loop).
@@ -168,8 +169,10 @@ class DACLNet(nn.Module):
         f = self.pool(fmap).flatten(1)
         logits = self.classifier(f)
         if self.encoder is None:
-            return logits, f, torch.full_like(f, self.fixed_attention)
+            return logits, f, torch.full_like(f, float(self.attention))
         a = self.heads(self.encoder(fmap.flatten(1)))
+        if self.attention == "normalised":  # raising one weight of a face lowers the others
+            a = a * (0.5 / a.mean(dim=-1, keepdim=True))
         return logits, f, a
 
     def num_params(self) -> int:

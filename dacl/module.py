@@ -25,11 +25,14 @@ from dacl.errors import DACLError, NonFiniteLossError
 from dacl.loss import SparseCenterLoss, distillation_loss
 from dacl.model import DACLNet, Trunk
 
-Variant = Literal["dacl", "dacl_fixed", "center", "softmax"]
+Variant = Literal["dacl", "dacl_norm", "dacl_fixed", "center", "softmax"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
-#: The constant attention a of the variants without a CE-Unit and heads (method.md §2.5):
-#: ``dacl_fixed`` is DACL with a ≡ 0.5, the control for "does learned attention beat a constant?".
-FIXED_ATTENTION = {"dacl_fixed": 0.5, "center": 1.0, "softmax": 1.0}
+#: Each variant's attention a (method.md §2.5, :class:`~dacl.model.DACLNet`'s ``attention``):
+#: learned by the CE-Unit and heads, learned and scaled to mean 0.5 per face, or a constant —
+#: ``dacl_fixed``'s a ≡ 0.5 is the control for "does learned attention beat a constant?".
+ATTENTION: dict[str, str | float] = {
+    "dacl": "learned", "dacl_norm": "normalised", "dacl_fixed": 0.5, "center": 1.0, "softmax": 1.0,
+}  # fmt: skip
 #: Arguments that only matter while fitting (what to start from, how to run): a saved model
 #: config — the shipped weights' JSON — leaves them out, and a module built from one sets neither.
 FIT_ONLY = ("pretrained", "compile")
@@ -104,9 +107,10 @@ class DACLModule(pl.LightningModule):
     """DACL on FER2013 (method.md §2, §4).
 
     Args:
-        variant: ``dacl`` (attention-weighted sparse center loss), ``dacl_fixed`` (a ≡ 0.5, no
-            attention net: the control), ``center`` (a ≡ 1: plain center loss, no attention
-            net) or ``softmax`` (λ = 0: cross-entropy only); method.md §2.5.
+        variant: ``dacl`` (attention-weighted sparse center loss), ``dacl_norm`` (its weights
+            scaled to mean 0.5 per face), ``dacl_fixed`` (a ≡ 0.5, no attention net: the
+            control), ``center`` (a ≡ 1: plain center loss, no attention net) or ``softmax``
+            (λ = 0: cross-entropy only); method.md §2.5.
         lam: λ, the weight of L_SC.
         alpha: α, the centers' own update rate.
         lr, momentum, weight_decay: SGD over the network's parameters (not the centers).
@@ -161,10 +165,9 @@ class DACLModule(pl.LightningModule):
         self.net = DACLNet(
             num_classes,
             image_size,
-            attention=variant == "dacl",
+            attention=ATTENTION[variant],
             in_chans=in_chans,
             small_input=small_input,
-            fixed_attention=FIXED_ATTENTION.get(variant, 1.0),
             trunk=trunk,
         )
         feat_dim = self.net.classifier.in_features
@@ -173,7 +176,7 @@ class DACLModule(pl.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net.compile()  # in place: checkpoint keys stay net.* with compile on or off
-        self._add_metrics(num_classes, feat_dim if variant == "dacl" else None)
+        self._add_metrics(num_classes, feat_dim if self.learns_attention else None)
         #: Last computed confusion matrix per stage ("val", "test"), for pictures and reports.
         self.confusion: dict[str, Tensor] = {}
 
@@ -187,6 +190,11 @@ class DACLModule(pl.LightningModule):
             return cls(**model_config(config), pretrained=None, compile=False)
         except TypeError as err:  # an argument DACLModule does not take
             raise DACLError(f"the config of {source} names another model ({err})") from None
+
+    @property
+    def learns_attention(self) -> bool:
+        """Whether a comes from the CE-Unit and heads (``dacl``, ``dacl_norm``), not a constant."""
+        return self.net.heads is not None
 
     def num_params(self) -> int:
         """The network's weights (:meth:`~dacl.model.DACLNet.num_params`)."""
@@ -205,7 +213,7 @@ class DACLModule(pl.LightningModule):
             metric.persistent(True)
         self.test_metrics = eval_metrics(num_classes).clone(prefix="test/")
         #: Whether the learned attention selects anything, logged at every validation
-        #: (method.md §5); only the ``dacl`` variant learns its attention.
+        #: (method.md §5); only ``dacl`` and ``dacl_norm`` learn their attention.
         self.val_attention = (
             AttentionDiagnostics(self.class_names, attention_dim) if attention_dim else None
         )

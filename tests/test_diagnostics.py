@@ -59,9 +59,11 @@ def _fit(variant: str, tmp_path) -> dict[str, float]:
 
 
 def test_dacl_logs_its_attention_at_every_validation_the_others_none(tmp_path):
-    logged = _fit("dacl", tmp_path)
     expected = {"mean", "face_spread", "weight_spread", "low", "high", "mean_happy"}
-    assert {f"attention/{k}" for k in expected} <= set(logged)
-    assert 0 < logged["attention/mean"] < 1
+    for variant in ("dacl", "dacl_norm"):
+        logged = _fit(variant, tmp_path)
+        assert {f"attention/{k}" for k in expected} <= set(logged)
+        assert 0 < logged["attention/mean"] < 1
+    assert logged["attention/mean"] == pytest.approx(0.5)  # dacl_norm's, by construction
     for variant in ("dacl_fixed", "center", "softmax"):
         assert not any(k.startswith("attention/") for k in _fit(variant, tmp_path)), variant

@@ -86,7 +86,7 @@ def test_gray_stem_init_is_the_rgb_init_summed_over_channels():
 
 
 def test_without_attention_the_weights_are_ones_and_no_ce_unit_exists():
-    net = DACLNet(image_size=48, attention=False)
+    net = DACLNet(image_size=48, attention=1.0)
     assert net.encoder is None and net.heads is None
     _, f, a = net.eval()(torch.randn(2, 3, 48, 48))
     assert torch.equal(a, torch.ones_like(f))

@@ -239,8 +239,29 @@ def test_dacl_fixed_is_dacl_with_a_constant_half_attention():
     assert torch.allclose(losses["loss"], losses["loss_ce"] + 0.01 * losses["loss_sc"])
 
 
+def test_dacl_norm_scales_each_faces_weights_to_mean_half_so_some_rise():
+    """method.md §2.5: ã_ij = a_ij · 0.5 / mean_k a_ik. DACL's L_SC lowers every raw weight
+    (∂L/∂a_ij ≥ 0); through the normalisation ∂L/∂a_ij = (d / 2S)(g_ij − Σ_k g_ik a_ik / S),
+    S = Σ_k a_ik, g = ∂L/∂ã ≥ 0: the weights of the better-fitting dimensions rise."""
+    x, y = torch.randn(4, 1, 32, 32), torch.tensor([0, 0, 3, 6])
+    grads = {}
+    for variant in ("dacl", "dacl_norm"):
+        torch.manual_seed(0)
+        module = DACLModule(variant=variant, image_size=32, in_chans=1)
+        raw: list[torch.Tensor] = []  # the heads' weights before any normalisation
+        module.net.heads.register_forward_hook(lambda m, i, out, raw=raw: raw.append(out))
+        losses, _, (_, a, _) = module._losses((x, y))
+        raw[0].retain_grad()
+        losses["loss_sc"].backward()
+        grads[variant] = raw[0].grad
+    assert torch.allclose(a.mean(-1), torch.full((4,), 0.5))  # dacl_norm's
+    assert torch.allclose(a, raw[0] * 0.5 / raw[0].mean(-1, keepdim=True))
+    assert (grads["dacl"] >= 0).all()  # every raw weight pushed down
+    assert (grads["dacl_norm"] < 0).any() and (grads["dacl_norm"] > 0).any()
+
+
 def test_a_misspelt_variant_names_the_variants():
-    with pytest.raises(DACLError, match=r"dacl, dacl_fixed, center, softmax.*'dacl_fixd'"):
+    with pytest.raises(DACLError, match=r"dacl, dacl_norm, dacl_fixed, center, softmax.*'dacl_fi"):
         DACLModule(variant="dacl_fixd")
 
 
