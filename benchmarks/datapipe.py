@@ -6,8 +6,9 @@ and cycled as in training), in ``--rounds`` interleaved rounds (reference, then 
 load from other processes falls on both sides alike:
 
 - reference: a ``torch.utils.data.DataLoader`` with 2 workers over per-image PIL decode of the
-  JPEG/PNG files (``SplitIndex.load``) + ``dacl.data.transforms.train_transform`` + default
-  collate; 3 × 200 × 200 float batches.
+  JPEG/PNG files (``SplitIndex.load``) + the reference code's transforms, kept in the tests as
+  their PIL oracle (``tests/pil_oracle.py``: ``train_transform``) + default collate;
+  3 × 200 × 200 float batches.
 - fast: the split decoded once (``dacl.data.cache.load_or_build``) into a resident uint8 tensor;
   per batch, index a shuffled permutation, gather, and ``dacl.data.augment.train_augment`` on
   the CPU in this process (1 × 200 × 200 float batches — the gray stem's input).
@@ -40,13 +41,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the PIL oracle
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pil_oracle import train_transform
 
 from dacl.classes import FER2013_CLASSES
 from dacl.data.augment import train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.layouts import SplitIndex, find_layout
-from dacl.data.transforms import train_transform
 
 CROP, RESIZE, BATCH = 200, 256, 64  # exp3
 

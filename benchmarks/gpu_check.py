@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from datapipe import RESIZE, ReferenceDataset  # the reference code's PIL path, as a Dataset
+from torch.utils.data import DataLoader
 
 from dacl import DACLModule
-from dacl.data import FER2013DataModule
+from dacl.data import FER2013DataModule, find_layout
 from dacl.data.synthetic import write_dataset
 
 
@@ -64,9 +66,15 @@ def _trainer(precision: str, **kw) -> pl.Trainer:
 
 def throughput(root: str, pipeline: str, compile: bool, args) -> dict:
     pl.seed_everything(0, verbose=False)
-    data = FER2013DataModule(
-        root, crop=args.crop, batch_size=64, pipeline=pipeline, num_workers=args.workers
-    )
+    if pipeline == "fast":  # dacl's datamodule: batched augmentation on the GPU
+        data = {"datamodule": FER2013DataModule(root, crop=args.crop, batch_size=64)}
+    else:  # PIL per image in DataLoader workers, as the reference code
+        index = find_layout(root).split("train")
+        loader = DataLoader(
+            ReferenceDataset(index, args.crop, RESIZE), batch_size=64, shuffle=True,
+            num_workers=args.workers, persistent_workers=args.workers > 0,
+        )  # fmt: skip
+        data = {"train_dataloaders": loader}
     module = DACLModule(
         image_size=args.crop, in_chans=1 if pipeline == "fast" else 3, compile=compile
     )
@@ -77,7 +85,7 @@ def throughput(root: str, pipeline: str, compile: bool, args) -> dict:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    trainer.fit(module, data)
+    trainer.fit(module, **data)
     out = {
         "pipeline": pipeline,
         "compile": compile,
@@ -91,7 +99,7 @@ def throughput(root: str, pipeline: str, compile: bool, args) -> dict:
 
 def one_epoch(root: str, compile: bool, args) -> dict:
     pl.seed_everything(0, verbose=False)
-    data = FER2013DataModule(root, crop=args.crop, batch_size=64, pipeline="fast")
+    data = FER2013DataModule(root, crop=args.crop, batch_size=64)
     module = DACLModule(image_size=args.crop, in_chans=1, compile=compile)
     trainer = _trainer(args.precision, max_epochs=1)
     start = time.perf_counter()

@@ -28,7 +28,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from dacl import pretrained
 from dacl.checkpoint import read_dacl_checkpoint
-from dacl.data import FER2013DataModule
+from dacl.data import FER2013DataModule, options
 from dacl.data.datasets import FORMATS, declared_classes, resolve
 from dacl.defaults import default_config
 from dacl.errors import DACLError
@@ -151,7 +151,7 @@ class DACLCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.crop", "model.image_size")
-        parser.link_arguments("data.label_mode", "model.target_loss", compute_fn=target_loss)
+        parser.link_arguments("data.labels.label_mode", "model.target_loss", compute_fn=target_loss)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         # Before LightningCLI merges a checkpoint's hyper-parameters into the model's config:
@@ -191,7 +191,7 @@ class DACLCLI(LightningCLI):
         trained = self.trained_data is not None or bool(config.get("ckpt_path"))
         changes, class_names = match_data(config.data, config.model, trained, self.trained_data)
         for key, value in changes.items():
-            config.data[key] = value
+            config.data[options.path(key)] = value
         config.model.class_names = class_names
 
 
@@ -201,6 +201,12 @@ def read_checkpoint(path: str, crop: int) -> dict:
     only mapped here, not read."""
     checkpoint = read_dacl_checkpoint(path, "--ckpt_path file", mmap=True)
     data, trained = checkpoint.data, checkpoint.model.get("image_size")
+    if data.get("pipeline") == "reference":  # saved before the PIL path was retired
+        log.info(
+            "--ckpt_path '%s' was trained with data.pipeline reference (PIL per image); it is "
+            "evaluated on the batched path, the same transforms up to Pillow's uint8 rounding",
+            path,
+        )
     if trained is not None and trained != crop:
         also = f" --data.resize {data['resize']}" if data.get("resize") else ""
         raise DACLError(
@@ -212,19 +218,26 @@ def read_checkpoint(path: str, crop: int) -> dict:
 
 def usage_error(message: str) -> str:
     """jsonargparse's complaint in one line; an unknown ``--model.*``, ``--data.*`` or
-    ``--trainer.*`` option with the closest real one (``--model.lamda``: ``--model.lam``)."""
+    ``--trainer.*`` option with the closest real one (``--model.lamda``: ``--model.lam``); a
+    data option renamed or retired (``data.label_mode``, ``data.pipeline``) with what to do."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     first = lines[0] if lines else "bad arguments"
     if first.endswith(":") and len(lines) > 1:  # 'Parser key "model.variant":' + the reason
         first = f"{first} {lines[1]}"
-    unknown = re.findall(r"--((?:model|data|trainer)\.\w+)", first)
+    # --data.pipeline, 'data.pipeline' (a config's data.pipeline: ...), or a config's data:
+    # {pipeline: ...} (Group 'data' does not accept option 'pipeline')
+    given = re.findall(r"(?:--|')data\.(\w+)\b(?!\.)|'data' does not accept option '(\w+)'", first)
+    for name in (a or b for a, b in given):
+        if line := options.retired_option(f"data.{name}"):
+            return line
+    unknown = re.findall(r"--((?:model|data|trainer)\.[\w.]+)", first)
     owners = {"model": DACLModule, "data": FER2013DataModule, "trainer": pl.Trainer}
     known = [
         f"{group}.{name}"
         for group, owner in owners.items()
         for name in inspect.signature(owner.__init__).parameters
         if name != "self"
-    ]
+    ] + [f"data.{options.path(name)}" for name in options.GROUP_OF]
     hint = did_you_mean([f"--{key}" for key in unknown], [f"--{key}" for key in known])
     return f"{first}{hint}; see dacl {{fit,validate,test,...}} --help"
 
@@ -248,26 +261,27 @@ def match_data(
 ) -> tuple[dict[str, Any], list[str]]:
     """Outputs and labels that agree by name, and a stem that fits the faces: the ``data``
     options to change and the model's class names. A new model gets the data's classes
-    (``data.classes`` when given, else the dataset's own); a checkpoint's model keeps its own
-    (``model.class_names``), and the data's labels are mapped onto them (``data.classes``).
+    (``data.labels.classes`` when given, else the dataset's own); a checkpoint's model keeps its own
+    (``model.class_names``), and the data's labels are mapped onto them (``data.labels.classes``).
     Evaluated on other data, faces are decoded and normalised as the checkpoint's data was
     (``trained_data``: its saved datamodule hyper-parameters, for the options left unset)."""
     dataset = resolve(data["dataset"], data["root"], data["synthetic"])
+    labels, faces = data["labels"], data["faces"]
     changes: dict[str, Any] = {}
     if from_checkpoint:
         names = list(model["class_names"])
         changes["classes"] = names
         for key in ("channels", "mean", "std"):
-            if data.get(key) is None and (trained_data or {}).get(key) is not None:
+            if faces.get(key) is None and (trained_data or {}).get(key) is not None:
                 changes[key] = trained_data[key]
     else:
-        own = declared_classes(dataset, data["root"], data["num_classes"], data["class_map"])
-        names = list(data.get("classes") or own)
-    channels = changes.get("channels", data.get("channels"))
+        own = declared_classes(dataset, data["root"], labels["num_classes"], labels["class_map"])
+        names = list(labels.get("classes") or own)
+    channels = changes.get("channels", faces.get("channels"))
     if model["in_chans"] == 1 and (channels or FORMATS[dataset].channels) == 3:
         raise DACLError(
             f"model.in_chans 1 (the gray stem) takes gray faces, but {dataset} is RGB: "
-            "set model.in_chans: 3 (or data.channels: 1 to read it gray)"
+            "set model.in_chans: 3 (or data.faces.channels: 1 to read it gray)"
         )
     return changes, names
 

@@ -39,10 +39,9 @@ from tqdm import tqdm
 
 from dacl import pretrained
 from dacl.checkpoint import read_dacl_checkpoint
-from dacl.data.augment import TTA_VIEWS, eval_augment
+from dacl.data.augment import FIVE_CROPS, TTA_VIEWS, eval_augment
 from dacl.data.datasets import FORMATS, Format
 from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit, image_array
-from dacl.data.transforms import FIVE_CROPS
 from dacl.errors import DACLError
 from dacl.module import DACLModule
 from dacl.outputs import Pending, check_folder, replacing

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dacl.data import FER2013DataModule
+from dacl.data import FER2013DataModule, options
 from dacl.data.soft_targets import SPLITS, SoftTargets
 from dacl.errors import DACLError
 from dacl.predictor import Predictor
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         raise DACLError("dacl ensemble needs soft-target files or --models")
     members = [SoftTargets.load(p) for p in args.soft]
     if args.models:
-        data = FER2013DataModule(**args.data)
+        data = FER2013DataModule(**options.grouped(args.data))
         for model in args.models:
             path = None if model == "pretrained" else model
             members.append(soft_targets(Predictor.load(path, tta="crops"), data))

@@ -24,6 +24,7 @@ import yaml
 
 from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis, viz
 from dacl.callbacks import CSVTensorBoardLogger
+from dacl.data import Labels
 from dacl.data.synthetic import write_dataset
 from dacl.teacher import SoftTargets
 
@@ -51,7 +52,7 @@ TINY = {
             }
         ],
     },
-    "data": {"crop": 32, "resize": 36, "batch_size": 32, "num_workers": 0},
+    "data": {"crop": 32, "resize": 36, "batch_size": 32},
 }
 
 
@@ -358,8 +359,8 @@ def test_analysis_of_tiny_models_on_val(synthetic_dataset, tmp_path):
     for key in ("mean", "low", "high"):  # the classes' values, weighted by faces, are the whole's
         whole = sum(c[key] * c["n"] for c in per.values()) / n
         assert whole == pytest.approx(att["all"][key])
-    wrong = FER2013DataModule(str(synthetic_dataset("folders")), classes=["happy", "sad"], crop=32,
-                              resize=36)  # fmt: skip
+    wrong = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=36,
+                              labels=Labels(classes=["happy", "sad"]))  # fmt: skip
     with pytest.raises(DACLError, match="trained on classes"):
         analysis.analyze(tmp_path / "dacl.ckpt", wrong, "cpu")
 

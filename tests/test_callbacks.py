@@ -193,12 +193,10 @@ def test_callbacks_skip_without_tensorboard(tmp_path):
     assert callbacks[2].last == {}
 
 
-def test_fast_pipeline_attention_shows_the_original_48px_faces(tmp_path, synthetic_dataset):
+def test_attention_shows_the_original_48px_faces(tmp_path, synthetic_dataset):
     from dacl.data.datamodule import FER2013DataModule
 
-    data = FER2013DataModule(
-        str(synthetic_dataset("folders")), crop=32, resize=40, batch_size=8, pipeline="fast"
-    )
+    data = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=40, batch_size=8)
     attention = AttentionMapLogger(per_class=1)
     samples = SampleGridLogger(n=4, max_batches=1)
     trainer = trainer_for(

@@ -259,6 +259,13 @@ def test_lightnings_switches_leave_no_checkpoint(synthetic_dataset, tmp_path, ru
         ("--model.lamda", "0.1", ["--model.lamda", "did you mean --model.lam?"]),
         # a value outside the choices: the choices
         ("--model.variant", "dacl_fixd", ["model.variant", "dacl_fixd", "'dacl_fixed'"]),
+        # a grouped data option given flat, as before the grouping: where it went
+        ("--data.label_mode", "crossentropy", ["data.label_mode is now data.labels.label_mode"]),
+        ("--data.cache_dir", "x", ["data.cache_dir is now data.faces.cache_dir"]),
+        # a retired one: what to do
+        ("--data.pipeline", "reference", ["data.pipeline is no longer an option", "delete it"]),
+        # a misspelt grouped one: the closest real one
+        ("--data.labels.num_clases", "8", ["did you mean --data.labels.num_classes?"]),
     ],
 )
 def test_a_bad_option_is_one_line_saying_what_was_expected(
@@ -269,6 +276,57 @@ def test_a_bad_option_is_one_line_saying_what_was_expected(
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert all(part in line for part in expected), line
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ({"pipeline": "reference"}, "data.pipeline is no longer an option"),
+        ({"num_workers": 4}, "data.num_workers is no longer an option"),
+        ({"balanced": True}, "data.balanced is now data.labels.balanced"),
+    ],
+)
+def test_an_old_data_option_in_a_config_is_one_line(synthetic_dataset, tmp_path, run, data, line):
+    config = tiny_config(tmp_path, synthetic_dataset("folders"), **data)
+    result = run("fit", "--config", str(config))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (got,) = result.stderr.strip().splitlines()
+    assert got.startswith(f"dacl: error: {line}"), got
+
+
+def test_grouped_data_options_on_the_command_line(synthetic_dataset, tmp_path):
+    from dacl.cli import build_cli
+
+    config = tiny_config(tmp_path, synthetic_dataset("folders"))
+    cli = build_cli(["--config", str(config), "--data.labels.balanced", "true",
+                     "--data.faces.cache_dir", str(tmp_path / "c")])  # fmt: skip
+    data = cli.datamodule
+    assert data.label_options.balanced and data.face_options.cache_dir == str(tmp_path / "c")
+    assert data.hparams["balanced"] is True and "labels" not in data.hparams  # saved flat
+    assert cli.model.hparams.image_size == 32 and cli.model.hparams.target_loss == "soft"
+    # data.labels.label_mode sets model.target_loss, as data.crop sets model.image_size
+    ferplus = write_dataset(tmp_path / "ferplus", "ferplus", 14, 7, 7)
+    config = tiny_config(tmp_path, ferplus, dataset="ferplus")
+    cli = build_cli(["--config", str(config), "--data.labels.label_mode", "multi_target"])
+    assert cli.model.hparams.target_loss == "any"
+
+
+def test_an_old_checkpoint_with_flat_retired_data_options_still_loads(fitted, run, tmp_path):
+    """Checkpoints written before the data options were grouped and the PIL path retired
+    carry ``pipeline`` and ``num_workers`` among their flat data hyper-parameters."""
+    from dacl import Predictor
+
+    last = fitted.parent / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    for pipeline in ("fast", "reference"):
+        ckpt["datamodule_hyper_parameters"].update(pipeline=pipeline, num_workers=2)
+        old = tmp_path / f"old_{pipeline}.ckpt"
+        torch.save(ckpt, old)
+        test = run("test", "--config", str(fitted), "--ckpt_path", str(old))
+        assert test.returncode == 0, test.stderr[-3000:]
+        assert "test/balanced_acc" in test.stdout
+        assert Predictor.from_checkpoint(old, device="cpu").crop == 32
+    assert "trained with data.pipeline reference" in test.stderr
 
 
 def test_a_checkpoint_of_another_image_size_is_one_line(fitted, run):
@@ -363,7 +421,7 @@ def test_rgb_data_with_the_gray_stem_is_one_line(tmp_path, run):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "dacl: error: model.in_chans 1 (the gray stem) takes gray faces, but rafdb is RGB: "
-        "set model.in_chans: 3 (or data.channels: 1 to read it gray)"
+        "set model.in_chans: 3 (or data.faces.channels: 1 to read it gray)"
     )
 
 
@@ -437,10 +495,16 @@ def test_read_checkpoint_gives_the_trained_data_and_checks_the_crop(tmp_path):
 
 
 def _data(**options) -> dict:
-    """``data`` options as the parser gives them: a FER2013 folder, nothing else set."""
-    unset = dict.fromkeys(("class_map", "classes", "channels", "mean", "std"))
-    return {"dataset": "fer2013", "root": "nowhere", "synthetic": False, "num_classes": 7,
-            **unset, **options}  # fmt: skip
+    """``data`` options as the parser gives them: a FER2013 folder, nothing else set; grouped
+    options given flat go to their group."""
+    from dacl.data.options import GROUP_OF
+
+    data = {"dataset": "fer2013", "root": "nowhere", "synthetic": False,
+            "labels": {"num_classes": 7, "class_map": None, "classes": None},
+            "faces": dict.fromkeys(("channels", "mean", "std"))}  # fmt: skip
+    for key, value in options.items():
+        (data[GROUP_OF[key]] if key in GROUP_OF else data)[key] = value
+    return data
 
 
 def test_a_new_model_gets_the_datas_classes():

@@ -49,7 +49,7 @@ def test_experiment_resolves_to_spec_recipe(name):
     assert (model["lr"], model["momentum"], model["weight_decay"]) == (0.01, 0.9, 5e-4)
     assert (model["lam"], model["alpha"]) == (0.01, 0.5)
     assert trainer["precision"] == "bf16-mixed"
-    assert model["in_chans"] == 1 and data["pipeline"] == "fast"  # the fast path
+    assert model["in_chans"] == 1 and "pipeline" not in data  # gray stem, batched path
     assert trainer["logger"]["init_args"]["name"] == name
     assert trainer["logger"]["init_args"]["save_dir"] == "lightning_logs"
     assert model["pretrained"] == ("data/weights/resnet18_msceleb.pth" if name == "exp4" else None)

@@ -1,24 +1,33 @@
-"""FER2013DataModule: splits per stage, batches of both pipelines, logging, errors, synthetic."""
+"""FER2013DataModule: splits per stage, batches and their augmentation, logging, errors,
+synthetic data, the constructor's options and those retired."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from types import SimpleNamespace
 
 import pytest
 import torch
+from pil_oracle import eval_transform
 
 from dacl.classes import FER2013_MEAN, FER2013_STD
 from dacl.data import FER2013DataModule
+from dacl.data.options import Faces
 from dacl.data.synthetic import MARKER
 from dacl.errors import DACLError
 
 CROP, RESIZE = 40, 48
 LO, HI = (0 - FER2013_MEAN) / FER2013_STD, (1 - FER2013_MEAN) / FER2013_STD
+FACES = ("cache_dir", "strict", "synthetic_size")
 
 
 def _dm(root, **kw) -> FER2013DataModule:
-    args = {"crop": CROP, "resize": RESIZE, "batch_size": 16, "num_workers": 0, **kw}
+    """A small data module; ``cache_dir``, ``strict`` and ``synthetic_size`` go to ``faces``."""
+    faces = Faces(
+        **{k: str(kw.pop(k)) if k == "cache_dir" else kw.pop(k) for k in FACES if k in kw}
+    )
+    args = {"crop": CROP, "resize": RESIZE, "batch_size": 16, "faces": faces, **kw}
     return FER2013DataModule(root=str(root), **args)
 
 
@@ -29,70 +38,58 @@ def _augmented(dm: FER2013DataModule, batch, training: bool):
 
 
 @pytest.mark.parametrize("kind", ["folders", "train_test", "csv"])
-def test_reference_pipeline_batches(synthetic_dataset, split_sizes, kind):
-    dm = _dm(synthetic_dataset(kind), pipeline="reference")
-    dm.setup("fit")
-    images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (16, 3, CROP, CROP) and images.dtype == torch.float32
-    assert labels.dtype == torch.int64 and labels.shape == (16,)
-    assert images.min() >= LO - 1e-4 and images.max() <= HI + 1e-4
-    assert sum(len(b[1]) for b in dm.val_dataloader()) == split_sizes["val"]
-    assert len(dm.names("train")) == split_sizes["train"]
-    assert dm.on_after_batch_transfer((images, labels), 0)[0] is images  # no second transform
-
-
-def test_fast_pipeline_batches_and_augmentation(synthetic_dataset, split_sizes, tmp_path):
-    dm = _dm(synthetic_dataset("train_test"), cache_dir=str(tmp_path / "cache"))
+def test_batches_and_augmentation(synthetic_dataset, split_sizes, tmp_path, kind):
+    dm = _dm(synthetic_dataset(kind), cache_dir=tmp_path / "cache")
     dm.setup("fit")
     images, labels = next(iter(dm.train_dataloader()))
     assert images.shape == (16, 1, 48, 48) and images.dtype == torch.uint8
-    assert labels.dtype == torch.int64
+    assert labels.dtype == torch.int64 and labels.shape == (16,)
     for training in (True, False):
         x, y = _augmented(dm, (images, labels), training)
         assert x.shape == (16, 1, CROP, CROP) and x.dtype == torch.float32
         assert torch.equal(y, labels)
         assert x.min() >= LO - 1e-3 and x.max() <= HI + 1e-3
     assert sum(len(b[1]) for b in dm.val_dataloader()) == split_sizes["val"]
+    assert len(dm.names("train")) == split_sizes["train"]
     assert any((tmp_path / "cache").iterdir()), "decoded splits are cached"
 
 
-def test_fast_and_reference_eval_batches_agree(synthetic_dataset, tmp_path):
-    root = synthetic_dataset("folders")
-    fast, ref = _dm(root, cache_dir=str(tmp_path)), _dm(root, pipeline="reference")
-    fast.setup("validate")
-    ref.setup("validate")
-    assert fast.names("val") == ref.names("val")
-    xf, yf = _augmented(fast, next(iter(fast.val_dataloader())), training=False)
-    xr, yr = next(iter(ref.val_dataloader()))
-    assert torch.equal(yf, yr)
-    # Same method.md §3 eval transform; the reference rounds to uint8 after resizing.
+def test_eval_batches_agree_with_the_pil_oracle(synthetic_dataset, tmp_path):
+    dm = _dm(synthetic_dataset("folders"), cache_dir=tmp_path)
+    dm.setup("validate")
+    xf, yf = _augmented(dm, next(iter(dm.val_dataloader())), training=False)
+    index = dm.layout.split("val")
+    oracle = eval_transform(CROP, RESIZE)
+    xr = torch.stack([oracle(index.load(i)) for i in range(len(yf))])
+    assert yf.tolist() == list(index.labels[: len(yf)])
+    # Same method.md §3 eval transform; the oracle rounds to uint8 after resizing.
     assert (xf[:, 0] - xr[:, 0]).abs().max() < 1.0 / 255 / FER2013_STD
 
 
-@pytest.mark.parametrize("pipeline", ["fast", "reference"])
-def test_faces_and_inputs_of_samples_are_what_the_eval_loader_gives(
-    synthetic_dataset, tmp_path, pipeline
-):
-    dm = _dm(synthetic_dataset("folders"), pipeline=pipeline, cache_dir=str(tmp_path))
+def test_faces_and_inputs_of_samples_are_what_the_eval_loader_gives(synthetic_dataset, tmp_path):
+    dm = _dm(synthetic_dataset("folders"), cache_dir=tmp_path)
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
-    images = (_augmented(dm, batch, training=False) if pipeline == "fast" else batch)[0]
+    images = _augmented(dm, batch, training=False)[0]
     at = torch.tensor([5, 0, 3])
     torch.testing.assert_close(dm.inputs("val", at), images[at])
     faces = dm.faces("val", at)
     assert faces.shape == (3, 1, 48, 48) and faces.dtype == torch.uint8
-    if pipeline == "fast":  # the decoded faces are the loader's raw batch
-        assert torch.equal(faces, batch[0][at])
+    assert torch.equal(faces, batch[0][at])  # the decoded faces are the loader's raw batch
     assert dm.has_split("test") and dm.has_split("val")
     with pytest.raises(DACLError, match="'train' split is not set up"):
         dm.faces("train", at)
 
 
-@pytest.mark.parametrize("pipeline", ["fast", "reference"])
-def test_train_order_is_seeded_and_reshuffled_each_epoch(synthetic_dataset, tmp_path, pipeline):
+def test_the_constructor_takes_at_most_12_options():
+    params = [p for p in inspect.signature(FER2013DataModule.__init__).parameters if p != "self"]
+    assert len(params) <= 12, params
+
+
+def test_train_order_is_seeded_and_reshuffled_each_epoch(synthetic_dataset, tmp_path):
     def epochs(seed: int) -> list[list[int]]:
         root = synthetic_dataset("folders")
-        dm = _dm(root, seed=seed, pipeline=pipeline, cache_dir=str(tmp_path))
+        dm = _dm(root, seed=seed, cache_dir=tmp_path)
         dm.setup("fit")
         loader = dm.train_dataloader()
         orders = []
@@ -142,21 +139,18 @@ def test_missing_root_is_a_dacl_error(tmp_path):
         _dm(tmp_path / "absent").setup("fit")
 
 
-@pytest.mark.parametrize("pipeline", ["fast", "reference"])
-def test_corrupt_files_are_excluded_with_a_warning(
-    fresh_dataset, split_sizes, tmp_path, caplog, pipeline
-):
+def test_corrupt_files_are_excluded_with_a_warning(fresh_dataset, split_sizes, tmp_path, caplog):
     root = fresh_dataset("folders")
     bad = sorted((root / "train" / "fear").iterdir())[0]
     bad.write_bytes(bad.read_bytes()[:40])
-    dm = _dm(root, pipeline=pipeline, cache_dir=str(tmp_path / "c"))
+    dm = _dm(root, cache_dir=tmp_path / "c")
     with caplog.at_level(logging.WARNING, logger="dacl.data"):
         dm.setup("fit")
     assert "skipped 1 " in caplog.text and bad.name in caplog.text
     assert len(dm.names("train")) == split_sizes["train"] - 1
     assert sum(len(y) for _, y in dm.train_dataloader()) == split_sizes["train"] - 1
     with pytest.raises(DACLError, match=bad.name):
-        _dm(root, pipeline=pipeline, strict=True, cache_dir=str(tmp_path / "s")).setup("fit")
+        _dm(root, strict=True, cache_dir=tmp_path / "s").setup("fit")
 
 
 def test_synthetic_option_creates_data_on_first_use(tmp_path, monkeypatch):
@@ -178,7 +172,7 @@ def test_bad_options_are_dacl_errors(tmp_path):
         FER2013DataModule(str(tmp_path), crop=300, resize=256)
 
 
-def test_trains_through_lightning_with_the_fast_pipeline(synthetic_dataset, tmp_path):
+def test_trains_through_lightning(synthetic_dataset, tmp_path):
     """Lightning calls on_after_batch_transfer: the module sees augmented float batches."""
     import pytorch_lightning as pl
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pil_oracle import eval_transform
 
 from dacl import DACLModule
 from dacl.classes import DATASET_IDS, FER2013_CLASSES, FERPLUS_CLASSES
@@ -19,8 +20,8 @@ from dacl.data import FER2013DataModule
 from dacl.data.augment import eval_augment
 from dacl.data.datasets import FORMATS, carve_val, detect, find_dataset
 from dacl.data.ferplus import read_votes, vote_distribution
+from dacl.data.options import Faces, Labels
 from dacl.data.synthetic import FERPLUS_DROP_RULES, split_faces, write_dataset
-from dacl.data.transforms import eval_transform
 from dacl.errors import DACLError
 
 SHARED_FERPLUS = Path(__file__).resolve().parents[2] / "shared" / "ferplus" / "fer2013new.csv"
@@ -130,7 +131,8 @@ def test_detection_and_one_line_errors(fixtures, tmp_path):
     for layout in ("rafdb_folders", "affectnet"):
         with pytest.raises(DACLError, match=r"numbered class folders.*data.dataset"):
             detect(fixtures(layout))
-    with pytest.raises(DACLError, match=r"train/2: class folder '2' is not in data.class_map"):
+    wrong = r"train/2: class folder '2' is not in data.labels.class_map"
+    with pytest.raises(DACLError, match=wrong):
         find_dataset(fixtures("rafdb_folders"), "folders", class_map={"1": "x"})
     # a wrong line of RAF-DB's label file names the file and the line
     bad = tmp_path / "raf"
@@ -182,8 +184,8 @@ def test_rgb_fast_path_matches_the_reference_transform(fixtures):
 
 def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_path, caplog):
     data = FER2013DataModule(
-        fixtures("affectnet"), dataset="affectnet", num_classes=8, crop=56, resize=64,
-        batch_size=8, cache_dir=tmp_path / "cache",
+        fixtures("affectnet"), dataset="affectnet", labels=Labels(num_classes=8), crop=56,
+        resize=64, batch_size=8, faces=Faces(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     assert data.class_names == FERPLUS_CLASSES
     data.setup("test")
@@ -191,8 +193,9 @@ def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_pa
     assert images.shape == (8, 3, 56, 56) and data.faces("test", torch.arange(2)).shape[1] == 3
     # a 7-class model on 8-class data: contempt has no counterpart and is left out, said
     seven = FER2013DataModule(
-        fixtures("affectnet"), dataset="affectnet", num_classes=8, classes=list(FER2013_CLASSES),
-        crop=56, resize=64, cache_dir=tmp_path / "cache",
+        fixtures("affectnet"), dataset="affectnet",
+        labels=Labels(num_classes=8, classes=list(FER2013_CLASSES)), crop=56, resize=64,
+        faces=Faces(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     with caplog.at_level(logging.INFO, "dacl.data"):
         seven.setup("test")
@@ -202,7 +205,11 @@ def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_pa
     # RAF-DB relabelled onto a model whose classes come in another order
     order = ["happy", "sad", "neutral", "angry", "surprise", "fear", "disgust"]
     raf = FER2013DataModule(
-        fixtures("rafdb"), classes=order, crop=88, resize=100, cache_dir=tmp_path / "cache"
+        fixtures("rafdb"),
+        labels=Labels(classes=order),
+        crop=88,
+        resize=100,
+        faces=Faces(cache_dir=tmp_path / "cache"),
     )
     raf.setup("test")
     names = [order[y] for y in raf.labels("test").tolist()]
@@ -211,8 +218,8 @@ def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_pa
 
 def test_balanced_sampler_draws_classes_evenly(fixtures, tmp_path):
     data = FER2013DataModule(
-        fixtures("rafdb_folders"), dataset="rafdb", balanced=True, seed=3, crop=88, resize=100,
-        batch_size=4, cache_dir=tmp_path / "cache",
+        fixtures("rafdb_folders"), dataset="rafdb", labels=Labels(balanced=True), seed=3,
+        crop=88, resize=100, batch_size=4, faces=Faces(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     data.setup("fit")
     sampler = data.train_dataloader().sampler
@@ -318,8 +325,8 @@ def test_ferplus_multi_target_takes_every_emotion_with_30_percent(tmp_path):
 @pytest.mark.parametrize("mode", ["crossentropy", "probability"])
 def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
     data = FER2013DataModule(
-        fixtures("ferplus"), dataset="ferplus", label_mode=mode, crop=40, resize=48,
-        batch_size=8, cache_dir=tmp_path / "cache",
+        fixtures("ferplus"), dataset="ferplus", labels=Labels(label_mode=mode), crop=40,
+        resize=48, batch_size=8, faces=Faces(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
@@ -340,7 +347,11 @@ def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
 
 def test_a_model_without_any_of_the_datas_classes_is_refused(fixtures, tmp_path):
     data = FER2013DataModule(
-        fixtures("rafdb"), classes=["contempt"], crop=88, resize=100, cache_dir=tmp_path
+        fixtures("rafdb"),
+        labels=Labels(classes=["contempt"]),
+        crop=88,
+        resize=100,
+        faces=Faces(cache_dir=tmp_path),
     )
     with pytest.raises(
         DACLError, match=r"none of its classes .* is among the model's \(contempt\)"

@@ -33,6 +33,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from pil_oracle import (
+    FIVE_CROPS,
+    RandomFiveCrop,
+    eval_transform,
+    train_transform,
+)
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
@@ -47,12 +53,6 @@ from dacl.data.augment import (
 )
 from dacl.data.cache import cache_path, load_or_build
 from dacl.data.layouts import find_layout
-from dacl.data.transforms import (
-    FIVE_CROPS,
-    RandomFiveCrop,
-    eval_transform,
-    train_transform,
-)
 
 GREY = 1.0 / (255.0 * FER2013_STD)  # one grey level after Normalize
 TOL = 1.001 * GREY

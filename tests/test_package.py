@@ -1,5 +1,6 @@
-"""The package's shape: one-way imports without cycles or private names, and an installed
-(non-editable) dacl that runs with its shipped defaults from any folder."""
+"""The package's shape: one-way imports without cycles or private names, functions of at most
+60 lines, and an installed (non-editable) dacl that runs with its shipped defaults from any
+folder."""
 
 from __future__ import annotations
 
@@ -113,6 +114,21 @@ def test_imports_run_one_way_without_cycles_or_private_names():
     for node in sorted(graph):
         if node not in state:
             visit(node, [])
+
+
+#: The longest function dacl may hold, in lines (signature and docstring included).
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_60_lines():
+    long = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
 @pytest.mark.slow

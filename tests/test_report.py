@@ -136,12 +136,10 @@ def test_report_errors_name_the_problem(tmp_path, fitted_run):
         write_report(module, data, out=tmp_path, ckpt_path=fitted_run.ckpt)
 
 
-def test_report_with_the_fast_pipeline(tmp_path, synthetic_dataset):
+def test_report_of_the_decoded_faces(tmp_path, synthetic_dataset):
     from dacl.data.datamodule import FER2013DataModule
 
-    data = FER2013DataModule(
-        str(synthetic_dataset("folders")), crop=32, resize=40, batch_size=8, pipeline="fast"
-    )
+    data = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=40, batch_size=8)
     torch.manual_seed(0)
     # the loader yields raw uint8 (B, 1, 48, 48): the model only runs if the datamodule's
     # eval transform (on_after_batch_transfer) was applied

@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dacl import DACLModule
 from dacl.checkpoint import AtomicCheckpointIO, LastCheckpoint, safe_load
-from dacl.data import FER2013DataModule
+from dacl.data import Faces, FER2013DataModule
 from dacl.errors import DACLError, NonFiniteLossError
 
 #: One training run as a separate process: 3 epochs of 5 batches (70 images, batch 16) on the
@@ -26,7 +26,7 @@ import pytorch_lightning as pl, torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from dacl import DACLModule
 from dacl.checkpoint import AtomicCheckpointIO, LastCheckpoint
-from dacl.data import FER2013DataModule
+from dacl.data import Faces, FER2013DataModule
 
 root, out, mode, at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
@@ -44,7 +44,7 @@ trainer = pl.Trainer(
                                save_last=True)],
 )
 module = DACLModule(image_size=32, in_chans=1, lr_schedule="cosine")
-data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, cache_dir=out)
+data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, faces=Faces(cache_dir=out))
 ckpt = os.path.join(out, "last.ckpt") if mode == "resume" else None
 trainer.fit(module, data, ckpt_path=ckpt)
 torch.save(module.state_dict(), os.path.join(out, "final.pt"))
@@ -142,7 +142,11 @@ class _NaNAt(pl.Callback):
 
 def test_nan_stops_training_naming_epoch_step_and_term(synthetic_dataset, tmp_path):
     data = FER2013DataModule(
-        synthetic_dataset("folders"), crop=32, resize=36, batch_size=16, cache_dir=str(tmp_path)
+        synthetic_dataset("folders"),
+        crop=32,
+        resize=36,
+        batch_size=16,
+        faces=Faces(cache_dir=tmp_path),
     )
     module = DACLModule(image_size=32, in_chans=1)
     trainer = pl.Trainer(
@@ -235,7 +239,9 @@ def test_crafted_files_are_refused_by_every_loader(fresh_dataset, tmp_path, craf
     with pytest.raises(DACLError, match="refused to load pretrained weights file"):
         DACLNet(image_size=32, pretrained=str(path))
     root = fresh_dataset("folders")
-    data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, cache_dir=str(tmp_path))
+    data = FER2013DataModule(
+        root, crop=32, resize=36, batch_size=16, faces=Faces(cache_dir=tmp_path)
+    )
     with pytest.raises(DACLError, match="refused to load checkpoint"):
         write_report(
             DACLModule(image_size=32), data, split="val", out=tmp_path / "r", ckpt_path=path
@@ -245,7 +251,9 @@ def test_crafted_files_are_refused_by_every_loader(fresh_dataset, tmp_path, craf
     cache = cache_path(find_layout(root).split("val"), tmp_path)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(path.read_bytes())
-    data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, cache_dir=str(tmp_path))
+    data = FER2013DataModule(
+        root, crop=32, resize=36, batch_size=16, faces=Faces(cache_dir=tmp_path)
+    )
     data.setup("validate")
     assert any("refused to load decoded cache" in r.getMessage() for r in caplog.records)
     assert len(data.names("val")) > 0 and not marker.exists()
@@ -288,7 +296,11 @@ def test_last_checkpoint_every_n_steps_or_minutes(
     synthetic_dataset, tmp_path, steps, minutes, saved_at
 ):
     data = FER2013DataModule(
-        synthetic_dataset("folders"), crop=32, resize=36, batch_size=16, cache_dir=str(tmp_path)
+        synthetic_dataset("folders"),
+        crop=32,
+        resize=36,
+        batch_size=16,
+        faces=Faces(cache_dir=tmp_path),
     )
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dacl import DACLError, FER2013DataModule
+from dacl.data import Labels
 from dacl.predictor import Predictor
 from dacl.teacher import SoftTargets, ensemble, main, select, soft_targets
 
@@ -122,8 +123,8 @@ def test_training_batches_carry_the_teacher_and_a_foreign_teacher_is_one_line(
         bad = _teacher_for(plain, tmp_path / f"{name}.npz", **change)
         with pytest.raises(DACLError, match=message):
             FER2013DataModule(root, crop=32, resize=36, teacher=bad).setup("fit")
-    with pytest.raises(DACLError, match="hard labels and the fast pipeline"):
-        FER2013DataModule(root, teacher=good, pipeline="reference")
+    with pytest.raises(DACLError, match="hard labels"):
+        FER2013DataModule(root, teacher=good, labels=Labels(label_mode="crossentropy"))
 
 
 def test_a_distilled_fit_runs_and_a_teacher_without_a_weight_is_refused(
@@ -156,3 +157,12 @@ def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option():
         main(["a.npz", "--outt", "t.npz"])
     with pytest.raises(DACLError, match="needs soft-target files or --models"):
         main(["--out", "t.npz"])
+    # the data module's options as fit takes them: grouped, and the old ones one line
+    for old, line in (
+        (["--data.label_mode", "crossentropy"], "data.label_mode is now data.labels.label_mode"),
+        (["--data.num_workers", "2"], "data.num_workers is no longer an option"),
+        (["--data.labels.label_mod", "x"], "data.labels has no option label_mod"),
+        (["--data.labels.num_classes", "9"], "data.labels: .*num_classes"),
+    ):
+        with pytest.raises(DACLError, match=line):
+            main(["--models", "pretrained", "--out", "t.npz", *old])

@@ -1,7 +1,7 @@
 """Batched method.md §3 augmentation of decoded images (gray or RGB, any size), on the batch's
 own device.
 
-The reference pipeline (``transforms.train_transform``) works per PIL image:
+The reference code works per PIL image (``tests/pil_oracle.py`` keeps it as the test oracle):
 ``Resize(resize)`` → one of ``FiveCrop(crop)`` → ``RandomHorizontalFlip`` → ``ToTensor`` →
 ``Normalize``.  Resizing, cropping and flipping are all *linear and separable*: every output
 row is a fixed weighted sum of input rows and every output column a fixed weighted sum of input
@@ -36,9 +36,9 @@ import torch
 from torch import Tensor
 
 from dacl.classes import FER2013_STATS, Stats
-from dacl.data.transforms import FIVE_CROPS
 
 __all__ = [
+    "FIVE_CROPS",
     "TTA_VIEWS",
     "Tta",
     "crop_offsets",
@@ -50,7 +50,8 @@ __all__ = [
     "train_augment",
 ]
 
-#: ``crop_index`` counts in :data:`~dacl.data.transforms.FIVE_CROPS` (``FiveCrop``) order.
+#: torchvision's ``FiveCrop`` order: what ``crop_index`` counts in.
+FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
 CENTER = FIVE_CROPS.index("center")
 
 #: Test-time augmentation: the evaluation views ``(crop_index, flip)`` of each mode. ``none`` is

@@ -10,7 +10,8 @@ rafdb      ``EmoLabel/list_patition_label.txt`` + ``Image/aligned/``    7       
            (or ``Image/original/``); or ``train/ test/`` class folders
 affectnet  ``train/`` + ``val/`` (its official validation set: the test 7 or 8     RGB, resized
            split) class folders, by AffectNet's ids 0–7 or by name                 once
-folders    ``train/ [val/] [test/]`` class folders, ``data.class_map``  as mapped  RGB, resized
+folders    ``train/ [val/] [test/]`` class folders, mapped by         as mapped  RGB, resized
+           ``data.labels.class_map``                                             once
 ========== ========================================================== ========== ===========
 
 Labels are always ids into the dataset's declared classes (:func:`declared_classes`): FER2013's
@@ -163,14 +164,16 @@ def find_dataset(
     if dataset not in DATASETS:
         raise DACLError(f"data.dataset must be auto or one of {', '.join(DATASETS)}: '{dataset}'")
     if num_classes not in (7, 8):
-        raise DACLError(f"data.num_classes must be 7 or 8 (with contempt), got {num_classes}")
+        raise DACLError(
+            f"data.labels.num_classes must be 7 or 8 (with contempt), got {num_classes}"
+        )
     if label_mode not in LABEL_MODES or (label_mode != "majority" and dataset != "ferplus"):
         raise DACLError(
-            f"data.label_mode must be one of {', '.join(LABEL_MODES)} (all but majority: FER+ "
-            f"only), got {label_mode} for {dataset}"
+            f"data.labels.label_mode must be one of {', '.join(LABEL_MODES)} (all but "
+            f"majority: FER+ only), got {label_mode} for {dataset}"
         )
     if not 0 < val_fraction < 1:
-        raise DACLError(f"data.val_fraction must be between 0 and 1, got {val_fraction}")
+        raise DACLError(f"data.labels.val_fraction must be between 0 and 1, got {val_fraction}")
     path = Path(root).expanduser()
     if not path.exists():
         raise DACLError(f"data root {path} does not exist; expected a {dataset} dataset there")
@@ -192,7 +195,7 @@ def find_dataset(
         layout.splits = {"train": train, "val": val, **test}
         layout.notes.append(
             f"val: {len(val)} images carved from train ({val_fraction:.0%} of each class, "
-            f"data.split_seed {split_seed}); train: the other {len(train)}"
+            f"data.labels.split_seed {split_seed}); train: the other {len(train)}"
         )
     fmt = fmt or FORMATS[dataset]
     for index in layout.splits.values():
@@ -338,7 +341,8 @@ def _classifier(
     def classify(folder: str) -> int:
         if class_map is not None:
             if folder not in class_map:
-                raise DACLError(f"'{folder}' is not in data.class_map ({', '.join(class_map)})")
+                known = ", ".join(class_map)
+                raise DACLError(f"'{folder}' is not in data.labels.class_map ({known})")
             return classes.index(class_map[folder])
         if dataset == "folders":
             if folder not in classes:
@@ -373,7 +377,9 @@ def _class_folders(
         index, _ = index_folder(path, split, classify=classify, folder=folder)
         left_out = sum(1 for y in index.labels if y < 0)
         if left_out:
-            notes.append(f"{folder}/: {left_out} contempt images left out (data.num_classes 7)")
+            notes.append(
+                f"{folder}/: {left_out} contempt images left out (data.labels.num_classes 7)"
+            )
             index = subset(index, np.asarray(index.labels) >= 0, split)
         splits[split] = index
     if dataset == "affectnet" and "test" in splits:

@@ -1,12 +1,12 @@
-"""The reference PIL/torchvision transforms of method.md §3.
+"""The test oracle: the reference code's PIL/torchvision transforms of method.md §3.
 
 train: Grayscale(3) → Resize(256) → random one of the five crops (4 corners + centre) →
 RandomHorizontalFlip(0.5) → ToTensor → Normalize(FER2013 mean/std).
 eval: Grayscale(3) → Resize(256) → CenterCrop → ToTensor → Normalize.
 RGB datasets (RAF-DB, AffectNet) skip Grayscale and normalise with their own statistics.
 
-These are the per-image path (``pipeline="reference"``); the batched GPU path in
-``dacl.data.augment`` reproduces them on uint8 tensors.
+dacl runs the batched path of ``dacl.data.augment`` only, on uint8 tensors; the tests compare it
+against these per-image transforms (``benchmarks/datapipe.py`` times them).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from dacl.classes import FER2013_STATS, Stats
-
-#: torchvision's FiveCrop order: the index RandomFiveCrop draws.
-FIVE_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "center")
+from dacl.data.augment import FIVE_CROPS
 
 
 class RandomFiveCrop(torch.nn.Module):
