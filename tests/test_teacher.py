@@ -5,6 +5,7 @@ import pytest
 
 from dacl import DACLError, FER2013DataModule
 from dacl.data import Labels
+from dacl.data.options import grouped
 from dacl.predictor import Predictor
 from dacl.teacher import SoftTargets, ensemble, main, select, soft_targets
 
@@ -166,3 +167,6 @@ def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option():
     ):
         with pytest.raises(DACLError, match=line):
             main(["--models", "pretrained", "--out", "t.npz", *old])
+    # typed as fit's command line types them
+    data = grouped({"root": "x", "labels": {"num_classes": "8", "balanced": "true"}})
+    assert data == {"root": "x", "labels": Labels(num_classes=8, balanced=True)}
