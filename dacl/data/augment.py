@@ -159,7 +159,7 @@ def crop_resize(
 
     Returns:
         float32 (B, C, crop, crop) on ``x.device``, normalised with ``stats``: the reference
-        pipeline's output (its channel 0 for gray) up to Pillow's uint8 rounding.
+        code's PIL output (its channel 0 for gray) up to Pillow's uint8 rounding.
     """
     x = _as_batch(x, stats)
     h, w = x.shape[-2:]
