@@ -170,6 +170,8 @@ def test_synthetic_option_creates_data_on_first_use(tmp_path, monkeypatch):
 def test_bad_options_are_dacl_errors(tmp_path):
     with pytest.raises(DACLError, match=r"data\.crop"):
         FER2013DataModule(str(tmp_path), crop=300, resize=256)
+    with pytest.raises(DACLError, match=r"data\.faces\.mean and data\.faces\.std go together"):
+        FER2013DataModule(str(tmp_path), faces=Faces(mean=[0.5]))
 
 
 def test_trains_through_lightning(synthetic_dataset, tmp_path):
