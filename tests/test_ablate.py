@@ -24,7 +24,7 @@ import yaml
 
 from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis, viz
 from dacl.callbacks import CSVTensorBoardLogger
-from dacl.data import Labels
+from dacl.data import LabelOptions
 from dacl.data.synthetic import write_dataset
 from dacl.teacher import SoftTargets
 
@@ -360,7 +360,7 @@ def test_analysis_of_tiny_models_on_val(synthetic_dataset, tmp_path):
         whole = sum(c[key] * c["n"] for c in per.values()) / n
         assert whole == pytest.approx(att["all"][key])
     wrong = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=36,
-                              labels=Labels(classes=["happy", "sad"]))  # fmt: skip
+                              labels=LabelOptions(classes=["happy", "sad"]))  # fmt: skip
     with pytest.raises(DACLError, match="trained on classes"):
         analysis.analyze(tmp_path / "dacl.ckpt", wrong, "cpu")
 

@@ -13,7 +13,7 @@ from pil_oracle import eval_transform
 
 from dacl.classes import FER2013_MEAN, FER2013_STD
 from dacl.data import FER2013DataModule
-from dacl.data.options import Faces
+from dacl.data.options import FaceOptions
 from dacl.data.synthetic import MARKER
 from dacl.errors import DACLError
 
@@ -24,7 +24,7 @@ FACES = ("cache_dir", "strict", "synthetic_size")
 
 def _dm(root, **kw) -> FER2013DataModule:
     """A small data module; ``cache_dir``, ``strict`` and ``synthetic_size`` go to ``faces``."""
-    faces = Faces(
+    faces = FaceOptions(
         **{k: str(kw.pop(k)) if k == "cache_dir" else kw.pop(k) for k in FACES if k in kw}
     )
     args = {"crop": CROP, "resize": RESIZE, "batch_size": 16, "faces": faces, **kw}
@@ -171,7 +171,7 @@ def test_bad_options_are_dacl_errors(tmp_path):
     with pytest.raises(DACLError, match=r"data\.crop"):
         FER2013DataModule(str(tmp_path), crop=300, resize=256)
     with pytest.raises(DACLError, match=r"data\.faces\.mean and data\.faces\.std go together"):
-        FER2013DataModule(str(tmp_path), faces=Faces(mean=[0.5]))
+        FER2013DataModule(str(tmp_path), faces=FaceOptions(mean=[0.5]))
 
 
 def test_trains_through_lightning(synthetic_dataset, tmp_path):

@@ -20,7 +20,7 @@ from dacl.data import FER2013DataModule
 from dacl.data.augment import eval_augment
 from dacl.data.datasets import FORMATS, carve_val, detect, find_dataset
 from dacl.data.ferplus import read_votes, vote_distribution
-from dacl.data.options import Faces, Labels
+from dacl.data.options import FaceOptions, LabelOptions
 from dacl.data.synthetic import FERPLUS_DROP_RULES, split_faces, write_dataset
 from dacl.errors import DACLError
 
@@ -184,8 +184,8 @@ def test_rgb_fast_path_matches_the_reference_transform(fixtures):
 
 def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_path, caplog):
     data = FER2013DataModule(
-        fixtures("affectnet"), dataset="affectnet", labels=Labels(num_classes=8), crop=56,
-        resize=64, batch_size=8, faces=Faces(cache_dir=tmp_path / "cache"),
+        fixtures("affectnet"), dataset="affectnet", labels=LabelOptions(num_classes=8), crop=56,
+        resize=64, batch_size=8, faces=FaceOptions(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     assert data.class_names == FERPLUS_CLASSES
     data.setup("test")
@@ -194,8 +194,8 @@ def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_pa
     # a 7-class model on 8-class data: contempt has no counterpart and is left out, said
     seven = FER2013DataModule(
         fixtures("affectnet"), dataset="affectnet",
-        labels=Labels(num_classes=8, classes=list(FER2013_CLASSES)), crop=56, resize=64,
-        faces=Faces(cache_dir=tmp_path / "cache"),
+        labels=LabelOptions(num_classes=8, classes=list(FER2013_CLASSES)), crop=56, resize=64,
+        faces=FaceOptions(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     with caplog.at_level(logging.INFO, "dacl.data"):
         seven.setup("test")
@@ -206,10 +206,10 @@ def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_pa
     order = ["happy", "sad", "neutral", "angry", "surprise", "fear", "disgust"]
     raf = FER2013DataModule(
         fixtures("rafdb"),
-        labels=Labels(classes=order),
+        labels=LabelOptions(classes=order),
         crop=88,
         resize=100,
-        faces=Faces(cache_dir=tmp_path / "cache"),
+        faces=FaceOptions(cache_dir=tmp_path / "cache"),
     )
     raf.setup("test")
     names = [order[y] for y in raf.labels("test").tolist()]
@@ -218,8 +218,8 @@ def test_datamodule_serves_rgb_batches_and_maps_classes_by_name(fixtures, tmp_pa
 
 def test_balanced_sampler_draws_classes_evenly(fixtures, tmp_path):
     data = FER2013DataModule(
-        fixtures("rafdb_folders"), dataset="rafdb", labels=Labels(balanced=True), seed=3,
-        crop=88, resize=100, batch_size=4, faces=Faces(cache_dir=tmp_path / "cache"),
+        fixtures("rafdb_folders"), dataset="rafdb", labels=LabelOptions(balanced=True), seed=3,
+        crop=88, resize=100, batch_size=4, faces=FaceOptions(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     data.setup("fit")
     sampler = data.train_dataloader().sampler
@@ -325,8 +325,8 @@ def test_ferplus_multi_target_takes_every_emotion_with_30_percent(tmp_path):
 @pytest.mark.parametrize("mode", ["crossentropy", "probability"])
 def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
     data = FER2013DataModule(
-        fixtures("ferplus"), dataset="ferplus", labels=Labels(label_mode=mode), crop=40,
-        resize=48, batch_size=8, faces=Faces(cache_dir=tmp_path / "cache"),
+        fixtures("ferplus"), dataset="ferplus", labels=LabelOptions(label_mode=mode), crop=40,
+        resize=48, batch_size=8, faces=FaceOptions(cache_dir=tmp_path / "cache"),
     )  # fmt: skip
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
@@ -348,10 +348,10 @@ def test_ferplus_soft_modes_train_on_the_distribution(fixtures, tmp_path, mode):
 def test_a_model_without_any_of_the_datas_classes_is_refused(fixtures, tmp_path):
     data = FER2013DataModule(
         fixtures("rafdb"),
-        labels=Labels(classes=["contempt"]),
+        labels=LabelOptions(classes=["contempt"]),
         crop=88,
         resize=100,
-        faces=Faces(cache_dir=tmp_path),
+        faces=FaceOptions(cache_dir=tmp_path),
     )
     with pytest.raises(
         DACLError, match=r"none of its classes .* is among the model's \(contempt\)"

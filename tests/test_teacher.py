@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dacl import DACLError, FER2013DataModule
-from dacl.data import Labels
+from dacl.data import LabelOptions
 from dacl.data.options import grouped
 from dacl.predictor import Predictor
 from dacl.teacher import SoftTargets, ensemble, main, select, soft_targets
@@ -125,7 +125,7 @@ def test_training_batches_carry_the_teacher_and_a_foreign_teacher_is_one_line(
         with pytest.raises(DACLError, match=message):
             FER2013DataModule(root, crop=32, resize=36, teacher=bad).setup("fit")
     with pytest.raises(DACLError, match="hard labels"):
-        FER2013DataModule(root, teacher=good, labels=Labels(label_mode="crossentropy"))
+        FER2013DataModule(root, teacher=good, labels=LabelOptions(label_mode="crossentropy"))
 
 
 def test_a_distilled_fit_runs_and_a_teacher_without_a_weight_is_refused(
@@ -169,4 +169,4 @@ def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option():
             main(["--models", "pretrained", "--out", "t.npz", *old])
     # typed as fit's command line types them
     data = grouped({"root": "x", "labels": {"num_classes": "8", "balanced": "true"}})
-    assert data == {"root": "x", "labels": Labels(num_classes=8, balanced=True)}
+    assert data == {"root": "x", "labels": LabelOptions(num_classes=8, balanced=True)}

@@ -2,12 +2,12 @@
 
 from dacl.data.datamodule import FER2013DataModule
 from dacl.data.layouts import Layout, SplitIndex, decode_split, find_layout
-from dacl.data.options import Faces, Labels
+from dacl.data.options import FaceOptions, LabelOptions
 
 __all__ = [
     "FER2013DataModule",
-    "Faces",
-    "Labels",
+    "FaceOptions",
+    "LabelOptions",
     "Layout",
     "SplitIndex",
     "decode_split",

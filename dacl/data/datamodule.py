@@ -38,7 +38,7 @@ from dacl.data.datasets import (
     subset,
 )
 from dacl.data.layouts import Layout, SplitIndex
-from dacl.data.options import DEFAULT_FACES, DEFAULT_LABELS, Faces, Labels
+from dacl.data.options import DEFAULT_FACES, DEFAULT_LABELS, FaceOptions, LabelOptions
 from dacl.data.resume import Position
 from dacl.data.sampler import EpochSampler
 from dacl.data.sanity import SplitStats, compare_splits, split_stats
@@ -97,7 +97,7 @@ def _identity(batch):
     return batch
 
 
-def _format(base: Format, faces: Faces) -> Format:
+def _format(base: Format, faces: FaceOptions) -> Format:
     """A dataset's :data:`~dacl.data.datasets.FORMATS` entry with the user's overrides."""
     channels = faces.channels or base.channels
     stats: Stats = (tuple(faces.mean), tuple(faces.std)) if faces.mean is not None else base.stats
@@ -118,11 +118,11 @@ class FER2013DataModule(pl.LightningDataModule):
         synthetic: create synthetic faces under ``root`` on first use (``dacl.data.synthetic``),
             reused while the sizes and seed stay the same (``faces.synthetic_size``).
         labels: what the labels are and how the splits are made (:class:`~dacl.data.options.
-            Labels`: ``num_classes``, ``class_map``, ``classes``, ``label_mode``,
+            LabelOptions`: ``num_classes``, ``class_map``, ``classes``, ``label_mode``,
             ``val_fraction``, ``split_seed``, ``balanced``).
         faces: how the faces are decoded, normalised and cached (:class:`~dacl.data.options.
-            Faces`: ``channels``, ``cache_size``, ``mean``, ``std``, ``cache_dir``, ``strict``,
-            ``synthetic_size``).
+            FaceOptions`: ``channels``, ``cache_size``, ``mean``, ``std``, ``cache_dir``,
+            ``strict``, ``synthetic_size``).
         crop: input side after cropping (method.md: 200 or 224; the CLI links ``model.image_size``).
         resize: smaller edge after ``Resize`` (method.md: 256).
         tta: test-time augmentation of evaluation (val, test, predict): ``none`` (the
@@ -146,8 +146,8 @@ class FER2013DataModule(pl.LightningDataModule):
         root: str | Path = "data/fer2013",
         dataset: Literal["auto", DatasetName] = "auto",
         synthetic: bool = False,
-        labels: Labels = DEFAULT_LABELS,
-        faces: Faces = DEFAULT_FACES,
+        labels: LabelOptions = DEFAULT_LABELS,
+        faces: FaceOptions = DEFAULT_FACES,
         crop: int = 200,
         resize: int = 256,
         tta: Tta = "none",

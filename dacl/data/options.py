@@ -1,6 +1,6 @@
-"""The data module's grouped options: what a dataset's labels are (:class:`Labels`) and how its
-faces are decoded, normalised and cached (:class:`Faces`), apart from how batches are drawn and
-augmented (the flat options of :class:`~dacl.data.datamodule.FER2013DataModule`).
+"""The data module's grouped options: what a dataset's labels are (:class:`LabelOptions`) and
+how its faces are decoded, normalised and cached (:class:`FaceOptions`), apart from how batches
+are drawn and augmented (the flat options of :class:`~dacl.data.datamodule.FER2013DataModule`).
 
 On the command line and in configs they are nested: ``--data.labels.label_mode crossentropy``,
 ``data: {faces: {channels: 3}}``. Checkpoints keep saving the options flat, as before the
@@ -23,7 +23,7 @@ from dacl.errors import DACLError
 
 
 @dataclass(frozen=True)
-class Labels:
+class LabelOptions:
     """What a dataset's labels are and how its splits are made.
 
     Args:
@@ -54,7 +54,7 @@ class Labels:
 
 
 @dataclass(frozen=True)
-class Faces:
+class FaceOptions:
     """How a dataset's faces are read: decoded (once, then cached) and normalised.
 
     Args:
@@ -80,10 +80,10 @@ class Faces:
 
 
 #: The defaults of the data module's ``labels`` and ``faces``.
-DEFAULT_LABELS, DEFAULT_FACES = Labels(), Faces()
+DEFAULT_LABELS, DEFAULT_FACES = LabelOptions(), FaceOptions()
 
 #: The groups, and each grouped option's group: ``label_mode`` → ``labels``.
-GROUPS = {"labels": Labels, "faces": Faces}
+GROUPS = {"labels": LabelOptions, "faces": FaceOptions}
 GROUP_OF = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}
 
 #: Options that no longer exist, and what to do instead.
@@ -98,7 +98,7 @@ def path(name: str) -> str:
     return f"{GROUP_OF[name]}.{name}" if name in GROUP_OF else name
 
 
-def flat(labels: Labels, faces: Faces, **options: Any) -> dict[str, Any]:
+def flat(labels: LabelOptions, faces: FaceOptions, **options: Any) -> dict[str, Any]:
     """All data options in one flat dict, as checkpoints save them (plain values only: a
     checkpoint must load with ``weights_only=True``)."""
     return {**options, **asdict(labels), **asdict(faces)}
@@ -144,7 +144,7 @@ def grouped(given: Mapping[str, Any]) -> dict[str, Any]:
 
 def check(
     *, crop: int, resize: int, erasing: float, tta: str, teacher: str | None,
-    batch_size: int, dataset: str, labels: Labels, faces: Faces,
+    batch_size: int, dataset: str, labels: LabelOptions, faces: FaceOptions,
 ) -> None:  # fmt: skip
     """One-line errors for data options out of range or that do not go together."""
     if not 0 < crop <= resize:
