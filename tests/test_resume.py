@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from dacl import DACLModule
 from dacl.checkpoint import AtomicCheckpointIO, LastCheckpoint, safe_load
-from dacl.data import Faces, FER2013DataModule
+from dacl.data import FaceOptions, FER2013DataModule
 from dacl.errors import DACLError, NonFiniteLossError
 
 #: One training run as a separate process: 3 epochs of 5 batches (70 images, batch 16) on the
@@ -26,7 +26,7 @@ import pytorch_lightning as pl, torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from dacl import DACLModule
 from dacl.checkpoint import AtomicCheckpointIO, LastCheckpoint
-from dacl.data import Faces, FER2013DataModule
+from dacl.data import FaceOptions, FER2013DataModule
 
 root, out, mode, at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
@@ -44,7 +44,7 @@ trainer = pl.Trainer(
                                save_last=True)],
 )
 module = DACLModule(image_size=32, in_chans=1, lr_schedule="cosine")
-data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, faces=Faces(cache_dir=out))
+data = FER2013DataModule(root, crop=32, resize=36, batch_size=16, faces=FaceOptions(cache_dir=out))
 ckpt = os.path.join(out, "last.ckpt") if mode == "resume" else None
 trainer.fit(module, data, ckpt_path=ckpt)
 torch.save(module.state_dict(), os.path.join(out, "final.pt"))
@@ -146,7 +146,7 @@ def test_nan_stops_training_naming_epoch_step_and_term(synthetic_dataset, tmp_pa
         crop=32,
         resize=36,
         batch_size=16,
-        faces=Faces(cache_dir=tmp_path),
+        faces=FaceOptions(cache_dir=tmp_path),
     )
     module = DACLModule(image_size=32, in_chans=1)
     trainer = pl.Trainer(
@@ -240,7 +240,7 @@ def test_crafted_files_are_refused_by_every_loader(fresh_dataset, tmp_path, craf
         DACLNet(image_size=32, pretrained=str(path))
     root = fresh_dataset("folders")
     data = FER2013DataModule(
-        root, crop=32, resize=36, batch_size=16, faces=Faces(cache_dir=tmp_path)
+        root, crop=32, resize=36, batch_size=16, faces=FaceOptions(cache_dir=tmp_path)
     )
     with pytest.raises(DACLError, match="refused to load checkpoint"):
         write_report(
@@ -252,7 +252,7 @@ def test_crafted_files_are_refused_by_every_loader(fresh_dataset, tmp_path, craf
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(path.read_bytes())
     data = FER2013DataModule(
-        root, crop=32, resize=36, batch_size=16, faces=Faces(cache_dir=tmp_path)
+        root, crop=32, resize=36, batch_size=16, faces=FaceOptions(cache_dir=tmp_path)
     )
     data.setup("validate")
     assert any("refused to load decoded cache" in r.getMessage() for r in caplog.records)
@@ -300,7 +300,7 @@ def test_last_checkpoint_every_n_steps_or_minutes(
         crop=32,
         resize=36,
         batch_size=16,
-        faces=Faces(cache_dir=tmp_path),
+        faces=FaceOptions(cache_dir=tmp_path),
     )
     trainer = pl.Trainer(
         accelerator="cpu",
