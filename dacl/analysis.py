@@ -110,7 +110,7 @@ def analyze(
         features.append(f.float().cpu())
         attention.append(a.float().cpu())
     f, a = torch.cat(features), torch.cat(attention)
-    has_attention = predictor.module.net.heads is not None
+    has_attention = predictor.module.learns_attention
     return {
         "checkpoint": str(ckpt_path),
         "variant": predictor.module.hparams.variant,

@@ -322,14 +322,18 @@ def dacl_command(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def _stop_at_batch(monkeypatch, n: int, error: type[BaseException]) -> None:
-    """Predictions fail with ``error`` from the ``n``-th batch on (1-based)."""
+def _stop_at_batch(monkeypatch, n: int, error: type[BaseException] | signal.Signals) -> None:
+    """Predictions fail with ``error`` from the ``n``-th batch on (1-based); a signal is sent
+    to this process once, at the ``n``-th batch, and handled where the program is."""
     calls = []
     real = Predictor.predict_faces
 
     def predict_faces(self, faces):
         calls.append(len(faces))
-        if len(calls) >= n:
+        if isinstance(error, signal.Signals):
+            if len(calls) == n:
+                os.kill(os.getpid(), error)
+        elif len(calls) >= n:
             raise error("stopped")
         return real(self, faces)
 
@@ -354,21 +358,26 @@ def test_out_replaces_an_existing_file_only_when_complete(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
 
 
-def test_ctrl_c_keeps_the_rows_so_far_beside_an_untouched_out(
-    trained, pictures, tmp_path, monkeypatch, capsys
+@pytest.mark.parametrize(
+    ("stop", "code", "what"),
+    [(KeyboardInterrupt, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")],
+)
+def test_a_stop_keeps_the_rows_so_far_beside_an_untouched_out(
+    trained, pictures, tmp_path, monkeypatch, capsys, stop, code, what
 ):
     out = tmp_path / "rows.csv"
     out.write_text("earlier rows\n")
-    _stop_at_batch(monkeypatch, 3, KeyboardInterrupt)
-    code, _, err = dacl_command(
+    handler = signal.getsignal(signal.SIGTERM)
+    _stop_at_batch(monkeypatch, 3, stop)
+    exit_code, _, err = dacl_command(
         monkeypatch, capsys,
         "predict", "--ckpt_path", trained[0], *pictures, "--out", out, "--batch_size", "2",
     )  # fmt: skip
-    assert code == 130 and "Traceback" not in err
+    assert exit_code == code and "Traceback" not in err
     (line,) = err.strip().splitlines()
     (kept,) = tmp_path.glob("rows.partial-*.csv")
-    assert line == (f"dacl predict: stopped (Ctrl-C): 4 rows kept in '{kept}', '{out}' untouched")
-    assert out.read_text() == "earlier rows\n"
+    assert line == (f"dacl predict: stopped ({what}): 4 rows kept in '{kept}', '{out}' untouched")
+    assert out.read_text() == "earlier rows\n" and signal.getsignal(signal.SIGTERM) is handler
     rows = list(csv.DictReader(kept.open()))
     assert [r["file"] for r in rows] == [str(p) for p in pictures[:4]]
 
@@ -466,27 +475,3 @@ def test_progress_lines_when_stderr_is_not_a_terminal(trained, pictures, monkeyp
         assert re.fullmatch(
             rf"dacl predict: {done}/5 files, {faces} faces, \d+\.\d faces/s", line
         ), line
-
-
-def test_sigterm_keeps_the_rows_so_far_as_ctrl_c_does(
-    trained, pictures, tmp_path, monkeypatch, capsys
-):
-    out, calls, real = tmp_path / "rows.csv", [], Predictor.predict_faces
-    handler = signal.getsignal(signal.SIGTERM)
-
-    def predict_faces(self, faces):
-        calls.append(len(faces))
-        if len(calls) == 3:  # a real signal, handled where the program is
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real(self, faces)
-
-    monkeypatch.setattr(Predictor, "predict_faces", predict_faces)
-    code, _, err = dacl_command(
-        monkeypatch, capsys,
-        "predict", "--ckpt_path", trained[0], *pictures, "--out", out, "--batch_size", "2",
-    )  # fmt: skip
-    assert code == 143 and "Traceback" not in err
-    (line,) = err.strip().splitlines()
-    (kept,) = tmp_path.glob("rows.partial-*.csv")
-    assert line == f"dacl predict: stopped (SIGTERM): 4 rows kept in '{kept}', '{out}' untouched"
-    assert not out.exists() and signal.getsignal(signal.SIGTERM) is handler
