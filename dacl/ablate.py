@@ -4,9 +4,10 @@ Each run is ``dacl fit --config C --seed_everything S`` in its own process (the 
 ``--model.*`` and ``--trainer.*`` options passed on), logged to ``OUT/runs/<config stem>_seed<S>/
 version_0``, then, when the data has a test split, ``dacl test --ckpt_path best`` (into its
 ``test/``). ``best`` is the epoch of maximal ``val/balanced_acc`` (method.md §5's model selection),
-``final`` the last. ``OUT`` gets, rewritten as each run starts and at the end, ``results.md``
-(mean ± sample std per config; the paired t-test over the seeds both completed and Welch's
-against the first config; every run), ``results.json`` and ``ablation.png``, and
+``final`` the last. ``OUT`` gets, rewritten as each run starts (with every run finished so far,
+an earlier session's included) and at the end, ``results.md`` (mean ± sample std per config;
+the paired t-test over the seeds both completed and Welch's against the first config; every
+run), ``results.json`` and ``ablation.png``, and
 ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and ``.png``
 (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint), and with
 ``--soft`` each run's ``soft.npz`` (:mod:`dacl.teacher`: its best checkpoint's ten-crop softmax on
@@ -127,19 +128,20 @@ def main(argv: list[str] | None = None) -> None:
         cd = shlex.quote(str(Path.cwd()))
         head = f"#!/usr/bin/env bash\n# The commands dacl ablate ran, in order.\nset -e\ncd {cd}\n"
         (out / "commands.sh").write_text(head)
+    finished = {run.home: _finished_record(run, out) for run in runs if (run.home / DONE).is_file()}
     records: list[dict[str, Any]] = []
     try:
         for k, run in enumerate(runs, 1):
             tag = f"[{k}/{len(runs)}] {run.home.name}"
-            if (run.home / DONE).is_file():
+            if run.home in finished:
                 print(f"{tag}: finished, skipped ({run.home / DONE})", flush=True)
-                record = json.loads((run.home / DONE).read_text())
-                # relative to OUT, also in markers an earlier version wrote with absolute paths
-                record["run_dir"] = str(run.run_dir.relative_to(out))
-                records.append(record)
+                records.append(finished[run.home])
             else:
-                if records:  # the runs so far, readable while this one trains
-                    _write_results(out, records, configs)
+                # every run finished so far, this session's or an earlier one's (later seeds
+                # included), readable while this one trains
+                later = [finished[r.home] for r in runs[k:] if r.home in finished]
+                if records or later:
+                    _write_results(out, records + later, configs)
                 records.append(_execute(run, overrides, args, tag))
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
@@ -158,6 +160,14 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}"
         )
+
+
+def _finished_record(run: Run, out: Path) -> dict[str, Any]:
+    """A finished run's ``done.json``, its run folder relative to ``out`` (also in markers an
+    earlier version wrote with absolute paths)."""
+    record = json.loads((run.home / DONE).read_text())
+    record["run_dir"] = str(run.run_dir.relative_to(out))
+    return record
 
 
 def _write_results(out: Path, records: list[dict[str, Any]], configs: list[Path]) -> None:

@@ -485,6 +485,28 @@ def test_results_are_written_after_every_run(tmp_path, fake_runs, monkeypatch):
     assert len(calls) == 2 and summary["n"] == 2
 
 
+def test_results_while_a_run_trains_count_later_seeds_finished_earlier(
+    tmp_path, fake_runs, monkeypatch
+):
+    """Resuming an ablation at seed 0 does not hide the seeds an earlier session finished."""
+    calls, _ = fake_runs
+    out = tmp_path / "ablation"
+    config = str(_config(tmp_path, "dacl"))
+    ablate.main(["--configs", config, "--seeds", "1", "2", "--out", str(out), "--test", "never"])
+    seen: list[int] = []
+    fake_call = ablate._call
+
+    def call_and_look(cmd, run, step, quiet):  # runs in results.json when seed 0 starts
+        seen.append(json.loads((out / "results.json").read_text())["summary"][0]["n"])
+        return fake_call(cmd, run, step, quiet)
+
+    monkeypatch.setattr(ablate, "_call", call_and_look)
+    argv = ["--configs", config, "--seeds", "0", "1", "2", "--out", str(out), "--test", "never"]
+    ablate.main(argv)
+    assert seen == [2] and len(calls) == 3
+    assert json.loads((out / "results.json").read_text())["summary"][0]["n"] == 3
+
+
 def test_arguments_the_runner_owns_are_refused(tmp_path):
     config = str(_config(tmp_path, "dacl"))
     with pytest.raises(SystemExit, match="set by the runner"):
