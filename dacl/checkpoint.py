@@ -26,6 +26,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Timer
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from typing_extensions import override
@@ -175,6 +176,22 @@ class LastCheckpoint(pl.Callback):
             due = due or trainer.strategy.broadcast(elapsed, src=0)
         if due:
             self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A fit that ``trainer.max_time`` cut before its last epoch says so: its schedule
+        (the learning rate's, the epochs') has not finished, so it is not the recipe's model."""
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or (timer.time_remaining() or 0) > 0:
+            return
+        steps = trainer.estimated_stepping_batches  # the steps of all epochs asked for
+        if trainer.global_step >= steps or trainer.checkpoint_callback is None:
+            return
+        rank_zero_info(
+            f"dacl: trainer.max_time ran out at step {trainer.global_step} of {steps:.0f} "
+            f"({trainer.max_epochs} epochs): the recipe's schedule has not finished, so this is "
+            "not its model. Go on from its last.ckpt: the same command with --ckpt_path last and "
+            "a longer --trainer.max_time (or null)"
+        )
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

@@ -3,9 +3,11 @@ checkpoint writes, and outputs under --trainer.default_root_dir."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -291,29 +293,47 @@ def test_unwritable_output_folder_fails_before_training(synthetic_dataset, tmp_p
     assert "is not writable" in err
 
 
+def _fit_tiny(root: Path, tmp_path: Path, last: LastCheckpoint, **trainer_options) -> pl.Trainer:
+    """A tiny DACL fitted on ``root`` without validation; checkpoints go to ``tmp_path``."""
+    data = FER2013DataModule(
+        root, crop=32, resize=36, batch_size=16, faces=FaceOptions(cache_dir=tmp_path)
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        # the folder for LastCheckpoint; saves nothing itself
+        callbacks=[last, ModelCheckpoint(dirpath=tmp_path, save_top_k=0)],
+        **trainer_options,
+    )
+    trainer.fit(DACLModule(image_size=32, in_chans=1), data)
+    return trainer
+
+
+@pytest.mark.parametrize(("max_time", "cut"), [(timedelta(microseconds=1), True), (None, False)])
+def test_a_fit_cut_by_max_time_says_its_schedule_did_not_finish(
+    synthetic_dataset, tmp_path, caplog, max_time, cut
+):
+    root = synthetic_dataset("folders")
+    with caplog.at_level(logging.INFO):
+        trainer = _fit_tiny(
+            root, tmp_path, LastCheckpoint(), max_epochs=2, max_time=max_time, limit_train_batches=2
+        )
+    said = [r.getMessage() for r in caplog.records if "max_time ran out" in r.getMessage()]
+    if cut:
+        (line,) = said
+        assert "at step 1 of 4 (2 epochs)" in line and "--ckpt_path last" in line
+    else:
+        assert not said and trainer.current_epoch == 2
+
+
 @pytest.mark.parametrize(("steps", "minutes", "saved_at"), [(2, 0, 6), (0, 1e-9, 7), (0, 0, None)])
 def test_last_checkpoint_every_n_steps_or_minutes(
     synthetic_dataset, tmp_path, steps, minutes, saved_at
 ):
-    data = FER2013DataModule(
-        synthetic_dataset("folders"),
-        crop=32,
-        resize=36,
-        batch_size=16,
-        faces=FaceOptions(cache_dir=tmp_path),
-    )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=7,
-        logger=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        callbacks=[
-            LastCheckpoint(every_n_steps=steps, every_minutes=minutes),
-            ModelCheckpoint(dirpath=tmp_path, save_top_k=0),  # the folder; saves nothing itself
-        ],
-    )
-    trainer.fit(DACLModule(image_size=32, in_chans=1), data)
+    last_checkpoint = LastCheckpoint(every_n_steps=steps, every_minutes=minutes)
+    _fit_tiny(synthetic_dataset("folders"), tmp_path, last_checkpoint, max_steps=7)
     last = tmp_path / "last.ckpt"
     if saved_at is None:
         assert not last.exists()
