@@ -52,3 +52,5 @@ cd /work/run_abl
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 0 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed0 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null --ckpt_path /work/main/results/cpu_ablation_8ep/runs/cpu_norm_seed0/version_0/checkpoints/last.ckpt
 # cpu_norm_seed1
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 1 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed1 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
+# cpu_norm_seed2
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 2 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed2 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
