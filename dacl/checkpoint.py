@@ -178,10 +178,11 @@ class LastCheckpoint(pl.Callback):
             self._save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """A fit that ``trainer.max_time`` cut before its last epoch says so: its schedule
+        """A fit that ``trainer.max_time`` cut before its planned steps says so: its schedule
         (the learning rate's, the epochs') has not finished, so it is not the recipe's model."""
         timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-        if timer is None or (timer.time_remaining() or 0) > 0:
+        remaining = timer.time_remaining() if timer is not None else None
+        if remaining is None or remaining > 0:  # no time limit, or one not reached
             return
         steps = trainer.estimated_stepping_batches  # the steps of all epochs asked for
         if trainer.global_step >= steps or trainer.checkpoint_callback is None:
