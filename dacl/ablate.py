@@ -11,8 +11,10 @@ run), ``results.json`` and ``ablation.png``, and
 ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and ``.png``
 (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint), and with
 ``--soft`` each run's ``soft.npz`` (:mod:`dacl.teacher`: its best checkpoint's ten-crop softmax on
-train and val, a teacher for distillation). A finished run whose best checkpoint is not on this
-machine (checkpoints stay out of git) keeps its earlier analysis and soft targets, with one line.
+train and val, a teacher for distillation), written as soon as the run finishes (a run finished
+earlier without one: when the runner passes it), before the next run starts. A finished run
+whose best checkpoint is not on this machine (checkpoints stay out of git) keeps its earlier
+analysis and soft targets, with one line.
 Run folders are recorded relative to ``OUT``.
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
@@ -88,7 +90,7 @@ def parser() -> ProgramParser:
     )  # fmt: skip
     p.add_argument(
         "--soft", action="store_true",
-        help="then write each finished run's soft.npz: its best checkpoint's ten-crop softmax "
+        help="write each run's soft.npz as it finishes: its best checkpoint's ten-crop softmax "
         "on train and val (a teacher for dacl ensemble and distillation)",
     )  # fmt: skip
     for group in ("data", "model", "trainer"):
@@ -143,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
                 if records or later:
                     _write_results(out, records + later, configs)
                 records.append(_execute(run, overrides, args, tag))
+            if args.soft:  # now, while the run's checkpoint is surely on this machine
+                _write_soft(run, _datamodule(run.config, tuple(overrides)))
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
@@ -152,9 +156,6 @@ def main(argv: list[str] | None = None) -> None:
         done = [r for r in records if r["status"] == "done"]
         data = functools.partial(_datamodule, overrides=tuple(overrides))
         analysis.write(out, done, [str(c) for c in configs], lambda c: data(Path(c)))
-    if args.soft:
-        for run in runs:
-            _write_soft(run, _datamodule(run.config, tuple(overrides)))
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
         raise SystemExit(

@@ -413,6 +413,31 @@ def test_analyze_option_writes_table_json_and_figure(
     assert not (out / "runs" / "tiny_dacl_seed1" / "soft.npz").exists()
 
 
+def test_soft_targets_are_written_before_the_next_run(
+    tmp_path, fake_runs, synthetic_dataset, monkeypatch
+):
+    """A checkpoint lives only on the machine that trained it: a long ablation spread over
+    machines keeps each run's soft targets only if they are written as that run finishes."""
+    config = _config(tmp_path, "dacl")
+    out = tmp_path / "ablation"
+    for seed in (0, 1):
+        ckpt = out / "runs" / f"tiny_dacl_seed{seed}" / "version_0" / "checkpoints"
+        _tiny_checkpoint(ckpt / "best-epoch=00.ckpt", "dacl", seed)
+    written_before: list[list[str]] = []
+    fake = ablate._call
+
+    def call(cmd, run, step, quiet):
+        written_before.append(sorted(p.parent.name for p in out.rglob("soft.npz")))
+        return fake(cmd, run, step, quiet)
+
+    monkeypatch.setattr(ablate, "_call", call)
+    data = str(synthetic_dataset("folders"))
+    ablate.main(["--configs", str(config), "--seeds", "0", "1", "--out", str(out),
+                 "--test", "never", "--soft", "--data.root", data])  # fmt: skip
+    assert written_before == [[], ["tiny_dacl_seed0"]]
+    assert (out / "runs" / "tiny_dacl_seed1" / "soft.npz").is_file()
+
+
 @pytest.fixture
 def fake_runs(monkeypatch):
     """Replace the subprocess: record each command, fail those whose config is in ``fail``."""
