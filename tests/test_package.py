@@ -1,6 +1,6 @@
 """The package's shape: one-way imports without cycles or private names, functions of at most
-60 lines, and an installed (non-editable) dacl that runs with its shipped defaults from any
-folder."""
+60 lines, an installed (non-editable) dacl that runs with its shipped defaults from any folder,
+and docs that name only files the repository has."""
 
 from __future__ import annotations
 
@@ -177,6 +177,22 @@ def test_every_method_citation_names_a_section_of_docs_method_md():
     assert cited, "dacl cites no section of docs/method.md"
     missing = sorted(str(c) for c in cited if c[1] not in headings)
     assert not missing, f"cited sections that docs/method.md lacks: {missing}"
+
+
+def test_every_file_the_docs_name_is_in_the_repository():
+    """A path the README or a results page quotes (`results/...`, `docs/...`) must be there: a
+    measurement whose file stayed on a machine that was not kept says so instead."""
+    pages = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "results").rglob("*.md")]
+    quoted = {
+        (page.relative_to(REPO), path)
+        for page in pages
+        for path in re.findall(
+            r"`((?:results|docs|benchmarks|experiments|tests|dacl)/[\w./-]+)`", page.read_text()
+        )
+    }
+    assert len(quoted) > 50, "the pattern no longer finds the docs' file references"
+    missing = sorted(f"{page}: {path}" for page, path in quoted if not (REPO / path).exists())
+    assert not missing, f"files the docs name but the repository lacks: {missing}"
 
 
 def test_no_private_name_of_lightning_torch_or_jsonargparse_is_used():
