@@ -235,9 +235,12 @@ def test_a_file_that_includes_another_states_its_changes_as_dotted_keys():
 
 def documented_commands() -> list[list[str]]:
     """Every ``dacl`` training-side command in README.md, docs/ and the experiments' headers:
-    fenced and inline code and ``#   dacl ...`` comment lines, continuation lines joined."""
+    fenced, indented and inline code and ``#   dacl ...`` comment lines, continuation lines
+    joined."""
     texts = [p.read_text() for p in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))]
     blocks = [b for t in texts for b in re.findall(r"```[a-z]*\n(.*?)```", t, flags=re.S)]
+    indented = [b for t in texts for b in re.findall(r"(?:^|\n\n)((?: {4}[^\n]*\n?)+)", t)]
+    blocks += [re.sub(r"^ {4}", "", b, flags=re.M) for b in indented]
     inline = [c for t in texts for c in re.findall(r"(?<!`)`((?:\.venv/bin/)?dacl [^`]+)`", t)]
     blocks += [" ".join(c.split()) for c in inline]  # a span may wrap
     for path in sorted((REPO / "experiments").glob("*.yaml")):
