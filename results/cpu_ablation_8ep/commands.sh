@@ -58,3 +58,7 @@ cd /work/run_abl
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 3 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed3 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
 # cpu_norm_seed3
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 3 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed3 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
+# cpu_norm_seed3
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 3 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed3 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
+# cpu_norm_seed4
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_norm.yaml --seed_everything 4 --trainer.logger.init_args.save_dir /work/main/results/cpu_ablation_8ep/runs --trainer.logger.init_args.name cpu_norm_seed4 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
