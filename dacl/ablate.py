@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                     _write_results(out, records + later, configs)
                 records.append(_execute(run, overrides, args, tag))
             if args.soft:  # now, while the run's checkpoint is surely on this machine
-                _write_soft(run, _datamodule(run.config, tuple(overrides)))
+                _write_soft(run, tuple(overrides))
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
@@ -249,9 +249,10 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
     return record
 
 
-def _write_soft(run: Run, data: FER2013DataModule) -> None:
+def _write_soft(run: Run, overrides: tuple[str, ...]) -> None:
     """``<run>/soft.npz`` of a finished run's best checkpoint, unless written already; a run
-    without one (not finished, or its checkpoint not on this machine) is skipped with one line."""
+    without one (not finished, or its checkpoint not on this machine) is skipped with one line.
+    The config's data is built only for a run that gets one."""
     target = run.home / "soft.npz"
     if target.is_file() or not (run.home / DONE).is_file():
         return
@@ -260,6 +261,7 @@ def _write_soft(run: Run, data: FER2013DataModule) -> None:
     except DACLError as err:
         print(f"{run.home.name}: no soft.npz, skipped ({err})", flush=True)
         return
+    data = _datamodule(run.config, overrides)
     soft = teacher.soft_targets(Predictor.load(ckpt, tta="crops"), data)
     soft.save(target)
     acc, balanced = soft.accuracy()
