@@ -14,7 +14,8 @@ load from other processes falls on both sides alike:
   the CPU in this process (1 × 200 × 200 float batches — the gray stem's input).
 
 Data: ``--root`` at a FER2013 layout (e.g. /work/shared/fer2013), else a temporary folder of
-``--images`` synthetic 48 × 48 JPEGs. Prints both figures, their ratio, and a final JSON line.
+``--images`` synthetic faces (``dacl.data.synthetic``, 48 × 48 JPEGs). Prints both figures,
+their ratio, and a final JSON line.
 
     python benchmarks/datapipe.py [--root /work/shared/fer2013] [--threads 1,2]
 
@@ -36,9 +37,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the PIL oracle
@@ -46,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pil_oracle import train_transform
 
-from dacl.classes import FER2013_CLASSES
 from dacl.data.augment import train_augment
 from dacl.data.cache import load_or_build
 from dacl.data.layouts import SplitIndex, find_layout
+from dacl.data.synthetic import write_dataset
 
 CROP, RESIZE, BATCH = 200, 256, 64  # exp3
 
@@ -117,27 +116,8 @@ def measure(batches: Iterator, warmup: int, timed: int) -> dict:
     return {"images_per_s": images / elapsed, "seconds": elapsed, "images": images, "shape": shape}
 
 
-def write_synthetic(root: Path, count: int, seed: int = 0) -> None:
-    """``count`` 48 × 48 grayscale JPEGs in ``root/train/<class>/``: smooth shapes plus noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:48, 0:48].astype(np.float32)
-    for name in FER2013_CLASSES:
-        (root / "train" / name).mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        cy, cx, r = rng.uniform(14, 34), rng.uniform(14, 34), rng.uniform(8, 20)
-        face = 200 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
-        img = face + rng.uniform(0, 60) + 0.8 * xx * rng.uniform(-1, 1)
-        img += rng.normal(0, 12, (48, 48))
-        arr = np.clip(img, 0, 255).astype(np.uint8)
-        cls = FER2013_CLASSES[i % len(FER2013_CLASSES)]
-        Image.fromarray(arr, mode="L").save(root / "train" / cls / f"Training_{i}.jpg", quality=85)
-
-
-def run(args: argparse.Namespace, root: Path, data_label: str) -> dict:
-    load_before = os.getloadavg()[0]
-    index = find_layout(root).split("train")
-    print(f"data: {data_label}: {len(index)} train images")
-
+def cache_timings(index: SplitIndex) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """The split decoded into a fresh cache, then read back: images, labels and both seconds."""
     with tempfile.TemporaryDirectory(prefix="dacl-bench-cache-") as cache_dir:
         t = time.perf_counter()
         load_or_build(index, cache_dir)
@@ -146,23 +126,18 @@ def run(args: argparse.Namespace, root: Path, data_label: str) -> dict:
         images, labels, _ = load_or_build(index, cache_dir)
         load_s = time.perf_counter() - t
     print(f"decoded cache: build {build_s:.2f} s, reuse {load_s:.2f} s ({tuple(images.shape)})")
+    return images, labels, build_s, load_s
 
-    # Reference: the workers do the work (torch gives each 1 thread); the main process waits.
-    print(f"reference: DataLoader num_workers={args.workers} (1 torch thread each), PIL decode +")
-    print("  train_transform per image, default collate; main-process torch threads=1")
-    print(f"fast: resident uint8 tensor -> index batch -> train_augment; threads {args.threads}")
-    print(
-        f"timing {args.rounds} interleaved round(s) of reference then fast, each after "
-        f"{args.warmup} warm-up batches"
-    )
+
+def interleaved_rates(
+    args: argparse.Namespace, index: SplitIndex, images: torch.Tensor, labels: torch.Tensor
+) -> dict[str, float]:
+    """Images/s of the reference and of the fast side at each thread count, over the rounds."""
     ref_batches = reference_batches(index, CROP, RESIZE, BATCH, args.workers)
     sides = {"reference": (ref_batches, 1, args.batches)}
     for t in args.threads:
-        sides[f"fast/{t}"] = (
-            fast_batches(images, labels, CROP, RESIZE, BATCH),
-            t,
-            args.fast_batches,
-        )
+        batches = fast_batches(images, labels, CROP, RESIZE, BATCH)
+        sides[f"fast/{t}"] = (batches, t, args.fast_batches)
     totals = {name: {"images": 0, "seconds": 0.0} for name in sides}
     for r in range(args.rounds):
         line = []
@@ -179,13 +154,29 @@ def run(args: argparse.Namespace, root: Path, data_label: str) -> dict:
         print(f"  round {r + 1}: " + ", ".join(line) + " images/s")
     ref_batches.close()  # stop the workers
     gc.collect()
-
     rate = {name: t["images"] / t["seconds"] for name, t in totals.items()}
     for name, t in totals.items():
         extra = "" if name == "reference" else f", {rate[name] / rate['reference']:.1f}x"
         print(
             f"{name:>10}: {rate[name]:9.1f} images/s ({t['images']} in {t['seconds']:.2f} s{extra})"
         )
+    return rate
+
+
+def run(args: argparse.Namespace, root: Path, data_label: str) -> dict:
+    load_before = os.getloadavg()[0]
+    index = find_layout(root).split("train")
+    print(f"data: {data_label}: {len(index)} train images")
+    images, labels, build_s, load_s = cache_timings(index)
+    # Reference: the workers do the work (torch gives each 1 thread); the main process waits.
+    print(f"reference: DataLoader num_workers={args.workers} (1 torch thread each), PIL decode +")
+    print("  train_transform per image, default collate; main-process torch threads=1")
+    print(f"fast: resident uint8 tensor -> index batch -> train_augment; threads {args.threads}")
+    print(
+        f"timing {args.rounds} interleaved round(s) of reference then fast, each after "
+        f"{args.warmup} warm-up batches"
+    )
+    rate = interleaved_rates(args, index, images, labels)
     fast = {t: rate[f"fast/{t}"] for t in args.threads}
     best = max(fast, key=fast.get)
     ratio = fast[best] / rate["reference"]
@@ -238,8 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = run(args, args.root, str(args.root))
     else:
         with tempfile.TemporaryDirectory(prefix="dacl-bench-data-") as tmp:
-            write_synthetic(Path(tmp), args.images)
-            result = run(args, Path(tmp), f"synthetic ({args.images} 48x48 JPEGs)")
+            write_dataset(tmp, n_train=args.images, n_val=0, n_test=0, image_format="jpg")
+            result = run(args, Path(tmp), f"synthetic faces ({args.images} 48x48 JPEGs)")
     print(json.dumps(result))
     return result
 

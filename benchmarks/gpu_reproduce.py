@@ -21,53 +21,41 @@ EXPERIMENTS = ("exp3", "exp3_center", "exp3_softmax")
 RECIPE_EPOCHS, RECIPE_LR_STEP = 30, 20
 
 
-def run_one(name: str, args: argparse.Namespace) -> dict:
-    """Fit one experiment through the CLI's parser, then validate its best checkpoint."""
-    from dacl.cli import build_cli
+def lr_step_for(epochs: int) -> int:
+    """method.md §4's lr drop; a shortened recipe keeps its shape: the drop at 2/3 of training."""
+    return RECIPE_LR_STEP if epochs == RECIPE_EPOCHS else max(1, round(epochs * 2 / 3))
 
-    epochs = args.epochs
-    # A shortened recipe keeps method.md's shape: the lr drop at 2/3 of training.
-    lr_step = RECIPE_LR_STEP if epochs == RECIPE_EPOCHS else max(1, round(epochs * 2 / 3))
+
+def fit_overrides(name: str, args: argparse.Namespace) -> list[str]:
+    """The CLI arguments of one experiment's fit: its YAML on real data, or tiny on the CPU."""
     overrides = [
-        "--config",
-        str(REPO / "experiments" / f"{name}.yaml"),
-        "--data.root",
-        args.root,
-        "--model.in_chans",
-        "1",
-        "--model.compile",
-        str(args.compile).lower(),
-        "--trainer.max_epochs",
-        str(epochs),
-        "--model.lr_step",
-        str(lr_step),
-        "--trainer.logger.init_args.save_dir",
-        args.out,
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
+        "--config", str(REPO / "experiments" / f"{name}.yaml"),
+        "--data.root", args.root,
+        "--model.in_chans", "1",
+        "--model.compile", str(args.compile).lower(),
+        "--trainer.max_epochs", str(args.epochs),
+        "--model.lr_step", str(lr_step_for(args.epochs)),
+        "--trainer.logger.init_args.save_dir", args.out,
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
     if args.max_minutes:
         # A hard cap so the call always returns its JSON; the output says if it bit.
         minutes, seconds = divmod(round(args.max_minutes * 60), 60)
         overrides += ["--trainer.max_time", f"00:00:{minutes:02d}:{seconds:02d}"]
     if args.smoke:
         overrides += [
-            "--data.crop",
-            "32",
-            "--data.resize",
-            "36",
-            "--data.batch_size",
-            "16",
-            "--trainer.accelerator",
-            "cpu",
-            "--trainer.precision",
-            "32-true",
-            "--trainer.limit_train_batches",
-            "3",
-            "--trainer.limit_val_batches",
-            "2",
-        ]
-    cli = build_cli(overrides, run=False)
+            "--data.crop", "32", "--data.resize", "36", "--data.batch_size", "16",
+            "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
+            "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+        ]  # fmt: skip
+    return overrides
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict:
+    """Fit one experiment through the CLI's parser, then validate its best checkpoint."""
+    from dacl.cli import build_cli
+
+    cli = build_cli(fit_overrides(name, args), run=False)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     fit_s = time.perf_counter() - start
@@ -79,16 +67,41 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     (metrics,) = cli.trainer.validate(cli.model, cli.datamodule, ckpt_path="best", verbose=False)
     return {
         "experiment": name,
-        "epochs": epochs,
+        "epochs": args.epochs,
         "epochs_done": cli.trainer.current_epoch,
-        "lr_step": lr_step,
+        "lr_step": lr_step_for(args.epochs),
         "val_acc": round(float(metrics["val/acc"]), 4),
         "val_balanced_acc": round(float(metrics["val/balanced_acc"]), 4),
         "val_f1_macro": round(float(metrics["val/f1_macro"]), 4),
         "fit_wall_s": round(fit_s, 1),
-        "fit_images_per_s": round(n_train * epochs / fit_s, 1),
+        "fit_images_per_s": round(n_train * args.epochs / fit_s, 1),
         "best_checkpoint": cli.trainer.checkpoint_callback.best_model_path,
     }
+
+
+def run_workers(args: argparse.Namespace) -> list[dict]:
+    """Each experiment in its own process (this script with ``--one``); their results in order."""
+    base = [sys.executable, __file__, "--root", args.root, "--epochs", str(args.epochs)]
+    base += ["--out", args.out] + ["--compile"] * args.compile + ["--smoke"] * args.smoke
+    if args.max_minutes:
+        base += ["--max-minutes", str(args.max_minutes)]
+    procs = []
+    for name in EXPERIMENTS:
+        log = open(Path(tempfile.gettempdir()) / f"gpu_reproduce_{name}.log", "w+")  # noqa: SIM115
+        cmd = [*base, "--one", name]
+        procs.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        if args.sequential:
+            procs[-1][1].wait()
+    results = []
+    for name, proc, log in procs:
+        code = proc.wait()
+        log.seek(0)
+        lines = log.read().strip().splitlines()
+        if code == 0:
+            results.append(json.loads(lines[-1]))
+        else:
+            results.append({"experiment": name, "error": code, "log_tail": lines[-15:]})
+    return results
 
 
 def main() -> None:
@@ -113,45 +126,8 @@ def main() -> None:
     if not Path(args.root).is_dir():
         sys.exit(f"gpu_reproduce: no FER2013 at '{args.root}': copy ../shared/fer2013 there")
 
-    base = (
-        [
-            sys.executable,
-            __file__,
-            "--root",
-            args.root,
-            "--epochs",
-            str(args.epochs),
-            "--out",
-            args.out,
-        ]
-        + ["--compile"] * args.compile
-        + ["--smoke"] * args.smoke
-    )
-    if args.max_minutes:
-        base += ["--max-minutes", str(args.max_minutes)]
     start = time.perf_counter()
-    procs, results = [], []
-    for name in EXPERIMENTS:
-        log = open(Path(tempfile.gettempdir()) / f"gpu_reproduce_{name}.log", "w+")  # noqa: SIM115
-        procs.append(
-            (
-                name,
-                subprocess.Popen(
-                    [*base, "--one", name], stdout=log, stderr=subprocess.STDOUT, text=True
-                ),
-                log,
-            )
-        )
-        if args.sequential:
-            procs[-1][1].wait()
-    for name, proc, log in procs:
-        code = proc.wait()
-        log.seek(0)
-        lines = log.read().strip().splitlines()
-        if code == 0:
-            results.append(json.loads(lines[-1]))
-        else:
-            results.append({"experiment": name, "error": code, "log_tail": lines[-15:]})
+    results = run_workers(args)
     import torch
 
     summary = {
