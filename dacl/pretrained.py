@@ -66,22 +66,24 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
         for k, v in ckpt.state_dict.items()
         if k.startswith(KEPT)
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # each file whole or not at all: written beside its target and renamed into place
-    with replacing(weights, "weights file", binary=True) as pending:
-        pending.file.write(safetensors_bytes({k: v.contiguous() for k, v in state.items()}))
+    blob = safetensors_bytes({k: v.contiguous() for k, v in state.items()})
     config = {
         "name": out.stem,
         "weights": weights.name,
-        "sha256": sha256(weights),
+        "sha256": hashlib.sha256(blob).hexdigest(),
         "model": model_config(ckpt.model),
         "data": {k: ckpt.data[k] for k in DATA},
         "tta": "none",
         **info,
     }
     text = json.dumps(config, indent=2)
-    with replacing(out, "weights config") as pending:
-        pending.file.write(text + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The pair is replaced as one: both files are written beside their targets, then renamed
+    # into place together; a failure before that leaves the previous pair as it was.
+    with replacing(weights, "weights file", binary=True) as new_weights:
+        with replacing(out, "weights config") as new_config:
+            new_weights.file.write(blob)
+            new_config.file.write(text + "\n")
     return json.loads(text)
 
 

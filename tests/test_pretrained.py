@@ -45,6 +45,17 @@ def test_a_pair_holds_the_run_in_fp16_and_says_how_to_use_it(pair):
     assert json.loads(path.read_text()) == config
 
 
+def test_a_save_that_fails_leaves_the_previous_pair_whole(pair, tmp_path, monkeypatch):
+    ckpt = pair[0]
+    pretrained.save(ckpt, tmp_path / "m.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(pretrained, "safetensors_bytes", lambda state: b"other weights")
+    with pytest.raises(TypeError):  # a config that cannot be written, after new weights exist
+        pretrained.save(ckpt, tmp_path / "m.json", trained={"when": object()})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert pretrained.load(tmp_path / "m.json")[0] is not None
+
+
 def test_from_pretrained_equals_the_checkpoint_to_fp16_rounding(pair):
     ckpt, path, _, data, root = pair
     files = [root / name for name in data.names("val")[:8]]
