@@ -80,10 +80,12 @@ def save(ckpt_path: str | Path, out: str | Path, **info: Any) -> dict[str, Any]:
     out.parent.mkdir(parents=True, exist_ok=True)
     # The pair is replaced as one: both files are written beside their targets, then renamed
     # into place together; a failure before that leaves the previous pair as it was.
-    with replacing(weights, "weights file", binary=True) as new_weights:
-        with replacing(out, "weights config") as new_config:
-            new_weights.file.write(blob)
-            new_config.file.write(text + "\n")
+    with (
+        replacing(weights, "weights file", binary=True) as new_weights,
+        replacing(out, "weights config") as new_config,
+    ):
+        new_weights.file.write(blob)
+        new_config.file.write(text + "\n")
     return json.loads(text)
 
 
