@@ -159,6 +159,8 @@ class LastCheckpoint(pl.Callback):
         if ckpt is None or ckpt.dirpath is None:
             return None
         path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
+        if ckpt.save_last:  # its epoch-end save then overwrites this file, not a last-v1 beside it
+            ckpt.last_model_path = str(path)
         trainer.save_checkpoint(path)
         self._last_save = time.monotonic()
         return path

@@ -311,6 +311,18 @@ def _fit_tiny(root: Path, tmp_path: Path, last: LastCheckpoint, **trainer_option
     return trainer
 
 
+def test_a_mid_epoch_save_and_the_epoch_end_save_share_one_last_ckpt(synthetic_dataset, tmp_path):
+    data = FER2013DataModule(synthetic_dataset("folders"), crop=32, resize=36, batch_size=16,
+                             faces=FaceOptions(cache_dir=tmp_path))  # fmt: skip
+    saves = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=0, save_last=True)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         limit_val_batches=0, limit_train_batches=3, max_epochs=1,
+                         callbacks=[LastCheckpoint(every_n_steps=2), saves])  # fmt: skip
+    trainer.fit(DACLModule(image_size=32, in_chans=1), data)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["last.ckpt"]
+    assert safe_load(tmp_path / "ckpt" / "last.ckpt")["global_step"] == 3
+
+
 @pytest.mark.parametrize(("max_time", "cut"), [(timedelta(microseconds=1), True), (None, False)])
 def test_a_fit_cut_by_max_time_says_its_schedule_did_not_finish(
     synthetic_dataset, tmp_path, caplog, max_time, cut
