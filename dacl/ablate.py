@@ -11,10 +11,10 @@ run), ``results.json`` and ``ablation.png``, and
 ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and ``.png``
 (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint), and with
 ``--soft`` each run's ``soft.npz`` (:mod:`dacl.teacher`: its best checkpoint's ten-crop softmax on
-train and val, a teacher for distillation), written as soon as the run finishes (a run finished
-earlier without one: when the runner passes it), before the next run starts. A finished run
-whose best checkpoint is not on this machine (checkpoints stay out of git) keeps its earlier
-analysis and soft targets, with one line.
+train and val, a teacher for distillation); both are written as soon as a run finishes (a run
+finished earlier without them: when the runner passes it, or at the end for the analysis),
+before the next run starts. A finished run whose best checkpoint is not on this machine
+(checkpoints stay out of git) keeps its earlier analysis and soft targets, with one line.
 Run folders are recorded relative to ``OUT``.
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
@@ -85,8 +85,8 @@ def parser() -> ProgramParser:
     p.add_argument("--quiet", action="store_true", help="runs' output to their logs only")
     p.add_argument(
         "--analyze", action="store_true",
-        help="then measure each finished run's best checkpoint on val: attention weights per "
-        "class and feature compactness (attention.md, attention.json, attention.png)",
+        help="measure each run's best checkpoint on val as the run finishes: attention weights "
+        "per class and feature compactness (attention.md, attention.json, attention.png)",
     )  # fmt: skip
     p.add_argument(
         "--soft", action="store_true",
@@ -145,17 +145,18 @@ def main(argv: list[str] | None = None) -> None:
                 if records or later:
                     _write_results(out, records + later, configs)
                 records.append(_execute(run, overrides, args, tag))
-            if args.soft:  # now, while the run's checkpoint is surely on this machine
+                # now, while the run's checkpoint is surely on this machine
+                if args.analyze and records[-1]["status"] == "done":
+                    _write_analysis(out, records + later, configs, tuple(overrides))
+            if args.soft:  # likewise
                 _write_soft(run, tuple(overrides))
     except KeyboardInterrupt:
         print(f"dacl ablate: interrupted; the same command resumes from {out}", file=sys.stderr)
         raise SystemExit(130) from None
     _write_results(out, records, configs)
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
-    if args.analyze:  # each finished run's best checkpoint on its config's val split
-        done = [r for r in records if r["status"] == "done"]
-        data = functools.partial(_datamodule, overrides=tuple(overrides))
-        analysis.write(out, done, [str(c) for c in configs], lambda c: data(Path(c)))
+    if args.analyze:
+        _write_analysis(out, records, configs, tuple(overrides))
     failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
     if failed:
         raise SystemExit(
@@ -195,6 +196,15 @@ def _command(run: Run, subcommand: str, overrides: list[str], sub_dir: str = "")
 def _datamodule(config: Path, overrides: tuple[str, ...]) -> FER2013DataModule:
     """The config's data as ``dacl fit`` configures it; built once per config, not per seed."""
     return build_cli(["--config", str(config), *overrides]).datamodule
+
+
+def _write_analysis(
+    out: Path, records: list[dict[str, Any]], configs: list[Path], overrides: tuple[str, ...]
+) -> None:
+    """``--analyze``: each finished run's best checkpoint on its config's val split."""
+    done = [r for r in records if r["status"] == "done"]
+    data = functools.partial(_datamodule, overrides=overrides)
+    analysis.write(out, done, [str(c) for c in configs], lambda c: data(Path(c)))
 
 
 def _has_test_split(config: Path, overrides: tuple[str, ...]) -> bool:

@@ -184,8 +184,12 @@ def write(
     """``dacl ablate --analyze``: :func:`analyze` of each finished run's best checkpoint (``done``:
     its records) on its config's data (``data(config)``), written up in ``out``: per config (in
     the order given) the mean ± std over its runs in ``attention.md``, every run in
-    ``attention.json``, and :func:`figure` as ``attention.png``."""
-    runs = [run for r in done if (run := _measure(out, r, data)) is not None]
+    ``attention.json``, and :func:`figure` as ``attention.png``. A run already in
+    ``attention.json`` from the same checkpoint is not measured again (delete the file to
+    re-measure every run whose checkpoint is here)."""
+    file = out / "attention.json"
+    earlier = {r["name"]: r for r in json.loads(file.read_text())["runs"]} if file.is_file() else {}
+    runs = [run for r in done if (run := _measure(out, r, data, earlier)) is not None]
     summary, compact, tables = [], [], []
     for config in configs:
         mine = [r for r in runs if r["config"] == config]
@@ -218,19 +222,20 @@ def write(
 
 
 def _measure(
-    out: Path, record: dict[str, Any], data: Callable[[str], FER2013DataModule]
-) -> dict[str, Any] | None:
+    out: Path, record: dict[str, Any], data: Callable[[str], FER2013DataModule],
+    earlier: dict[str, dict[str, Any]],
+) -> dict[str, Any] | None:  # fmt: skip
     """:func:`analyze` of one finished run's best checkpoint (its run folder relative to
-    ``out``), or, when the checkpoint is not on this machine, its earlier entry in
-    ``out/attention.json``; ``None`` (and one line) when there is neither."""
+    ``out``), or its ``earlier`` entry (by run name) when that entry is of the same checkpoint
+    or the checkpoint is not on this machine; ``None`` (and one line) when there is neither."""
     name = record["name"]
+    kept = earlier.get(name)
     try:
         ckpt = resolve_checkpoint("best", out / Path(record["run_dir"]).parent)
     except DACLError as err:
-        file = out / "attention.json"
-        earlier = json.loads(file.read_text())["runs"] if file.is_file() else []
-        kept = next((r for r in earlier if r["name"] == name), None)
         print(f"{name}: {'earlier analysis kept' if kept else 'skipped'} ({err})", flush=True)
+        return kept
+    if kept and kept["checkpoint"] == os.path.relpath(ckpt, out):
         return kept
     got = analyze(ckpt, data(record["config"]))
     got["checkpoint"] = os.path.relpath(ckpt, out)

@@ -438,6 +438,43 @@ def test_soft_targets_are_written_before_the_next_run(
     assert (out / "runs" / "tiny_dacl_seed1" / "soft.npz").is_file()
 
 
+def test_each_run_is_analysed_before_the_next_run_and_once(
+    tmp_path, fake_runs, synthetic_dataset, monkeypatch
+):
+    """As with soft targets: a run's analysis is written while its checkpoint is surely here,
+    and a run already analysed from the same checkpoint is not measured again."""
+    config = _config(tmp_path, "dacl")
+    out = tmp_path / "ablation"
+    for seed in (0, 1):
+        ckpt = out / "runs" / f"tiny_dacl_seed{seed}" / "version_0" / "checkpoints"
+        _tiny_checkpoint(ckpt / "best-epoch=00.ckpt", "dacl", seed)
+    analysed_before: list[list[str]] = []
+    fake = ablate._call
+
+    def call(cmd, run, step, quiet):
+        file = out / "attention.json"
+        runs = json.loads(file.read_text())["runs"] if file.is_file() else []
+        analysed_before.append(sorted(r["name"] for r in runs))
+        return fake(cmd, run, step, quiet)
+
+    measured: list[str] = []
+    measure = analysis.analyze
+
+    def analyze(ckpt, data):
+        measured.append(Path(ckpt).parent.parent.parent.name)
+        return measure(ckpt, data, "cpu")
+
+    monkeypatch.setattr(ablate, "_call", call)
+    monkeypatch.setattr(analysis, "analyze", analyze)
+    data = str(synthetic_dataset("folders"))
+    ablate.main(["--configs", str(config), "--seeds", "0", "1", "--out", str(out),
+                 "--test", "never", "--analyze", "--data.root", data])  # fmt: skip
+    assert analysed_before == [[], ["tiny_dacl_seed0"]]
+    assert measured == ["tiny_dacl_seed0", "tiny_dacl_seed1"]  # each once, none again at the end
+    runs = json.loads((out / "attention.json").read_text())["runs"]
+    assert sorted(r["name"] for r in runs) == ["tiny_dacl_seed0", "tiny_dacl_seed1"]
+
+
 @pytest.fixture
 def fake_runs(monkeypatch):
     """Replace the subprocess: record each command, fail those whose config is in ``fail``."""
