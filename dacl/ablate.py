@@ -11,10 +11,11 @@ run), ``results.json`` and ``ablation.png``, and
 ``commands.sh``; with ``--analyze`` also ``attention.md``, ``.json`` and ``.png``
 (:mod:`dacl.analysis`: attention and feature compactness of each best checkpoint), and with
 ``--soft`` each run's ``soft.npz`` (:mod:`dacl.teacher`: its best checkpoint's ten-crop softmax on
-train and val, a teacher for distillation); both are written as soon as a run finishes (a run
-finished earlier without them: when the runner passes it, or at the end for the analysis),
-before the next run starts. A finished run whose best checkpoint is not on this machine
-(checkpoints stay out of git) keeps its earlier analysis and soft targets, with one line.
+train and val, a teacher for distillation); both are written as soon as a run finishes, before
+the next run starts (a run finished earlier without them: its soft targets when the runner passes
+it, its analysis with the next run's or at the end). A finished run whose best checkpoint is not
+on this machine (checkpoints stay out of git) keeps its earlier analysis and soft targets, with
+one line.
 Run folders are recorded relative to ``OUT``.
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
@@ -44,6 +45,7 @@ from dacl.cli import build_cli, resolve_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
+from dacl.outputs import write_text
 from dacl.predictor import Predictor
 from dacl.usage import ProgramParser
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (out / "commands.sh").is_file():
         cd = shlex.quote(str(Path.cwd()))
         head = f"#!/usr/bin/env bash\n# The commands dacl ablate ran, in order.\nset -e\ncd {cd}\n"
-        (out / "commands.sh").write_text(head)
+        write_text(out / "commands.sh", head)
     finished = {run.home: _finished_record(run, out) for run in runs if (run.home / DONE).is_file()}
     records: list[dict[str, Any]] = []
     try:
@@ -175,8 +177,8 @@ def _finished_record(run: Run, out: Path) -> dict[str, Any]:
 def _write_results(out: Path, records: list[dict[str, Any]], configs: list[Path]) -> None:
     """``results.md``, ``results.json`` and ``ablation.png`` of the runs so far."""
     summary = summarize(records, [str(c) for c in configs])
-    (out / "results.json").write_text(json.dumps({"summary": summary, "runs": records}, indent=1))
-    (out / "results.md").write_text(markdown(summary, records))
+    write_text(out / "results.json", json.dumps({"summary": summary, "runs": records}, indent=1))
+    write_text(out / "results.md", markdown(summary, records))
     viz.save_figure(analysis.bars(summary, records, METRIC_LABELS), out / "ablation.png", dpi=120)
 
 
@@ -241,7 +243,7 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
             say(f"FAILED, {err}")
             return {**record, "returncode": rc, "failed_step": "fit"}
         record.update(fit)
-        (run.home / FIT_DONE).write_text(json.dumps(fit))
+        write_text(run.home / FIT_DONE, json.dumps(fit))
     record["test"] = None
     auto = args.test == "auto" and _has_test_split(run.config, tuple(overrides))
     if args.test == "always" or auto:
@@ -253,7 +255,7 @@ def _execute(run: Run, overrides: list[str], args: Namespace, tag: str) -> dict[
             return {**record, "returncode": rc, "failed_step": "test"}
         record["test"] = read_test_metrics(run.run_dir / "test")
     record.update(status="done", returncode=0)
-    (run.home / DONE).write_text(json.dumps(record, indent=1))
+    write_text(run.home / DONE, json.dumps(record, indent=1))
     scores = ", ".join(f"{METRIC_LABELS[m]} {record['best'][m]:.4f}" for m in METRICS)
     say(f"done; best epoch {record['best']['epoch']}: {scores}")
     return record

@@ -41,6 +41,7 @@ from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.diagnostics import HIGH, LOW
 from dacl.errors import DACLError
+from dacl.outputs import write_text
 from dacl.predictor import Predictor
 
 BINS = 20  # of the attention histograms over [0, 1]
@@ -210,12 +211,13 @@ def write(
             tables.append(
                 f"### `{config}`\n\n{table(['class', 'faces', *ATTENTION.values()], cells)}"
             )
-    (out / "attention.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
-    (out / "attention.md").write_text(
+    write_text(out / "attention.json", json.dumps({"summary": summary, "runs": runs}, indent=1))
+    write_text(
+        out / "attention.md",
         template("attention.md").format(
             compactness=table(["config", "runs", *COMPACTNESS.values()], compact),
             attention="\n\n".join(tables) or "_No config has attention (center, softmax)._",
-        )
+        ),
     )
     viz.save_figure(figure(summary, runs), out / "attention.png", dpi=120)
     print(f"analysis written to {out}/attention.md, attention.json, attention.png")

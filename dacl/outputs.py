@@ -78,3 +78,9 @@ def replacing(target: str | Path, option: str, binary: bool = False) -> Iterator
         pending.discard()
         raise
     pending.commit()
+
+
+def write_text(target: str | Path, text: str, option: str = "output") -> None:
+    """``text`` as the file ``target``, whole or not at all (:func:`replacing`)."""
+    with replacing(target, option) as pending:
+        pending.file.write(text)

@@ -27,6 +27,7 @@ from dacl.defaults import template
 from dacl.diagnostics import AttentionDiagnostics
 from dacl.errors import DACLError
 from dacl.module import eval_metrics
+from dacl.outputs import write_text
 
 SPLITS = ("val", "test")
 
@@ -194,8 +195,8 @@ def _write(
     out: Path, result: dict[str, Any], hp: dict[str, Any], log_dir: Path | None, per_class: int
 ) -> None:
     """``metrics.json`` and ``report.md`` into ``out``, and the summary lines on stdout."""
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "report.md").write_text(_markdown(result, hp, log_dir, per_class))
+    write_text(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "report.md", _markdown(result, hp, log_dir, per_class))
     print(
         f"report written to {out}: acc {result['acc']:.4f}, balanced acc "
         f"{result['balanced_acc']:.4f}, macro F1 {result['f1_macro']:.4f}"

@@ -23,6 +23,7 @@ from torchmetrics.functional.classification import multiclass_recall
 
 from dacl.classes import REPORTED_METRICS
 from dacl.errors import DACLError
+from dacl.outputs import replacing
 
 Scalars = dict[str, list[tuple[int, float]]]
 #: The faces of images given by their indices (a datamodule's ``faces`` of one split).
@@ -50,10 +51,12 @@ def figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG at ``path`` (parents created) and return the path."""
+    """Write ``fig`` as a PNG at ``path`` (parents created), whole or not at all, and return the
+    path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, facecolor="white")
+    with replacing(path, "figure", binary=True) as pending:
+        fig.savefig(pending.file, format="png", dpi=dpi, facecolor="white")
     return path
 
 

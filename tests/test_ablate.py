@@ -418,23 +418,12 @@ def test_soft_targets_are_written_before_the_next_run(
 ):
     """A checkpoint lives only on the machine that trained it: a long ablation spread over
     machines keeps each run's soft targets only if they are written as that run finishes."""
-    config = _config(tmp_path, "dacl")
     out = tmp_path / "ablation"
-    for seed in (0, 1):
-        ckpt = out / "runs" / f"tiny_dacl_seed{seed}" / "version_0" / "checkpoints"
-        _tiny_checkpoint(ckpt / "best-epoch=00.ckpt", "dacl", seed)
-    written_before: list[list[str]] = []
-    fake = ablate._call
-
-    def call(cmd, run, step, quiet):
-        written_before.append(sorted(p.parent.name for p in out.rglob("soft.npz")))
-        return fake(cmd, run, step, quiet)
-
-    monkeypatch.setattr(ablate, "_call", call)
-    data = str(synthetic_dataset("folders"))
-    ablate.main(["--configs", str(config), "--seeds", "0", "1", "--out", str(out),
-                 "--test", "never", "--soft", "--data.root", data])  # fmt: skip
-    assert written_before == [[], ["tiny_dacl_seed0"]]
+    soft = _before_each_fit(
+        monkeypatch, lambda: sorted(p.parent.name for p in out.rglob("soft.npz"))
+    )
+    _two_seeds_of_dacl(tmp_path, out, synthetic_dataset, "--soft")
+    assert soft == [[], ["tiny_dacl_seed0"]]
     assert (out / "runs" / "tiny_dacl_seed1" / "soft.npz").is_file()
 
 
@@ -443,20 +432,11 @@ def test_each_run_is_analysed_before_the_next_run_and_once(
 ):
     """As with soft targets: a run's analysis is written while its checkpoint is surely here,
     and a run already analysed from the same checkpoint is not measured again."""
-    config = _config(tmp_path, "dacl")
     out = tmp_path / "ablation"
-    for seed in (0, 1):
-        ckpt = out / "runs" / f"tiny_dacl_seed{seed}" / "version_0" / "checkpoints"
-        _tiny_checkpoint(ckpt / "best-epoch=00.ckpt", "dacl", seed)
-    analysed_before: list[list[str]] = []
-    fake = ablate._call
-
-    def call(cmd, run, step, quiet):
-        file = out / "attention.json"
-        runs = json.loads(file.read_text())["runs"] if file.is_file() else []
-        analysed_before.append(sorted(r["name"] for r in runs))
-        return fake(cmd, run, step, quiet)
-
+    file = out / "attention.json"
+    analysed = _before_each_fit(monkeypatch, lambda: sorted(
+        r["name"] for r in (json.loads(file.read_text())["runs"] if file.is_file() else [])
+    ))  # fmt: skip
     measured: list[str] = []
     measure = analysis.analyze
 
@@ -464,15 +444,36 @@ def test_each_run_is_analysed_before_the_next_run_and_once(
         measured.append(Path(ckpt).parent.parent.parent.name)
         return measure(ckpt, data, "cpu")
 
-    monkeypatch.setattr(ablate, "_call", call)
     monkeypatch.setattr(analysis, "analyze", analyze)
-    data = str(synthetic_dataset("folders"))
-    ablate.main(["--configs", str(config), "--seeds", "0", "1", "--out", str(out),
-                 "--test", "never", "--analyze", "--data.root", data])  # fmt: skip
-    assert analysed_before == [[], ["tiny_dacl_seed0"]]
+    _two_seeds_of_dacl(tmp_path, out, synthetic_dataset, "--analyze")
+    assert analysed == [[], ["tiny_dacl_seed0"]]
     assert measured == ["tiny_dacl_seed0", "tiny_dacl_seed1"]  # each once, none again at the end
     runs = json.loads((out / "attention.json").read_text())["runs"]
     assert sorted(r["name"] for r in runs) == ["tiny_dacl_seed0", "tiny_dacl_seed1"]
+
+
+def _before_each_fit(monkeypatch, probe):
+    """The list of ``probe()``'s answers just before each (fake) run, filled as runs start."""
+    seen: list = []
+    fake = ablate._call
+
+    def call(cmd, run, step, quiet):
+        seen.append(probe())
+        return fake(cmd, run, step, quiet)
+
+    monkeypatch.setattr(ablate, "_call", call)
+    return seen
+
+
+def _two_seeds_of_dacl(tmp_path, out, synthetic_dataset, option):
+    """``dacl ablate`` of one tiny DACL config at seeds 0 and 1 with ``option``, each run's best
+    checkpoint in place as if trained."""
+    for seed in (0, 1):
+        ckpt = out / "runs" / f"tiny_dacl_seed{seed}" / "version_0" / "checkpoints"
+        _tiny_checkpoint(ckpt / "best-epoch=00.ckpt", "dacl", seed)
+    data = str(synthetic_dataset("folders"))
+    ablate.main(["--configs", str(_config(tmp_path, "dacl")), "--seeds", "0", "1", "--out",
+                 str(out), "--test", "never", option, "--data.root", data])  # fmt: skip
 
 
 @pytest.fixture
