@@ -65,7 +65,7 @@ from dacl import pretrained
 from dacl.classes import FER2013_CLASSES, class_index
 from dacl.data.layouts import IMAGE_SUFFIXES, image_array
 from dacl.errors import DACLError
-from dacl.outputs import replacing
+from dacl.outputs import write_text
 from dacl.predictor import Predictor
 
 #: fer's output order (``fer.FER._get_labels`` in fer 25.10.3).
@@ -303,8 +303,7 @@ def main() -> None:
     print(table(rows))
     print(json.dumps(result))
     if args.out is not None:
-        with replacing(args.out, "--out") as pending:
-            pending.file.write(json.dumps(result, indent=2) + "\n")
+        write_text(args.out, json.dumps(result, indent=2) + "\n", "--out")
 
 
 if __name__ == "__main__":

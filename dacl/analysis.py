@@ -237,10 +237,11 @@ def _measure(
     except DACLError as err:
         print(f"{name}: {'earlier analysis kept' if kept else 'skipped'} ({err})", flush=True)
         return kept
-    if kept and kept["checkpoint"] == os.path.relpath(ckpt, out):
+    where = os.path.relpath(ckpt, out)
+    if kept and kept["checkpoint"] == where:
         return kept
     got = analyze(ckpt, data(record["config"]))
-    got["checkpoint"] = os.path.relpath(ckpt, out)
+    got["checkpoint"] = where
     print(f"{name}: intra/inter {got['ratio']:.4f} ({ckpt})", flush=True)
     return {"name": name, "config": record["config"], "seed": record["seed"], **got}
 
