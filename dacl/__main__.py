@@ -1,6 +1,6 @@
 """The ``dacl`` command: one subcommand, one program. ``fit``, ``validate``, ``test``,
 ``report`` and ``predict_split`` are the LightningCLI of :mod:`dacl.cli`; ``predict``
-(:mod:`dacl.predictor`), ``export`` (:mod:`dacl.export`), ``ablate`` (:mod:`dacl.ablate`),
+(:mod:`dacl.predict`), ``export`` (:mod:`dacl.export`), ``ablate`` (:mod:`dacl.ablate`),
 ``ensemble`` (:mod:`dacl.teacher`) and ``demo`` (:mod:`dacl.demo`) are programs of their own."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _program(module: str) -> Callable[[list[str]], None]:
 PROGRAMS = {
     name: _program(f"dacl.{module}")
     for name, module in {
-        "predict": "predictor",
+        "predict": "predict",
         "export": "export",
         "ablate": "ablate",
         "ensemble": "teacher",

@@ -138,7 +138,7 @@ class DACLCLI(LightningCLI):
     """LightningCLI with ``model.image_size`` linked to ``data.crop``, ``best``/``last``/
     ``pretrained`` as checkpoint paths, ``report`` beside Lightning's subcommands, and
     Lightning's ``predict`` of a dataset split as ``predict_split`` (``dacl predict`` is the
-    picture classifier of :mod:`dacl.predictor`)."""
+    picture classifier of :mod:`dacl.predict`)."""
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

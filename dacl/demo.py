@@ -37,15 +37,8 @@ from dacl import pretrained
 from dacl.classes import FER2013_CLASSES
 from dacl.data.synthetic import make_faces
 from dacl.errors import DACLError
-from dacl.predictor import (
-    BOX,
-    Predictor,
-    add_model_options,
-    annotate,
-    chosen_model,
-    detect_faces,
-    load_picture,
-)
+from dacl.pictures import BOX, annotate, detect_faces, load_picture
+from dacl.predictor import Predictor, add_model_options, chosen_model
 
 try:
     import gradio as gr

@@ -113,7 +113,7 @@ def test_dacl_export_command(trained, tmp_path, capsys):
 
 
 def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys):
-    from dacl import predictor as predictor_module
+    from dacl import predict as predict_module
 
     ckpt, module, data, root = trained
     folder = tmp_path / "photos"
@@ -125,7 +125,7 @@ def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys)
     out = tmp_path / "rows.csv"
     argv = ["--ckpt_path", str(ckpt), str(folder), "--out", str(out), "--batch_size", "2"]
     with pytest.raises(SystemExit) as exit:
-        predictor_module.main(argv)
+        predict_module.main(argv)
     assert exit.value.code == 1  # one picture unreadable: its row says so, the others are there
     assert "1 of 6 files could not be read" in capsys.readouterr().err
     rows = list(csv.DictReader(out.open()))
@@ -142,7 +142,7 @@ def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys)
     assert [r["prediction"] for r in rows[:5]] == [FER2013_CLASSES[i] for i in expected.argmax(-1)]
     assert all(r["width"] == "48" and r["height"] == "48" for r in rows[:5])
     # JSON lines with the attention weights, on stdout
-    predictor_module.main(["--ckpt_path", str(ckpt), str(folder / "0.png"), "--format", "jsonl",
+    predict_module.main(["--ckpt_path", str(ckpt), str(folder / "0.png"), "--format", "jsonl",
                            "--attention", "true"])  # fmt: skip
     (line,) = capsys.readouterr().out.splitlines()
     row = json.loads(line)
@@ -191,7 +191,8 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
     import cv2
 
     from dacl.data.synthetic import make_faces
-    from dacl.predictor import annotation_paths, predict_files
+    from dacl.pictures import annotation_paths
+    from dacl.predictor import predict_files
 
     predictor = Predictor.from_checkpoint(trained[0])
     faces, _ = make_faces(6, seed=1)
@@ -225,14 +226,14 @@ def test_dacl_predict_exit_status(trained, tmp_path, capsys):
     import subprocess
     import sys
 
-    from dacl import predictor as predictor_module
+    from dacl import predict as predict_module
 
     ckpt, _, data, root = trained
     good = str(root / data.names("val")[0])
-    predictor_module.main(["--ckpt_path", str(ckpt), good])  # returns: exit status 0
+    predict_module.main(["--ckpt_path", str(ckpt), good])  # returns: exit status 0
     assert capsys.readouterr().out.startswith("file,frame,x,y,width,height,prediction")
     with pytest.raises(DACLError, match="faces"):  # the dacl command: one line, exit status 2
-        predictor_module.main(["--ckpt_path", str(ckpt), good, "--faces", "guess"])
+        predict_module.main(["--ckpt_path", str(ckpt), good, "--faces", "guess"])
     (tmp_path / "bad.png").write_bytes(b"nope")
     command = [sys.executable, "-m", "dacl", "predict", "--ckpt_path", str(ckpt), good]
     process = subprocess.run(
@@ -253,11 +254,11 @@ def test_pictures_of_more_than_8_bits_are_read_at_their_real_brightness(trained,
 
 
 def test_every_frame_of_an_animated_picture_is_a_row(trained, tmp_path, capsys):
-    from dacl import predictor as predictor_module
+    from dacl import predict as predict_module
 
     frames = [Image.fromarray(np.full((48, 48), v, np.uint8)) for v in (20, 120, 220)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
-    predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "anim.gif")])
+    predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "anim.gif")])
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [r["frame"] for r in rows] == ["0", "1", "2"] and all(r["prediction"] for r in rows)
 
@@ -270,7 +271,7 @@ def test_a_picture_over_pillows_pixel_limit_is_one_line(trained, tmp_path, monke
 
 
 def test_boxes_from_your_own_detector(trained, tmp_path, capsys):
-    from dacl import predictor as predictor_module
+    from dacl import predict as predict_module
 
     predictor = Predictor.from_checkpoint(trained[0])
     photo = Image.fromarray(np.random.default_rng(2).integers(0, 256, (96, 96), np.uint8))
@@ -287,14 +288,14 @@ def test_boxes_from_your_own_detector(trained, tmp_path, capsys):
     # the same boxes as a CSV for the command, matched by file name
     table = tmp_path / "boxes.csv"
     table.write_text("file,x,y,width,height\nphoto.png,0,0,48,48\nphoto.png,40,41,56,55\n")
-    predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
+    predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
                            "--boxes", str(table)])  # fmt: skip
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("40", "41")]
     assert [r["prediction"] for r in rows] == out.labels
     table.write_text("file,x,y\nphoto.png,0,0\n")
     with pytest.raises(DACLError, match="line 2: expected columns"):
-        predictor_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
+        predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
                                "--boxes", str(table)])  # fmt: skip
 
 
@@ -441,7 +442,7 @@ def test_a_bad_output_path_is_one_line_before_any_work(
 
 
 def test_annotated_pictures_of_files_sharing_a_name_are_all_kept(trained, tmp_path, capsys):
-    from dacl import predictor as predictor_module
+    from dacl import predict as predict_module
     from dacl.data.synthetic import make_faces
 
     faces, _ = make_faces(3, seed=0)
@@ -450,9 +451,7 @@ def test_annotated_pictures_of_files_sharing_a_name_are_all_kept(trained, tmp_pa
         path.parent.mkdir(exist_ok=True)
         Image.fromarray(face).resize((96, 96)).save(path)
     out = tmp_path / "drawn"
-    predictor_module.main(
-        ["--ckpt_path", str(trained[0]), *map(str, files), "--annotate", str(out)]
-    )
+    predict_module.main(["--ckpt_path", str(trained[0]), *map(str, files), "--annotate", str(out)])
     drawn = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert drawn == ["a/face.png", "b/face.jpg.png", "b/face.png.png"]
     for path, name in zip(files, ["a/face.png", "b/face.jpg.png", "b/face.png.png"], strict=True):
@@ -463,12 +462,10 @@ def test_annotated_pictures_of_files_sharing_a_name_are_all_kept(trained, tmp_pa
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(trained, pictures, monkeypatch, capsys):
-    from dacl import predictor as predictor_module
+    from dacl import predict as predict_module
 
-    monkeypatch.setattr(predictor_module, "PROGRESS_EVERY", 0.0)  # a line for every row
-    predictor_module.main(
-        ["--ckpt_path", str(trained[0]), *map(str, pictures), "--batch_size", "2"]
-    )
+    monkeypatch.setattr(predict_module, "PROGRESS_EVERY", 0.0)  # a line for every row
+    predict_module.main(["--ckpt_path", str(trained[0]), *map(str, pictures), "--batch_size", "2"])
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 5
     for line, (done, faces) in zip(lines, [(2, 1), (2, 2), (4, 3), (4, 4), (5, 5)], strict=True):

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from dacl import DACLError, DACLModule, FER2013DataModule, Predictor, pretrained
 from dacl.data.augment import eval_augment
 from dacl.export import export
-from dacl.predictor import main as predict_main
+from dacl.predict import main as predict_main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VAL = REPO.parent / "shared" / "fer2013"
