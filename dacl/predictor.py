@@ -10,7 +10,9 @@
 Each picture is treated as the training data treated its faces (EXIF rotation applied; for
 FER2013 gray, 48x48; for RAF-DB RGB, 100x100, ...), then goes through the evaluation transform
 of the run that trained the model (resize, center crop, normalise), in eval mode without
-autograd, in batches.
+autograd, in batches. :func:`predict_files` does the same for files, folders and videos, a row
+per face; the pictures are read and their faces found by :mod:`dacl.pictures`, and
+``dacl predict`` (:mod:`dacl.predict`) writes the rows.
 """
 
 from __future__ import annotations
