@@ -15,15 +15,23 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 
 from tqdm import tqdm
 
+from dacl import pretrained
 from dacl.errors import DACLError
 from dacl.outputs import Pending, check_folder
 from dacl.pictures import BOX, annotation_paths, expand, read_boxes
-from dacl.predictor import Predictor, add_model_options, chosen_model, predict_files, shipped_model
+from dacl.predictor import Predictor, add_model_options, chosen_model, predict_files
 
 if TYPE_CHECKING:  # the command's parser; jsonargparse is imported when the command runs
     from jsonargparse import Namespace
 
     from dacl.usage import ProgramParser
+
+
+def shipped_model(tta: str, name: str | None = None) -> str:
+    """One line naming a shipped model (default: the default one) and its validation accuracy
+    with the test-time views ``tta``."""
+    config = pretrained.read_config(name)
+    return f"the shipped model {config['name']}: {pretrained.scores(config, tta)}"
 
 
 #: Seconds between ``dacl predict``'s progress lines where stderr is not a terminal.

@@ -339,13 +339,6 @@ def predict_files(
     yield from flush()
 
 
-def shipped_model(tta: str, name: str | None = None) -> str:
-    """One line naming a shipped model (default: the default one) and its validation accuracy
-    with the test-time views ``tta``."""
-    config = pretrained.read_config(name)
-    return f"the shipped model {config['name']}: {pretrained.scores(config, tta)}"
-
-
 def add_model_options(parser: Any) -> None:
     """``--ckpt_path``, ``--model`` and ``--tta``: which model answers, with which views
     (``dacl predict``, ``export`` and ``demo`` alike)."""

@@ -143,7 +143,7 @@ def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys)
     assert all(r["width"] == "48" and r["height"] == "48" for r in rows[:5])
     # JSON lines with the attention weights, on stdout
     predict_module.main(["--ckpt_path", str(ckpt), str(folder / "0.png"), "--format", "jsonl",
-                           "--attention", "true"])  # fmt: skip
+                         "--attention", "true"])  # fmt: skip
     (line,) = capsys.readouterr().out.splitlines()
     row = json.loads(line)
     assert row["prediction"] == rows[0]["prediction"] and len(row["attention"]) == 512
@@ -289,14 +289,14 @@ def test_boxes_from_your_own_detector(trained, tmp_path, capsys):
     table = tmp_path / "boxes.csv"
     table.write_text("file,x,y,width,height\nphoto.png,0,0,48,48\nphoto.png,40,41,56,55\n")
     predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
-                           "--boxes", str(table)])  # fmt: skip
+                         "--boxes", str(table)])  # fmt: skip
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("40", "41")]
     assert [r["prediction"] for r in rows] == out.labels
     table.write_text("file,x,y\nphoto.png,0,0\n")
     with pytest.raises(DACLError, match="line 2: expected columns"):
         predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
-                               "--boxes", str(table)])  # fmt: skip
+                             "--boxes", str(table)])  # fmt: skip
 
 
 # -- dacl predict's outputs: nothing lost, every bad path one line ---------------------------
