@@ -322,9 +322,17 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _no_cloud_tip(record: logging.LogRecord) -> bool:
+    """Whether a Lightning info line is shown: all but its tip to install a cloud logger
+    (dacl logs locally, to TensorBoard and CSV, and never reaches the network)."""
+    return "litlogger" not in record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> None:
     # The command shows dacl's own info lines (layout found, class counts, checkpoints
-    # resolved, pretrained tensors loaded); as a library dacl stays quiet.
+    # resolved, pretrained tensors loaded) and Lightning's (seed, accelerators); as a library
+    # dacl stays quiet.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_no_cloud_tip)
     logger = logging.getLogger("dacl")
     if not logger.handlers:
         handler = logging.StreamHandler()

@@ -101,6 +101,15 @@ def test_the_fitted_run_has_its_checkpoints_and_tests_with_best(fitted, run):
     assert "test/balanced_acc" in test.stdout and "best-epoch=00.ckpt" in test.stderr
 
 
+def test_a_run_shows_lightnings_info_lines_but_not_its_cloud_logger_tip(fitted, run, caplog):
+    caplog.set_level(logging.INFO)
+    result = run("validate", "--config", str(fitted), "--ckpt_path", "last")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("GPU available" in line for line in lines)
+    assert not [line for line in lines if "litlogger" in line]
+
+
 def test_report_writes_pictures_and_metrics(fitted, run):
     out = fitted.parent / "report"
     versions = sorted((fitted.parent / "logs" / "tiny").iterdir())
