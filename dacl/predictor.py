@@ -52,6 +52,25 @@ from dacl.pictures import (
 INTERPOLATION = "bilinear"
 
 
+def usable_device(device: str | torch.device) -> torch.device:
+    """``device`` once a tensor has been made on it; a name PyTorch does not know, or a device
+    this machine lacks (``cuda`` without a GPU, ``cuda:3`` with one), is one line."""
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise DACLError(
+            f"device '{device}' is not a device name (cpu, cuda, cuda:1, mps, ...)"
+        ) from None
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:  # AssertionError: a build without CUDA
+        reason = (str(err).strip().split(". ")[0].splitlines() or [type(err).__name__])[0]
+        raise DACLError(
+            f"device '{device}' is not usable on this machine ({reason[:120]}); try cpu"
+        ) from None
+    return torch.device(device)
+
+
 @dataclass
 class Predictions:
     """The model's answer for ``n`` faces, row ``i`` for face ``i``."""
@@ -100,10 +119,10 @@ class Predictor:
         if tta not in TTA_VIEWS:
             raise DACLError(f"tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
         self.tta = tta
-        self.module = module.eval().to(device)
+        self.device = usable_device(device)
+        self.module = module.eval().to(self.device)
         self.format = fmt
         self.crop, self.resize, self.batch_size = crop, resize, batch_size
-        self.device = torch.device(device)
         self.class_names = tuple(module.class_names)
 
     @classmethod

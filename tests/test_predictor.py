@@ -243,6 +243,20 @@ def test_dacl_predict_exit_status(trained, tmp_path, capsys):
     assert process.stdout.count("\n") == 3  # the header and a row for each file
 
 
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [("gpu", "a device name (cpu, cuda, cuda:1, mps, ...)"), ("cuda:99", "); try cpu")],
+)
+def test_a_device_this_machine_lacks_is_one_line(trained, monkeypatch, capsys, device, expected):
+    code, out, err = dacl_command(
+        monkeypatch, capsys, "predict", "--ckpt_path", trained[0], trained[3], "--device", device
+    )
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"dacl: error: device '{device}' is not "), line
+    assert line.endswith(expected), line
+
+
 def test_pictures_of_more_than_8_bits_are_read_at_their_real_brightness(trained, tmp_path):
     predictor = Predictor.from_checkpoint(trained[0])
     gray = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint16)
