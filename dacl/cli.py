@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from dacl import pretrained
 from dacl.checkpoint import read_dacl_checkpoint
@@ -175,6 +175,15 @@ class DACLCLI(LightningCLI):
         if config.ckpt_path is not None:
             trained = read_checkpoint(config.ckpt_path, config.data.crop)
             self.trained_data = trained if subcommand != "fit" else None
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # An accelerator, strategy or precision this machine cannot run (``cuda`` without a
+        # GPU, ``tpu`` without torch_xla) is Lightning's complaint in one line, not a traceback.
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ModuleNotFoundError) as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DACLError(f"trainer options: {reason}") from None
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

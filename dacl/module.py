@@ -46,11 +46,20 @@ class Distillation(TypedDict, total=False):
 
 
 def _checked(
-    variant: str, target_loss: str, lr_schedule: str, distill: Distillation | None
+    variant: str,
+    *,
+    lam: float,
+    alpha: float,
+    target_loss: str,
+    lr_schedule: str,
+    distill: Distillation | None,
 ) -> Distillation:
-    """One-line errors for options outside their choices; ``distill`` with its defaults."""
+    """One-line errors for options outside their ranges or choices; ``distill`` with its
+    defaults."""
     if variant not in VARIANTS:
         raise DACLError(f"model.variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
+    if not (lam >= 0 and 0 <= alpha <= 1):  # λ < 0 would reward distance from the centers
+        raise DACLError(f"model.lam must be ≥ 0 and model.alpha in 0..1, got {lam} and {alpha}")
     if target_loss not in ("soft", "any"):
         raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
     if lr_schedule not in ("step", "cosine"):
@@ -156,7 +165,14 @@ class DACLModule(pl.LightningModule):
         trunk: Trunk = "resnet18",
     ) -> None:
         super().__init__()
-        distill = _checked(variant, target_loss, lr_schedule, distill)
+        distill = _checked(
+            variant,
+            lam=lam,
+            alpha=alpha,
+            target_loss=target_loss,
+            lr_schedule=lr_schedule,
+            distill=distill,
+        )
         self.save_hyperparameters()
         self.hparams.distill = distill  # with its defaults: checkpoints record what was used
         self.class_names = tuple(class_names)

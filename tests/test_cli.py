@@ -110,6 +110,15 @@ def test_a_run_shows_lightnings_info_lines_but_not_its_cloud_logger_tip(fitted, 
     assert not [line for line in lines if "litlogger" in line]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for a GPU this machine lacks")
+def test_an_accelerator_this_machine_lacks_is_one_line(fitted, run):
+    result = run("validate", "--config", str(fitted), "--trainer.accelerator", "cuda")
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("dacl: error")]
+    assert line.startswith("dacl: error: trainer options: `CUDAAccelerator` can not run"), line
+    assert "Traceback" not in result.stderr
+
+
 def test_report_writes_pictures_and_metrics(fitted, run):
     out = fitted.parent / "report"
     versions = sorted((fitted.parent / "logs" / "tiny").iterdir())

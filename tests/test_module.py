@@ -194,6 +194,13 @@ def test_unknown_schedule_is_one_clear_error():
         DACLModule(lr_schedule="linear")
 
 
+@pytest.mark.parametrize(("lam", "alpha"), [(-0.01, 0.5), (0.01, 1.5), (0.01, -0.1)])
+def test_lambda_and_alpha_outside_their_ranges_are_one_clear_error(lam, alpha):
+    with pytest.raises(DACLError, match=r"model\.lam must be ≥ 0 and model\.alpha in 0\.\.1"):
+        DACLModule(lam=lam, alpha=alpha)
+    DACLModule(lam=0.0, alpha=1.0)  # the ends of the ranges are allowed
+
+
 def test_a_bf16_step_on_the_cpu_keeps_the_loss_finite_and_the_centers_float32(synthetic_dataset):
     data = FER2013DataModule(str(synthetic_dataset("folders")), crop=32, resize=36, batch_size=16)
     torch.manual_seed(0)
