@@ -191,9 +191,15 @@ def read_boxes(path: str | Path) -> dict[tuple[str, str], list[Box]]:
     ``height`` (and ``frame`` for videos), a row per face → boxes by ``(file, frame)``."""
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
     except OSError as err:
         raise DACLError(f"--boxes '{path}': {err.strerror or err}") from None
+    if missing := [k for k in ("file", *BOX) if k not in (reader.fieldnames or ())]:
+        raise DACLError(
+            f"--boxes '{path}' has no column {', '.join(missing)}: expected columns file, x, y, "
+            "width, height (and frame)"
+        )
     table: dict[tuple[str, str], list[Box]] = {}
     for line, row in enumerate(rows, 2):
         try:

@@ -307,10 +307,15 @@ def test_boxes_from_your_own_detector(trained, tmp_path, capsys):
     rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
     assert [(r["x"], r["y"]) for r in rows] == [("0", "0"), ("40", "41")]
     assert [r["prediction"] for r in rows] == out.labels
-    table.write_text("file,x,y\nphoto.png,0,0\n")
-    with pytest.raises(DACLError, match="line 2: expected columns"):
-        predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
-                             "--boxes", str(table)])  # fmt: skip
+    for text, error in [
+        ("file,x,y,width,height\nphoto.png,0,0\n", "line 2: expected columns"),
+        ("file,x,y\n", "has no column width, height: expected"),  # no rows: still an error
+    ]:
+        table.write_text(text)
+        with pytest.raises(DACLError, match=error):
+            predict_module.main(["--ckpt_path", str(trained[0]), str(tmp_path / "photo.png"),
+                                 "--boxes", str(table)])  # fmt: skip
+        assert capsys.readouterr().out == ""  # checked before the model loads or a row is out
 
 
 # -- dacl predict's outputs: nothing lost, every bad path one line ---------------------------
