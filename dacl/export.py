@@ -13,7 +13,10 @@ reported, the exported model is run on batches of 8 and 1 and compared with the 
 from __future__ import annotations
 
 import json
+import warnings
 from argparse import Namespace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +42,17 @@ class _Exported(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         logits, features, attention = self.net(images)
         return (logits, attention, features) if self.features else (logits, attention)
+
+
+@contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    """Without PyTorch's warnings that do not concern the file: the tracer's about
+    ``DACLNet.forward``'s channel check (a constant in the file, whose input channels are
+    fixed) and TorchScript's notices that it is deprecated (the user chose the format)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit")
+        yield
 
 
 def _runner(path: Path, kind: str):
@@ -100,7 +114,7 @@ def export(
         n: torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=gen) for n in (8, 1)
     }
     checks = {n: predictor.inputs(f, tta="none").cpu().contiguous() for n, f in faces.items()}
-    with torch.no_grad(), replacing(out, "--out", binary=True) as pending:
+    with torch.no_grad(), _quiet_tracing(), replacing(out, "--out", binary=True) as pending:
         pending.file.close()  # the exporters write by path
         _save(model, checks[8], pending.path, kind, meta)
         run = _runner(pending.path, kind)

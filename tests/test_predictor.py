@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,11 @@ def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
 def test_export_matches_pytorch_on_batches_of_8_and_1(trained, tmp_path, kind):
     predictor = Predictor.from_checkpoint(trained[0])
     out = tmp_path / f"model.{kind}"
-    result = export_module.export(predictor, out, kind, features=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = export_module.export(predictor, out, kind, features=True)
+    notices = (torch.jit.TracerWarning, FutureWarning)  # PyTorch's, not about the file
+    assert not [str(w.message) for w in caught if issubclass(w.category, notices)]
     assert result["max_abs_diff"] <= export_module.TOLERANCE
     assert result["outputs"] == ["logits", "attention", "features"]
     if kind == "onnx":
