@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from dacl.data import FER2013DataModule, options
 from dacl.data.soft_targets import SPLITS, SoftTargets
 from dacl.errors import DACLError
+from dacl.outputs import check_folder
 from dacl.predictor import Predictor
 from dacl.usage import ProgramParser
 
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if not args.soft and not args.models:
         raise DACLError("dacl ensemble needs soft-target files or --models")
+    check_folder(Path(args.out).parent, "--out folder")  # before the models' minutes of work
     members = [SoftTargets.load(p) for p in args.soft]
     if args.models:
         data = FER2013DataModule(**options.grouped(args.data))

@@ -153,7 +153,7 @@ def test_a_distilled_fit_runs_and_a_teacher_without_a_weight_is_refused(
         fit(None)
 
 
-def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option():
+def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option(tmp_path):
     with pytest.raises(DACLError, match=r"--outt.*did you mean --out\?"):
         main(["a.npz", "--outt", "t.npz"])
     with pytest.raises(DACLError, match="needs soft-target files or --models"):
@@ -167,6 +167,10 @@ def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option():
     ):
         with pytest.raises(DACLError, match=line):
             main(["--models", "pretrained", "--out", "t.npz", *old])
+    # an --out that cannot be written: one line before any model is loaded or run
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DACLError, match=r"--out folder '.*file' is not writable"):
+        main(["--models", "nosuch.ckpt", "--out", str(tmp_path / "file" / "t.npz")])
     # typed as fit's command line types them
     data = grouped({"root": "x", "labels": {"num_classes": "8", "balanced": "true"}})
     assert data == {"root": "x", "labels": LabelOptions(num_classes=8, balanced=True)}
