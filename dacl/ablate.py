@@ -45,7 +45,7 @@ from dacl.cli import build_cli, resolve_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
-from dacl.outputs import write_text
+from dacl.outputs import check_folder, write_text
 from dacl.predictor import Predictor
 from dacl.usage import ProgramParser
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]
     # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
     runs = [Run(c, s, out / "runs" / f"{c.stem}_seed{s}") for s in seeds for c in configs]
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder(out, "--out")
     if not (out / "commands.sh").is_file():
         cd = shlex.quote(str(Path.cwd()))
         head = f"#!/usr/bin/env bash\n# The commands dacl ablate ran, in order.\nset -e\ncd {cd}\n"

@@ -27,7 +27,7 @@ from dacl.defaults import template
 from dacl.diagnostics import AttentionDiagnostics
 from dacl.errors import DACLError
 from dacl.module import eval_metrics
-from dacl.outputs import write_text
+from dacl.outputs import check_folder, write_text
 
 SPLITS = ("val", "test")
 
@@ -106,14 +106,14 @@ class Trainer(pl.Trainer):
         """
         if split not in SPLITS:
             raise DACLError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+        log_dir = find_log_dir(ckpt_path)
+        out = Path(out) if out else (log_dir or Path(ckpt_path or ".").parent) / f"report_{split}"
+        check_folder(out, "--out")  # before the evaluation's minutes
         logits, attention, labels = self._evaluate(model, datamodule, ckpt_path, split)
         names, n = tuple(model.class_names), len(labels)
         files = [Path(f).name for f in datamodule.names(split)]
         ckpt_label = Path(ckpt_path).name if ckpt_path else "current weights"
         where = f"{split} · {ckpt_label}"
-        log_dir = find_log_dir(ckpt_path)
-        out = Path(out) if out else (log_dir or Path(ckpt_path or ".").parent) / f"report_{split}"
-        out.mkdir(parents=True, exist_ok=True)
         metrics = compute_metrics(logits, labels, names)
         faces = functools.partial(datamodule.faces, split)
 

@@ -580,3 +580,6 @@ def test_arguments_the_runner_owns_are_refused(tmp_path):
     with pytest.raises(DACLError, match="unrecognized arguments: --seed_everything"):
         ablate.main(["--configs", config, "--out", str(tmp_path / "o"), "--seed_everything", "3"])
     assert not (tmp_path / "o").exists()
+    (tmp_path / "file").write_text("")  # an --out that cannot be a folder: one line
+    with pytest.raises(DACLError, match=r"--out '.*file/o' is not writable \(Not a directory"):
+        ablate.main(["--configs", config, "--out", str(tmp_path / "file" / "o")])

@@ -129,6 +129,9 @@ def test_report_errors_name_the_problem(tmp_path, fitted_run):
         write_report(DACLModule(image_size=32), data, split="train", out=tmp_path)
     with pytest.raises(DACLError, match="not found"):
         write_report(DACLModule(image_size=32), data, out=tmp_path, ckpt_path=tmp_path / "x")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DACLError, match=r"--out '.*file/r' is not writable"):
+        write_report(DACLModule(image_size=32), data, out=tmp_path / "file" / "r")
     with pytest.raises(RuntimeError, match=r"Unexpected key.*net\.encoder"):
         # a dacl checkpoint into a model without the attention branch: loaded by Lightning, the
         # model's own load_state_dict refuses it (dacl report rebuilds the checkpoint's model)
