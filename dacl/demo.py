@@ -22,6 +22,7 @@ import importlib.util
 import math
 import os
 import signal
+import socket
 import sys
 import tempfile
 import warnings
@@ -244,6 +245,19 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def check_address(host: str, port: int) -> None:
+    """One line, with the system's reason, for an address the page cannot be served on: a host
+    name that does not resolve, an address that is not this machine's, a port in use (Gradio's
+    own error says only that the port is taken). The test socket is closed at once."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+            probe.bind(address)
+    except OSError as err:
+        raise DACLError(f"cannot serve on {host}:{port} ({err.strerror or err})") from None
+
+
 @contextlib.contextmanager
 def serving(
     predictor: Predictor, description: str, host: str = "127.0.0.1", port: int = 7860
@@ -257,6 +271,7 @@ def serving(
             GRADIO_TEMP_DIR=folder, GRADIO_ANALYTICS_ENABLED="False", GRADIO_RUN_HISTORY="False"
         ),
     ):
+        check_address(host, port)
         page = build(predictor, description, write_examples(Path(folder) / "examples"))
         try:  # a stop while it starts closes what has started, too
             try:

@@ -148,6 +148,21 @@ def test_a_picture_without_a_face_says_so_with_ten_crop_views(tiny, tmp_path):
     assert status.startswith("1 face found: ")
 
 
+def test_an_address_the_page_cannot_have_is_one_line_with_the_reason():
+    from dacl.demo import check_address
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DACLError, match=f"127.0.0.1:{port} \\(Address already in use\\)"):
+            check_address("127.0.0.1", port)
+    check_address("127.0.0.1", port)  # free again
+    # TEST-NET-1, an address of no machine: refused without asking a name server
+    with pytest.raises(DACLError, match=r"192\.0\.2\.1:8080 \(Cannot assign requested address"):
+        check_address("192.0.2.1", 8080)
+
+
 def test_uploads_stay_in_a_temporary_folder_removed_at_exit(tiny, tmp_path):
     predictor = Predictor.load(tiny[0])
     before = os.environ.get("GRADIO_TEMP_DIR")
