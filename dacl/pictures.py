@@ -25,7 +25,7 @@ from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit
 from dacl.errors import DACLError
 from dacl.outputs import check_folder, replacing
 
-#: What a picture may be: a file path, a PIL image, or an (H, W) / (H, W, 3) uint8 array.
+#: What a picture may be: a file path, a PIL image, or an array (:func:`array_picture`).
 Picture = str | Path | Image.Image | np.ndarray
 #: A face's box in its picture: ``(x, y, width, height)`` in pixels.
 Box = tuple[int, int, int, int]
@@ -40,11 +40,41 @@ def load_picture(picture: Picture) -> Image.Image:
     image, or larger than Pillow's decompression-bomb limit. An animated picture gives its
     first frame here; :func:`pictures_of` reads every frame."""
     if isinstance(picture, np.ndarray):
-        return Image.fromarray(np.ascontiguousarray(picture))
+        return array_picture(picture)
     if isinstance(picture, Image.Image):
         return eight_bit(ImageOps.exif_transpose(picture))
+    if not isinstance(picture, str | os.PathLike):
+        raise DACLError(
+            f"not a picture: {type(picture).__name__}; pass a file path, a PIL image or a "
+            "numpy array (a tensor: .numpy(), channels last)"
+        )
     with opened(picture) as im:
         return _upright_rgb(im)
+
+
+def array_picture(array: np.ndarray) -> Image.Image:
+    """An array as an 8-bit picture, by the rules a file's pixels follow: ``(H, W)`` gray or
+    ``(H, W, 1|3|4)`` channels last; ``uint8`` as it is, ``uint16`` at 16 bits, floats in 0..1
+    (or 0..255 when above 1), other integers in 0..255. Any other shape or range is one line."""
+    a = array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))) or 0 in a.shape:
+        raise DACLError(
+            f"a picture array must be (H, W) gray or (H, W, 3|4) channels last, got {array.shape}"
+        )
+    if a.dtype == np.uint8:
+        return Image.fromarray(np.ascontiguousarray(a))
+    if a.dtype.kind not in "uif":
+        raise DACLError(f"a picture array must hold numbers, got {a.dtype}")
+    if a.dtype == np.uint16:
+        a = a / 257
+    elif a.dtype.kind == "f" and np.nanmax(a) <= 1:
+        a = a * 255
+    if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 255.5):
+        raise DACLError(
+            f"a picture array ({array.dtype}) must lie in 0..255 (floats: 0..1 or 0..255), "
+            f"got {float(np.nanmin(array)):g}..{float(np.nanmax(array)):g}"
+        )
+    return Image.fromarray(np.ascontiguousarray(np.round(a).clip(0, 255).astype(np.uint8)))
 
 
 def _upright_rgb(im: Image.Image) -> Image.Image:

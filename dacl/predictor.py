@@ -18,6 +18,7 @@ per face; the pictures are read and their faces found by :mod:`dacl.pictures`, a
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,8 +226,10 @@ class Predictor:
         """Predictions for one picture or a sequence of them (paths, PIL images, arrays): one
         row per picture (``crop``: each picture is a face) or per face found (``detect``, or
         the boxes a detector function of your own returns for the picture)."""
-        if isinstance(pictures, (str, Path, Image.Image, np.ndarray)):
-            pictures = [pictures]
+        if isinstance(pictures, str | os.PathLike | Image.Image | np.ndarray) or not isinstance(
+            pictures, Iterable
+        ):
+            pictures = [pictures]  # one picture (or something else: load_picture names it)
         boxes, sources, crops = [], [], []
         for i, picture in enumerate(map(load_picture, pictures)):
             for box, face in _face_crops(picture, faces, self.face):

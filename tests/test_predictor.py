@@ -59,6 +59,45 @@ def test_any_picture_becomes_a_fer2013_face(trained, tmp_path):
     assert out.probs.shape == (1, 7) and out.boxes == [(0, 0, 90, 120)] and out.pictures == [0]
 
 
+def test_picture_arrays_of_any_number_type_read_as_their_8_bit_picture(trained):
+    predictor = Predictor.from_checkpoint(trained[0])
+    gray = np.random.default_rng(1).integers(0, 256, (48, 48), dtype=np.uint8)
+    same = [
+        gray[..., None],
+        gray.astype(np.int64),  # np.array of Python ints
+        gray.astype(np.float32) / 255,  # floats in 0..1
+        gray.astype(np.float64),  # floats in 0..255
+        gray.astype(np.uint16) * 257,  # 16 bits
+        np.repeat(gray[..., None], 3, axis=2),
+    ]
+    want = predictor.faces([gray])[0]
+    for array in same:
+        assert torch.equal(predictor.faces([array])[0], want), (array.dtype, array.shape)
+
+
+@pytest.mark.parametrize(
+    ("picture", "error"),
+    [
+        (
+            np.zeros(5, np.uint8),
+            r"must be \(H, W\) gray or \(H, W, 3\|4\) channels last, got \(5,\)",
+        ),
+        (np.zeros((8, 8, 2), np.uint8), r"channels last, got \(8, 8, 2\)"),
+        (np.zeros((0, 8), np.uint8), r"got \(0, 8\)"),
+        (np.full((8, 8), 300), r"array \(int64\) must lie in 0\.\.255 .*got 300\.\.300"),
+        (np.full((8, 8), -0.5), r"array \(float64\) must lie in 0\.\.255"),
+        (np.full((8, 8), np.nan), r"must lie in 0\.\.255"),
+        (np.ones((8, 8), bool), r"must hold numbers, got bool"),
+        (torch.zeros(48, 48, dtype=torch.uint8), r"not a picture: Tensor; .*\.numpy\(\)"),
+        (3, r"not a picture: int; pass a file path, a PIL image or a numpy array"),
+    ],
+)
+def test_what_is_not_a_picture_is_one_line(trained, picture, error):
+    predictor = Predictor.from_checkpoint(trained[0])
+    with pytest.raises(DACLError, match=error):
+        predictor(picture)
+
+
 def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
     predictor = Predictor.from_checkpoint(trained[0])
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
