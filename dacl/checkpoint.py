@@ -43,7 +43,11 @@ def safe_load(
     check of a large checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise DACLError(f"{what} '{path}' not found")
+        raise DACLError(f"{what} '{path}' {'is a folder' if path.is_dir() else 'not found'}")
+    with open(path, "rb") as f:
+        start = f.read(2)
+    if start != b"PK" and start[:1] != b"\x80":  # neither a zip archive nor a pickle: text, ...
+        raise DACLError(f"{what} '{path}' is not a PyTorch file (it starts with {start!r})")
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:

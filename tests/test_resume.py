@@ -125,6 +125,16 @@ def test_truncated_checkpoint_is_one_error_naming_it(tmp_path):
     with pytest.raises(DACLError, match=r"checkpoint '.*half\.ckpt' is unreadable, truncated\?"):
         safe_load(half)
     assert safe_load(path)["state_dict"]["w"].shape == (10_000,)
+    (tmp_path / "notes.ckpt").write_text("garbage")
+    with pytest.raises(
+        DACLError, match=r"notes\.ckpt' is not a PyTorch file \(it starts with b'ga'\)"
+    ):
+        safe_load(tmp_path / "notes.ckpt")
+    with pytest.raises(DACLError, match=r"checkpoint '.*' is a folder"):
+        safe_load(tmp_path)
+    legacy = tmp_path / "legacy.ckpt"  # the pre-zip format: a pickle, read as before
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert safe_load(legacy)["w"].tolist() == [1.0, 1.0]
 
 
 class _NaNAt(pl.Callback):
