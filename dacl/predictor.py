@@ -4,7 +4,7 @@
 
     predictor = Predictor.from_pretrained()  # the model shipped with dacl
     # or: Predictor.from_checkpoint("lightning_logs/cpu/version_0/checkpoints/last.ckpt")
-    out = predictor(["face.jpg", pil_image, uint8_array])
+    out = predictor(["face.jpg", pil_image, array])  # arrays: see dacl.pictures.array_picture
     out.labels, out.confidence, out.probs   # names, (n,), (n, 7)
 
 Each picture is treated as the training data treated its faces (EXIF rotation applied; for
