@@ -1,0 +1,142 @@
+"""Why DACL's attention ends near 0.5, measured on trained DACL checkpoints (docs/results.md).
+
+    python benchmarks/attention_forces.py --root ../shared/fer2013 \
+        --config experiments/cpu_long.yaml CKPT [CKPT ...]
+
+The attention branch (CE-Unit and heads) is trained by nothing but λ·L_SC and weight decay:
+a enters no other term (docs/method.md §2). For each checkpoint this prints, on FER2013's val
+faces (the eval transform, one view):
+
+* whether the weights follow the distances: the rank correlation across the 512 features
+  between a feature's mean weight and its mean squared distance to the class centre,
+  d_j = mean_i (f_ij − c_{y_i,j})², and Pearson's across faces within a feature, averaged over
+  the features. L_SC's gradient in a_ij is λ·d_ij/(2m) ≥ 0, so heads that learn from it give
+  far features low weights; but a negative correlation also arises the other way round, since
+  L_SC pulls a feature towards its centre in proportion to its weight;
+* the heads' linear map (a_j = σ(z_j1 − z_j0)): the norm of W_1 − W_0, beside a fresh model's
+  (seed 0) and what weight decay alone, through SGD with momentum, leaves of that over the
+  checkpoint's steps; and the norm of b_1 − b_0 (0 at initialisation: all of it learned);
+* the two forces on the heads' weight now, over ``--batches`` training batches in train mode:
+  the mean gradient of λ·L_SC, g, and weight decay's pull, wd·w: their norms and cosine (−1
+  where they cancel: heads held where weight decay balances L_SC's push).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dacl.checkpoint import safe_load
+from dacl.cli import build_cli
+from dacl.data import FER2013DataModule
+from dacl.module import DACLModule
+from dacl.predictor import Predictor
+
+
+def ranks(x: Tensor) -> Tensor:
+    """Ranks of ``x`` along its last axis (no ties in float features)."""
+    return x.argsort(-1).argsort(-1).float()
+
+
+def pearson(x: Tensor, y: Tensor) -> Tensor:
+    """Pearson's r along the last axis."""
+    x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+    return (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1)).clamp_min(1e-12)
+
+
+@torch.no_grad()
+def selection(module: DACLModule, data: FER2013DataModule, batch: int = 256) -> dict[str, float]:
+    """Correlations of a with d on the val faces (module in eval mode)."""
+    module.eval()
+    labels = data.labels("val")
+    a_all, d_all = [], []
+    for idx in torch.arange(len(labels)).split(batch):
+        _, f, a = module.net(data.inputs("val", idx))
+        d_all.append((f - module.center_loss.centers[labels[idx]]).pow(2))
+        a_all.append(a)
+    a, d = torch.cat(a_all), torch.cat(d_all)
+    return {
+        "features": float(pearson(ranks(a.mean(0)), ranks(d.mean(0)))),
+        "faces": float(pearson(a.T, d.T).mean()),
+        "a_mean": float(a.mean()),
+    }
+
+
+@torch.no_grad()
+def head_norms(module: DACLModule) -> tuple[float, float]:
+    """‖W_1 − W_0‖ and ‖b_1 − b_0‖ of the heads' linear map (rows interleaved per head)."""
+    fc = module.net.heads.fc
+    w, b = fc.weight.view(-1, 2, fc.in_features), fc.bias.view(-1, 2)
+    return float((w[:, 1] - w[:, 0]).norm()), float((b[:, 1] - b[:, 0]).norm())
+
+
+def decay_alone(ckpt: Mapping[str, Any]) -> float | None:
+    """The factor by which weight decay alone, through SGD with momentum μ, shrinks a weight
+    over a checkpoint's steps: exp(−wd/(1 − μ) · Σ_t η_t), the cosine schedule's η_t summed
+    from its state (``None`` without one)."""
+    if len(ckpt.get("lr_schedulers", [])) != 1 or "T_max" not in ckpt["lr_schedulers"][0]:
+        return None  # a shipped model's checkpoint keeps no optimizer, or another schedule
+    sched, group = ckpt["lr_schedulers"][0], ckpt["optimizer_states"][0]["param_groups"][0]
+    t = torch.arange(sched["last_epoch"], dtype=torch.float64)
+    lrs = sched["base_lrs"][0] * (1 + torch.cos(math.pi * t / sched["T_max"])) / 2
+    return math.exp(-group["weight_decay"] / (1 - group["momentum"]) * float(lrs.sum()))
+
+
+def forces(module: DACLModule, data: FER2013DataModule, batches: int) -> dict[str, float]:
+    """Mean gradient of λ·L_SC on the heads' weight against weight decay's wd·w."""
+    module.train()
+    fc = module.net.heads.fc
+    labels = data.labels("train")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    total = torch.zeros_like(fc.weight)
+    for idx in order[: 64 * batches].split(64):
+        module.zero_grad(set_to_none=True)
+        _, f, a = module.net(data.inputs("train", idx))
+        (module.lam * module.center_loss(f, a, labels[idx])).backward()
+        total += fc.weight.grad
+    g, pull = total / batches, module.hparams.weight_decay * fc.weight.detach()
+    cosine = float((g * pull).sum() / (g.norm() * pull.norm()))
+    return {"g": float(g.norm()), "wd_w": float(pull.norm()), "cosine": cosine}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+")
+    parser.add_argument("--root", required=True, help="the FER2013 folder")
+    parser.add_argument("--config", default="experiments/cpu_long.yaml")
+    parser.add_argument("--batches", type=int, default=20)
+    args = parser.parse_args()
+    data = build_cli(["--config", args.config, "--data.root", args.root]).datamodule
+    data.setup("fit")
+    print(
+        "| checkpoint | mean a | r(a, d) over features (Spearman) | r(a, d) over faces, mean "
+        "| ‖W1−W0‖ | fresh | fresh × decay alone | ‖b1−b0‖ (fresh: 0) | ‖g‖ | ‖wd·w‖ "
+        "| ‖wd·w‖ / ‖g‖ | cos(g, wd·w) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for path in args.checkpoints:
+        module = Predictor.from_checkpoint(path).module
+        if not module.learns_attention:
+            raise SystemExit(f"{path}: no attention heads (variant {module.hparams.variant})")
+        torch.manual_seed(0)  # a fresh model's norms: the initialisation's, for any seed
+        fresh = DACLModule.from_config(module.hparams, "fresh")
+        sel, norms, fresh_norms = selection(module, data), head_norms(module), head_norms(fresh)
+        force = forces(module, data, args.batches)
+        shrink = decay_alone(safe_load(path, mmap=True))
+        expected = "n/a" if shrink is None else f"{fresh_norms[0] * shrink:.2f}"
+        print(
+            f"| {path} | {sel['a_mean']:.3f} | {sel['features']:+.3f} | {sel['faces']:+.3f} "
+            f"| {norms[0]:.2f} | {fresh_norms[0]:.2f} | {expected} | {norms[1]:.3f} "
+            f"| {force['g']:.2e} | {force['wd_w']:.2e} | {force['wd_w'] / force['g']:.1f} "
+            f"| {force['cosine']:+.3f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
