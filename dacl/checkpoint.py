@@ -31,7 +31,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from dacl.errors import DACLError
+from dacl.errors import DACLError, first_sentence
 
 
 def safe_load(
@@ -52,14 +52,18 @@ def safe_load(
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():  # not a pickle at all, or a broken one
-            raise DACLError(f"{what} '{path}' is not a PyTorch file ({_first_line(err)})") from None
+            raise DACLError(
+                f"{what} '{path}' is not a PyTorch file ({first_sentence(err)})"
+            ) from None
         raise DACLError(
             f"refused to load {what} '{path}': it holds objects beyond tensors and plain "
             f"containers, which could run code when unpickled ({_unsupported(err)})"
         ) from None
     except Exception as err:  # torch raises many kinds for a damaged file; all mean "unreadable"
         # e.g. a truncated zip archive: "failed finding central directory"
-        raise DACLError(f"{what} '{path}' is unreadable, truncated? ({_first_line(err)})") from None
+        raise DACLError(
+            f"{what} '{path}' is unreadable, truncated? ({first_sentence(err)})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -92,12 +96,6 @@ def read_dacl_checkpoint(
         )
     data = dict(ckpt.get("datamodule_hyper_parameters") or {})
     return DACLCheckpoint(dict(ckpt["hyper_parameters"]), data, ckpt["state_dict"])
-
-
-def _first_line(err: BaseException) -> str:
-    """The first sentence of an error's message (torch's run on for several lines)."""
-    text = str(err).strip()
-    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
 
 
 def _unsupported(err: BaseException) -> str:

@@ -31,7 +31,7 @@ from dacl.checkpoint import read_dacl_checkpoint
 from dacl.data import FER2013DataModule, options
 from dacl.data.datasets import FORMATS, declared_classes, resolve
 from dacl.defaults import default_config
-from dacl.errors import DACLError
+from dacl.errors import DACLError, first_sentence
 from dacl.module import DACLModule
 from dacl.outputs import check_folder
 from dacl.report import Trainer
@@ -182,8 +182,7 @@ class DACLCLI(LightningCLI):
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ModuleNotFoundError) as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise DACLError(f"trainer options: {reason}") from None
+            raise DACLError(f"trainer options: {first_sentence(err)}") from None
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

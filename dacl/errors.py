@@ -11,3 +11,10 @@ class DACLError(Exception):
 
 class NonFiniteLossError(DACLError):
     """Training produced a NaN or infinite loss; the message names the epoch, step and term."""
+
+
+def first_sentence(err: BaseException) -> str:
+    """The first sentence of an error's message, for a one-line report of a library's error
+    (torch's and Lightning's run on for several lines); its type's name when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__

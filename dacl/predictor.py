@@ -34,7 +34,7 @@ from dacl.checkpoint import read_dacl_checkpoint
 from dacl.data.augment import FIVE_CROPS, TTA_VIEWS, eval_augment
 from dacl.data.datasets import FORMATS, Format
 from dacl.data.layouts import image_array
-from dacl.errors import DACLError
+from dacl.errors import DACLError, first_sentence
 from dacl.module import DACLModule
 from dacl.pictures import (
     BOX,
@@ -65,9 +65,8 @@ def usable_device(device: str | torch.device) -> torch.device:
     try:
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as err:  # AssertionError: a build without CUDA
-        reason = (str(err).strip().split(". ")[0].splitlines() or [type(err).__name__])[0]
         raise DACLError(
-            f"device '{device}' is not usable on this machine ({reason[:120]}); try cpu"
+            f"device '{device}' is not usable on this machine ({first_sentence(err)}); try cpu"
         ) from None
     return torch.device(device)
 
