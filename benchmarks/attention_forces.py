@@ -13,9 +13,11 @@ faces (the eval transform, one view):
   the features. L_SC's gradient in a_ij is λ·d_ij/(2m) ≥ 0, so heads that learn from it give
   far features low weights; but a negative correlation also arises the other way round, since
   L_SC pulls a feature towards its centre in proportion to its weight;
-* the heads' linear map (a_j = σ(z_j1 − z_j0)): the norm of W_1 − W_0, beside a fresh model's
-  (seed 0) and what weight decay alone, through SGD with momentum, leaves of that over the
-  checkpoint's steps; and the norm of b_1 − b_0 (0 at initialisation: all of it learned);
+* the heads' linear map (a_j = σ(z_j1 − z_j0)): the norm of W_1 − W_0, beside its norm at
+  initialisation and what weight decay alone, through SGD with momentum, leaves of that over the
+  checkpoint's steps; the cosine between W_1 − W_0 and its initialisation (rebuilt from the
+  run's seed in the ``config.yaml`` beside ``checkpoints/``; without one, seed 0 and no
+  cosine); and the norm of b_1 − b_0 (0 at initialisation: all of it learned);
 * the two forces on the heads' weight now, over ``--batches`` training batches in train mode:
   the mean gradient of λ·L_SC, g, and weight decay's pull, wd·w: their norms and cosine (−1
   where they cancel: heads held where weight decay balances L_SC's push).
@@ -26,9 +28,12 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
+import yaml
 from torch import Tensor
 
 from dacl.checkpoint import safe_load
@@ -47,6 +52,11 @@ def pearson(x: Tensor, y: Tensor) -> Tensor:
     """Pearson's r along the last axis."""
     x, y = x - x.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
     return (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1)).clamp_min(1e-12)
+
+
+def cosine(x: Tensor, y: Tensor) -> float:
+    """The cosine of the angle between two tensors taken as vectors."""
+    return float((x * y).sum() / (x.norm() * y.norm()))
 
 
 @torch.no_grad()
@@ -68,11 +78,25 @@ def selection(module: DACLModule, data: FER2013DataModule, batch: int = 256) -> 
 
 
 @torch.no_grad()
-def head_norms(module: DACLModule) -> tuple[float, float]:
-    """‖W_1 − W_0‖ and ‖b_1 − b_0‖ of the heads' linear map (rows interleaved per head)."""
+def head_differences(module: DACLModule) -> tuple[Tensor, Tensor]:
+    """W_1 − W_0 and b_1 − b_0 of the heads' linear map (rows interleaved per head)."""
     fc = module.net.heads.fc
     w, b = fc.weight.view(-1, 2, fc.in_features), fc.bias.view(-1, 2)
-    return float((w[:, 1] - w[:, 0]).norm()), float((b[:, 1] - b[:, 0]).norm())
+    return w[:, 1] - w[:, 0], b[:, 1] - b[:, 0]
+
+
+def run_seed(path: str) -> int | None:
+    """The seed of the ``dacl fit`` run a checkpoint belongs to (its ``config.yaml``), if any."""
+    config = Path(path).parents[1] / "config.yaml"
+    seed = yaml.safe_load(config.read_text()).get("seed_everything") if config.is_file() else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def initial(module: DACLModule, seed: int | None) -> DACLModule:
+    """The module as its run built it before training: the same seed, the same draws (seed 0
+    for a checkpoint without its run's config: then only its norms compare)."""
+    pl.seed_everything(0 if seed is None else seed, verbose=False)
+    return DACLModule.from_config(module.hparams, "the checkpoint")
 
 
 def decay_alone(ckpt: Mapping[str, Any]) -> float | None:
@@ -100,8 +124,24 @@ def forces(module: DACLModule, data: FER2013DataModule, batches: int) -> dict[st
         (module.lam * module.center_loss(f, a, labels[idx])).backward()
         total += fc.weight.grad
     g, pull = total / batches, module.hparams.weight_decay * fc.weight.detach()
-    cosine = float((g * pull).sum() / (g.norm() * pull.norm()))
-    return {"g": float(g.norm()), "wd_w": float(pull.norm()), "cosine": cosine}
+    return {"g": float(g.norm()), "wd_w": float(pull.norm()), "cosine": cosine(g, pull)}
+
+
+def measure(path: str, data: FER2013DataModule, batches: int) -> dict[str, Any]:
+    """One checkpoint's row of the table."""
+    module = Predictor.from_checkpoint(path).module
+    if not module.learns_attention:
+        raise SystemExit(f"{path}: no attention heads (variant {module.hparams.variant})")
+    seed = run_seed(path)
+    (w, b), (w0, _) = head_differences(module), head_differences(initial(module, seed))
+    shrink = decay_alone(safe_load(path, mmap=True))
+    return {
+        **selection(module, data),
+        **forces(module, data, batches),
+        "w": float(w.norm()), "w0": float(w0.norm()), "b": float(b.norm()),
+        "decayed": "n/a" if shrink is None else f"{float(w0.norm()) * shrink:.2f}",
+        "cos_init": "n/a" if seed is None else f"{cosine(w, w0):.3f}",
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -114,26 +154,17 @@ def main() -> None:
     data = build_cli(["--config", args.config, "--data.root", args.root]).datamodule
     data.setup("fit")
     print(
-        "| checkpoint | mean a | r(a, d) over features (Spearman) | r(a, d) over faces, mean "
-        "| ‖W1−W0‖ | fresh | fresh × decay alone | ‖b1−b0‖ (fresh: 0) | ‖g‖ | ‖wd·w‖ "
-        "| ‖wd·w‖ / ‖g‖ | cos(g, wd·w) |"
+        "| checkpoint | mean a | r(a, d) across features (Spearman) | r(a, d) across faces "
+        "| ‖W1−W0‖ | at init | init × decay alone | cos(W1−W0, at init) | ‖b1−b0‖ (init: 0) "
+        "| ‖g‖ | ‖wd·w‖ | ‖wd·w‖ / ‖g‖ | cos(g, wd·w) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in args.checkpoints:
-        module = Predictor.from_checkpoint(path).module
-        if not module.learns_attention:
-            raise SystemExit(f"{path}: no attention heads (variant {module.hparams.variant})")
-        torch.manual_seed(0)  # a fresh model's norms: the initialisation's, for any seed
-        fresh = DACLModule.from_config(module.hparams, "fresh")
-        sel, norms, fresh_norms = selection(module, data), head_norms(module), head_norms(fresh)
-        force = forces(module, data, args.batches)
-        shrink = decay_alone(safe_load(path, mmap=True))
-        expected = "n/a" if shrink is None else f"{fresh_norms[0] * shrink:.2f}"
+        m = measure(path, data, args.batches)
         print(
-            f"| {path} | {sel['a_mean']:.3f} | {sel['features']:+.3f} | {sel['faces']:+.3f} "
-            f"| {norms[0]:.2f} | {fresh_norms[0]:.2f} | {expected} | {norms[1]:.3f} "
-            f"| {force['g']:.2e} | {force['wd_w']:.2e} | {force['wd_w'] / force['g']:.1f} "
-            f"| {force['cosine']:+.3f} |",
+            f"| {path} | {m['a_mean']:.3f} | {m['features']:+.3f} | {m['faces']:+.3f} "
+            f"| {m['w']:.2f} | {m['w0']:.2f} | {m['decayed']} | {m['cos_init']} | {m['b']:.3f} "
+            f"| {m['g']:.2e} | {m['wd_w']:.2e} | {m['wd_w'] / m['g']:.1f} | {m['cosine']:+.3f} |",
             flush=True,
         )
 

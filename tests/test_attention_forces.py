@@ -59,6 +59,23 @@ def test_forces_and_selection_of_a_tiny_model(forces, tiny_checkpoint):
         _, _, a = module.eval().net(data.inputs("val", torch.arange(len(data.labels("val")))))
     assert chosen["a_mean"] == pytest.approx(float(a.mean()), rel=1e-5)
     assert all(-1 <= chosen[k] <= 1 for k in ("features", "faces"))
-    w, b = forces.head_norms(module)
-    assert w == pytest.approx(float((fc.weight[1::2] - fc.weight[0::2]).norm()), rel=1e-6)
-    assert b == pytest.approx(float((fc.bias[1::2] - fc.bias[0::2]).norm()), rel=1e-6, abs=1e-9)
+    w, b = forces.head_differences(module)
+    torch.testing.assert_close(w, fc.weight[1::2] - fc.weight[0::2])
+    torch.testing.assert_close(b, fc.bias[1::2] - fc.bias[0::2])
+
+
+def test_a_runs_initial_heads_are_rebuilt_from_its_seed(forces, tiny_checkpoint, tmp_path):
+    from dacl import DACLModule
+
+    trained = tiny_checkpoint[1]
+    torch.manual_seed(5)
+    built = DACLModule.from_config(trained.hparams, "test")  # as a run seeded 5 builds it
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed_everything: 5\nmodel: {}\n")
+    seed = forces.run_seed(str(run / "checkpoints" / "best.ckpt"))
+    assert seed == 5 and forces.run_seed(str(tmp_path / "elsewhere.ckpt")) is None
+    again = forces.head_differences(forces.initial(trained, seed))[0]
+    assert forces.cosine(again, forces.head_differences(built)[0]) == pytest.approx(1.0)
+    other = forces.head_differences(forces.initial(trained, 6))[0]
+    assert abs(forces.cosine(other, again)) < 0.1
