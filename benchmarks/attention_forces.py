@@ -17,7 +17,8 @@ faces (the eval transform, one view):
   initialisation and what weight decay alone, through SGD with momentum, leaves of that over the
   checkpoint's steps; the cosine between W_1 − W_0 and its initialisation (rebuilt from the
   run's seed in the ``config.yaml`` beside ``checkpoints/``; without one, seed 0 and no
-  cosine); and the norm of b_1 − b_0 (0 at initialisation: all of it learned);
+  cosine), and the same cosine for the classifier, which L_CE trains, for contrast; and the
+  norm of b_1 − b_0 (0 at initialisation: all of it learned);
 * the two forces on the heads' weight now, over ``--batches`` training batches in train mode:
   the mean gradient of λ·L_SC, g, and weight decay's pull, wd·w: their norms and cosine (−1
   where they cancel: heads held where weight decay balances L_SC's push).
@@ -133,14 +134,17 @@ def measure(path: str, data: FER2013DataModule, batches: int) -> dict[str, Any]:
     if not module.learns_attention:
         raise SystemExit(f"{path}: no attention heads (variant {module.hparams.variant})")
     seed = run_seed(path)
-    (w, b), (w0, _) = head_differences(module), head_differences(initial(module, seed))
+    start = initial(module, seed)
+    (w, b), (w0, _) = head_differences(module), head_differences(start)
     shrink = decay_alone(safe_load(path, mmap=True))
+    classifier = (module.net.classifier.weight.detach(), start.net.classifier.weight.detach())
     return {
         **selection(module, data),
         **forces(module, data, batches),
         "w": float(w.norm()), "w0": float(w0.norm()), "b": float(b.norm()),
         "decayed": "n/a" if shrink is None else f"{float(w0.norm()) * shrink:.2f}",
         "cos_init": "n/a" if seed is None else f"{cosine(w, w0):.3f}",
+        "cos_classifier": "n/a" if seed is None else f"{cosine(*classifier):.3f}",
     }  # fmt: skip
 
 
@@ -156,14 +160,15 @@ def main() -> None:
     print(
         "| checkpoint | mean a | r(a, d) across features (Spearman) | r(a, d) across faces "
         "| ‖W1−W0‖ | at init | init × decay alone | cos(W1−W0, at init) | ‖b1−b0‖ (init: 0) "
-        "| ‖g‖ | ‖wd·w‖ | ‖wd·w‖ / ‖g‖ | cos(g, wd·w) |"
+        "| cos(classifier, at init) | ‖g‖ | ‖wd·w‖ | ‖wd·w‖ / ‖g‖ | cos(g, wd·w) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in args.checkpoints:
         m = measure(path, data, args.batches)
         print(
             f"| {path} | {m['a_mean']:.3f} | {m['features']:+.3f} | {m['faces']:+.3f} "
             f"| {m['w']:.2f} | {m['w0']:.2f} | {m['decayed']} | {m['cos_init']} | {m['b']:.3f} "
+            f"| {m['cos_classifier']} "
             f"| {m['g']:.2e} | {m['wd_w']:.2e} | {m['wd_w'] / m['g']:.1f} | {m['cosine']:+.3f} |",
             flush=True,
         )
