@@ -57,18 +57,18 @@ def usable_device(device: str | torch.device) -> torch.device:
     """``device`` once a tensor has been made on it; a name PyTorch does not know, or a device
     this machine lacks (``cuda`` without a GPU, ``cuda:3`` with one), is one line."""
     try:
-        torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise DACLError(
             f"device '{device}' is not a device name (cpu, cuda, cuda:1, mps, ...)"
         ) from None
     try:
-        torch.empty(0, device=device)
+        torch.empty(0, device=resolved)
     except (RuntimeError, AssertionError) as err:  # AssertionError: a build without CUDA
         raise DACLError(
             f"device '{device}' is not usable on this machine ({first_sentence(err)}); try cpu"
         ) from None
-    return torch.device(device)
+    return resolved
 
 
 @dataclass
