@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit
 from dacl.errors import DACLError
@@ -98,7 +98,11 @@ def opened(path: str | Path) -> Iterator[Image.Image]:
             f"'{path}': over {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
             "decompression bombs; downscale the picture first"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except DACLError:
+        raise
+    # Pillow's plugins fail on damaged or cut-short files in many ways (OSError, EOFError,
+    # IndexError, TypeError, struct.error, ...); the body only decodes the file.
+    except Exception as err:
         raise DACLError(f"'{path}': not a readable image ({err})") from None
 
 
@@ -132,6 +136,8 @@ LABEL_COLOR = (255, 200, 0)
 
 
 def _cv2():
+    # FFmpeg's own lines about a file it cannot read: the file's error row says it once.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     try:
         import cv2
     except ImportError:
@@ -157,7 +163,8 @@ def pictures_of(path: Path, every: int = 1) -> Iterable[tuple[int | str, Image.I
         return
     if not path.is_file():
         raise DACLError(f"'{path}': no such file")
-    video = _cv2().VideoCapture(str(path))
+    cv2 = _cv2()
+    video = cv2.VideoCapture(str(path))
     try:
         ok, frame = video.read()
         if not ok:
@@ -168,8 +175,20 @@ def pictures_of(path: Path, every: int = 1) -> Iterable[tuple[int | str, Image.I
                 yield index, Image.fromarray(frame[..., ::-1].copy())  # BGR → RGB
             ok, frame = video.read()
             index += 1
+        _check_all_read(path, index, int(video.get(cv2.CAP_PROP_FRAME_COUNT)))
     finally:
         video.release()
+
+
+def _check_all_read(path: Path, read: int, listed: int) -> None:
+    """A video that ends before the frames its container lists (cut short or damaged) is a
+    :class:`DACLError` after the frames read, not a silent loss. Some containers (Matroska,
+    variable frame rates) list an estimate: a shortfall of 1 frame or 1 % passes."""
+    if listed - read > max(1, listed // 100):
+        raise DACLError(
+            f"'{path}': only {read} of the {listed} frames its container lists could be read "
+            "(the file is cut short or damaged)"
+        )
 
 
 @functools.cache

@@ -202,5 +202,9 @@ def main(argv: list[str]) -> None:
     if pending is not None and pending.commit():
         print(f"dacl predict: replaced the earlier '{args.out}'", file=sys.stderr)
     if failed:
-        print(f"dacl predict: {failed} of {len(files)} files could not be read", file=sys.stderr)
+        print(
+            f"dacl predict: {failed} of {len(files)} files could not be read in full "
+            "(see their error rows)",
+            file=sys.stderr,
+        )
         sys.exit(1)

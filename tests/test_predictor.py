@@ -19,6 +19,7 @@ from PIL import Image
 
 from dacl import FER2013_CLASSES, DACLError, Predictor
 from dacl import export as export_module
+from dacl.pictures import pictures_of
 
 
 @pytest.fixture
@@ -105,6 +106,15 @@ def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
         predictor([tmp_path / "broken.jpg"])
     with pytest.raises(DACLError, match=r"missing\.png': no such file"):
         predictor(tmp_path / "missing.png")
+    # frames cut short: Pillow's GIF and TIFF plugins fail with IndexError and TypeError there
+    frames = [Image.fromarray(np.random.default_rng(v).integers(0, 255, (32, 32), np.uint8))
+              for v in range(10)]  # fmt: skip
+    for name in ("cut.gif", "cut.tif"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        whole = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes(whole[: len(whole) // 2])
+        with pytest.raises(DACLError, match=rf"{name}': not a readable image"):
+            list(pictures_of(tmp_path / name))
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torchscript"])
@@ -247,16 +257,20 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
         writer.write(np.repeat(big[..., None], 3, axis=2))
     writer.release()
     (tmp_path / "not_a_video.mp4").write_bytes(b"\x00" * 100)
+    cut = tmp_path / "cut.avi"  # its header lists 6 frames; about half of them remain
+    cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])
     out = tmp_path / "annotated"
     out.mkdir()
-    files = [video, tmp_path / "not_a_video.mp4"]
+    files = [video, tmp_path / "not_a_video.mp4", cut]
     rows = list(
         predict_files(predictor, files, "crop", every=2, annotate_to=annotation_paths(files, out))
     )
     assert [r["frame"] for r in rows[:3]] == [0, 2, 4]
     assert all(r["file"] == str(video) and r["width"] == 96 and not r["error"] for r in rows[:3])
     assert rows[3]["error"].endswith("not_a_video.mp4': not a readable video")
-    drawn = sorted(p.name for p in out.iterdir())
+    assert all(r["file"] == str(cut) and not r["error"] for r in rows[4:-1]) and len(rows) < 8
+    assert "cut.avi': only " in rows[-1]["error"] and "of the 6 frames" in rows[-1]["error"]
+    drawn = sorted(p.name for p in out.iterdir() if p.name.startswith("clip"))
     assert drawn == ["clip_frame0.png", "clip_frame2.png", "clip_frame4.png"]
     with Image.open(out / "clip_frame2.png") as im:
         assert im.size == (96, 96) and im.mode == "RGB"
