@@ -27,7 +27,7 @@ def check_folder(folder: Path, what: str, hint: str = "") -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        reason = err.strerror or err
+        reason = "it is a file, not a folder" if folder.is_file() else err.strerror or err
         raise DACLError(f"{what} '{folder}' is not writable ({reason}){hint}") from None
 
 
