@@ -452,6 +452,16 @@ def test_skipped_files_are_remembered_and_strict_rebuilds(folder, tmp_path, capl
         load_or_build(find_layout(folder).split("train"), cache_dir, strict=True)
 
 
+def test_a_split_with_no_readable_image_is_one_line_built_or_reused(folder, tmp_path):
+    from dacl.errors import DACLError
+
+    for png in (folder / "val" / "angry").iterdir():
+        png.write_bytes(b"\x89PNG broken")
+    for _ in range(2):  # the second time the (empty) cache is reused
+        with pytest.raises(DACLError, match=r"^the val split has no readable image: its 3 .*v0"):
+            load_or_build(find_layout(folder).split("val"), tmp_path / "cache")
+
+
 def test_unwritable_cache_dir_still_returns_the_data(folder, tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from dacl.checkpoint import atomic_save, safe_load
-from dacl.data.layouts import SplitIndex, decode_split
+from dacl.data.layouts import SplitIndex, decode_split, first_few
 from dacl.errors import DACLError
 
 log = logging.getLogger("dacl.data")
@@ -137,6 +137,10 @@ def load_or_build(
         payload = _build(index, path, strict, start)
     else:
         _say_reused(payload, path, index.split or "?", start)
+    if not payload["names"]:  # nothing to train or measure on: say so before the run starts
+        bad = payload["skipped"]
+        why = f"its {len(bad)} file(s) are unreadable ({first_few(bad)})" if bad else "no files"
+        raise DACLError(f"the {index.split or '?'} split has no readable image: {why}")
     return payload["images"], payload["labels"], payload["names"]
 
 
@@ -148,7 +152,7 @@ def _say_reused(payload: dict, path: Path, split: str, start: float) -> None:
             "the decoded %s split lacks %d unreadable file(s) skipped when it was built: %s",
             split,
             len(skipped),
-            ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else ""),
+            first_few(skipped),
         )
     log.info(
         "reusing decoded cache %s (%s split, %d images, fingerprint matches, %.2f s)",

@@ -202,7 +202,7 @@ def index_folder(
             len(ignored),
             "y" if len(ignored) == 1 else "ies",
             split_dir,
-            _first_few(ignored),
+            first_few(ignored),
         )
     if not entries:
         raise DACLError(
@@ -327,7 +327,8 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _first_few(names: list[str]) -> str:
+def first_few(names: list[str]) -> str:
+    """The first :data:`_SHOW` names, and "..." when there are more: for one-line messages."""
     return ", ".join(names[:_SHOW]) + (", ..." if len(names) > _SHOW else "")
 
 
@@ -393,7 +394,7 @@ def decode_split(
             "skipped %d unreadable or truncated image file(s) of the %s split: %s",
             len(bad),
             index.split or "?",
-            _first_few(bad),
+            first_few(bad),
         )
     return (
         torch.from_numpy(images[: len(keep)].copy() if bad else images),
