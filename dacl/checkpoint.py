@@ -163,7 +163,7 @@ class LastCheckpoint(pl.Callback):
         path = Path(ckpt.dirpath) / f"{ckpt.CHECKPOINT_NAME_LAST}{ckpt.FILE_EXTENSION}"
         if ckpt.save_last:  # its epoch-end save then overwrites this file, not a last-v1 beside it
             ckpt.last_model_path = str(path)
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # whole: resumable
         self._last_save = time.monotonic()
         return path
 

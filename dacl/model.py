@@ -8,7 +8,7 @@ import math
 from collections import OrderedDict
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -134,6 +134,10 @@ class DACLNet(nn.Module):
         super().__init__()
         if in_chans not in (1, 3):
             raise DACLError(f"in_chans must be 1 or 3, got {in_chans}")
+        if trunk not in get_args(Trunk):
+            raise DACLError(f"trunk must be one of {', '.join(get_args(Trunk))}, got '{trunk}'")
+        if image_size < 1:
+            raise DACLError(f"image_size must be at least 1 pixel, got {image_size}")
         if isinstance(attention, str) and attention not in ("learned", "normalised"):
             raise DACLError(f"attention must be learned, normalised or a number, got {attention}")
         if trunk == "compact":

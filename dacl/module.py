@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypedDict, get_args
 
 import pytorch_lightning as pl
@@ -45,26 +45,37 @@ class Distillation(TypedDict, total=False):
     temperature: float
 
 
-def _checked(
-    variant: str,
-    *,
-    lam: float,
-    alpha: float,
-    target_loss: str,
-    lr_schedule: str,
-    distill: Distillation | None,
-) -> Distillation:
-    """One-line errors for options outside their ranges or choices; ``distill`` with its
-    defaults."""
-    if variant not in VARIANTS:
-        raise DACLError(f"model.variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
-    if not (lam >= 0 and 0 <= alpha <= 1):  # λ < 0 would reward distance from the centers
-        raise DACLError(f"model.lam must be ≥ 0 and model.alpha in 0..1, got {lam} and {alpha}")
-    if target_loss not in ("soft", "any"):
-        raise DACLError(f"model.target_loss must be soft or any, got '{target_loss}'")
-    if lr_schedule not in ("step", "cosine"):
-        raise DACLError(f"model.lr_schedule must be step or cosine, got '{lr_schedule}'")
-    checked: Distillation = {"weight": 0.0, "temperature": 1.0, **(distill or {})}
+#: The options with a fixed set of values, and the ranges of the numeric ones (what each
+#: must be), for one-line errors when the module is built rather than tracebacks mid-fit.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "variant": VARIANTS, "target_loss": ("soft", "any"), "lr_schedule": ("step", "cosine"),
+}  # fmt: skip
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lam": (lambda v: v >= 0, "≥ 0"),  # λ < 0 would reward distance from the centers
+    "alpha": (lambda v: 0 <= v <= 1, "in 0..1"),
+    "lr": (lambda v: v > 0, "positive"),
+    "momentum": (lambda v: 0 <= v < 1, "in 0..1, below 1"),
+    "weight_decay": (lambda v: v >= 0, "≥ 0"),
+    "lr_step": (lambda v: v >= 1, "at least 1"),
+    "lr_gamma": (lambda v: v > 0, "positive"),
+}
+
+
+def _checked(hparams: Mapping[str, Any]) -> Distillation:
+    """One-line errors for options outside their :data:`CHOICES` or :data:`RANGES`, or class
+    names that are not 2 or more distinct names; ``distill`` with its defaults."""
+    for name, allowed in CHOICES.items():
+        if hparams[name] not in allowed:
+            raise DACLError(
+                f"model.{name} must be one of {', '.join(allowed)}, got '{hparams[name]}'"
+            )
+    for name, (holds, what) in RANGES.items():
+        if not holds(hparams[name]):
+            raise DACLError(f"model.{name} must be {what}, got {hparams[name]}")
+    names = list(hparams["class_names"])
+    if len(names) < 2 or len(set(names)) < len(names):
+        raise DACLError(f"model.class_names must be 2 or more distinct names, got {names}")
+    checked: Distillation = {"weight": 0.0, "temperature": 1.0, **(hparams["distill"] or {})}
     if not (0 <= checked["weight"] <= 1 and checked["temperature"] > 0):
         raise DACLError(
             "model.distill.weight must be in 0..1 and model.distill.temperature positive, "
@@ -165,16 +176,9 @@ class DACLModule(pl.LightningModule):
         trunk: Trunk = "resnet18",
     ) -> None:
         super().__init__()
-        distill = _checked(
-            variant,
-            lam=lam,
-            alpha=alpha,
-            target_loss=target_loss,
-            lr_schedule=lr_schedule,
-            distill=distill,
-        )
         self.save_hyperparameters()
-        self.hparams.distill = distill  # with its defaults: checkpoints record what was used
+        # with its defaults: checkpoints record what was used
+        self.hparams.distill = _checked(self.hparams)
         self.class_names = tuple(class_names)
         num_classes = len(self.class_names)
         self.lam = 0.0 if variant == "softmax" else lam

@@ -190,15 +190,40 @@ def test_cosine_schedule_anneals_per_step_to_zero(tmp_path):
 
 
 def test_unknown_schedule_is_one_clear_error():
-    with pytest.raises(DACLError, match=r"model\.lr_schedule must be step or cosine"):
+    with pytest.raises(
+        DACLError, match=r"model\.lr_schedule must be one of step, cosine, got .linear."
+    ):
         DACLModule(lr_schedule="linear")
 
 
-@pytest.mark.parametrize(("lam", "alpha"), [(-0.01, 0.5), (0.01, 1.5), (0.01, -0.1)])
-def test_lambda_and_alpha_outside_their_ranges_are_one_clear_error(lam, alpha):
-    with pytest.raises(DACLError, match=r"model\.lam must be ≥ 0 and model\.alpha in 0\.\.1"):
-        DACLModule(lam=lam, alpha=alpha)
-    DACLModule(lam=0.0, alpha=1.0)  # the ends of the ranges are allowed
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        ({"lam": -0.01}, r"model\.lam must be ≥ 0, got -0\.01"),
+        ({"alpha": 1.5}, r"model\.alpha must be in 0\.\.1, got 1\.5"),
+        ({"alpha": -0.1}, r"model\.alpha must be in 0\.\.1, got -0\.1"),
+        ({"lr": 0.0}, r"model\.lr must be positive, got 0\.0"),
+        ({"momentum": 1.0}, r"model\.momentum must be in 0\.\.1, below 1, got 1\.0"),
+        ({"weight_decay": -1e-4}, r"model\.weight_decay must be ≥ 0"),
+        ({"lr_step": 0}, r"model\.lr_step must be at least 1, got 0"),
+        ({"lr_gamma": 0.0}, r"model\.lr_gamma must be positive"),
+        ({"class_names": ["a"]}, r"model\.class_names must be 2 or more distinct names"),
+        (
+            {"class_names": ["a", "b", "a"]},
+            r"class_names must be 2 or more distinct.*'a', 'b', 'a'",
+        ),
+        ({"trunk": "resnet50"}, r"^trunk must be one of resnet18, compact, got 'resnet50'"),
+        ({"image_size": 0}, r"^image_size must be at least 1 pixel, got 0"),
+    ],
+)
+def test_options_outside_their_ranges_are_one_clear_error(option, error):
+    """Each would otherwise fail mid-fit (torch's SGD), build a wrong model, or train on."""
+    with pytest.raises(DACLError, match=error):
+        DACLModule(**option)
+
+
+def test_the_ends_of_the_ranges_are_allowed():
+    DACLModule(lam=0.0, alpha=1.0, momentum=0.0, weight_decay=0.0, class_names=("a", "b"))
 
 
 def test_a_bf16_step_on_the_cpu_keeps_the_loss_finite_and_the_centers_float32(synthetic_dataset):

@@ -352,10 +352,12 @@ def test_a_fit_cut_by_max_time_says_its_schedule_did_not_finish(
 
 @pytest.mark.parametrize(("steps", "minutes", "saved_at"), [(2, 0, 6), (0, 1e-9, 7), (0, 0, None)])
 def test_last_checkpoint_every_n_steps_or_minutes(
-    synthetic_dataset, tmp_path, steps, minutes, saved_at
+    synthetic_dataset, tmp_path, caplog, steps, minutes, saved_at
 ):
     last_checkpoint = LastCheckpoint(every_n_steps=steps, every_minutes=minutes)
-    _fit_tiny(synthetic_dataset("folders"), tmp_path, last_checkpoint, max_steps=7)
+    with caplog.at_level(logging.INFO):
+        _fit_tiny(synthetic_dataset("folders"), tmp_path, last_checkpoint, max_steps=7)
+    assert not [r for r in caplog.records if "weights_only" in r.getMessage()]  # a whole save
     last = tmp_path / "last.ckpt"
     if saved_at is None:
         assert not last.exists()
