@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -58,7 +59,17 @@ def unknown_command(command: str) -> str:
 
 
 def main() -> None:
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        try:
+            _run(sys.argv[1] if len(sys.argv) > 1 else "")
+        finally:  # a reader gone by now (| head) is met here, not in the interpreter's exit
+            sys.stdout.flush()
+    except BrokenPipeError:  # stop quietly, as command-line tools do when their reader leaves
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        sys.exit(128 + signal.SIGPIPE)
+
+
+def _run(command: str) -> None:
     if command in ("", "-h", "--help"):
         print(USAGE)
         sys.exit(0 if command else 2)

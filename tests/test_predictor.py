@@ -280,7 +280,8 @@ def test_video_frames_and_annotated_pictures(trained, tmp_path):
 
 @pytest.mark.slow
 def test_dacl_predict_exit_status(trained, tmp_path, capsys):
-    """0 when every file was read, 1 (as a process) when one was not, 2 for a usage error."""
+    """0 when every file was read, 1 (as a process) when one was not, 2 for a usage error,
+    141 when its reader closed the pipe."""
     import subprocess
     import sys
 
@@ -299,6 +300,11 @@ def test_dacl_predict_exit_status(trained, tmp_path, capsys):
     )
     assert process.returncode == 1 and "Traceback" not in process.stderr
     assert process.stdout.count("\n") == 3  # the header and a row for each file
+    # a reader that leaves early (| head): SIGPIPE's exit status, and no traceback
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reader.stdout.close()  # before the first row: every write meets a closed pipe
+    said = reader.stderr.read()
+    assert reader.wait(timeout=300) == 128 + signal.SIGPIPE and "Error" not in said, said
 
 
 @pytest.mark.parametrize(
