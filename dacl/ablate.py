@@ -41,7 +41,7 @@ from jsonargparse import ActionConfigFile
 
 from dacl import analysis, teacher, viz
 from dacl.classes import METRIC_LABELS, REPORTED_METRICS, SELECTION_METRIC
-from dacl.cli import build_cli, resolve_checkpoint
+from dacl.cli import build_cli, check_seed, resolve_checkpoint
 from dacl.data import FER2013DataModule
 from dacl.defaults import template
 from dacl.errors import DACLError
@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"dacl ablate: {owned[0]} is set by the runner for each run")
     if missing:
         raise SystemExit(f"dacl ablate: config '{missing[0]}' not found")
+    for seed in seeds:
+        check_seed(seed, "--seeds")
     if len(set(stems)) < len(stems):
         raise SystemExit(f"dacl ablate: configs share a file name stem (it names runs): {stems}")
     overrides = [o for g in ("data", "model", "trainer") for o in _flatten(g, getattr(args, g))]

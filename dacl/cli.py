@@ -23,6 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
+from lightning_fabric.utilities.seed import max_seed_value, min_seed_value
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -164,6 +165,8 @@ class DACLCLI(LightningCLI):
             raise DACLError(usage_error(str(err))) from None
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
+        if not isinstance(seed := config.get("seed_everything"), bool):
+            check_seed(seed, "seed_everything")
         place_outputs(config.trainer)
         root = log_root(config.trainer)
         if subcommand == "fit" and root is not None:
@@ -201,6 +204,12 @@ class DACLCLI(LightningCLI):
         for key, value in changes.items():
             config.data[options.path(key)] = value
         config.model.class_names = class_names
+
+
+def check_seed(seed: int, option: str) -> None:
+    """One line for a seed NumPy cannot take (Lightning seeds NumPy with it too)."""
+    if not min_seed_value <= seed <= max_seed_value:
+        raise DACLError(f"{option} must be in {min_seed_value}..{max_seed_value}, got {seed}")
 
 
 def read_checkpoint(path: str, crop: int) -> dict:

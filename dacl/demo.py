@@ -249,6 +249,8 @@ def check_address(host: str, port: int) -> None:
     """One line, with the system's reason, for an address the page cannot be served on: a host
     name that does not resolve, an address that is not this machine's, a port in use (Gradio's
     own error says only that the port is taken). The test socket is closed at once."""
+    if not 1 <= port <= 65535:  # the resolver would wrap it round to another port
+        raise DACLError(f"--port must be in 1..65535, got {port}")
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind) as probe:

@@ -579,6 +579,9 @@ def test_arguments_the_runner_owns_are_refused(tmp_path):
     # not an ablate option: the parser refuses it in one line
     with pytest.raises(DACLError, match="unrecognized arguments: --seed_everything"):
         ablate.main(["--configs", config, "--out", str(tmp_path / "o"), "--seed_everything", "3"])
+    # a seed NumPy cannot take: one line before any run starts (was: each run failing)
+    with pytest.raises(DACLError, match=r"--seeds must be in 0\.\.4294967295, got -1"):
+        ablate.main(["--configs", config, "--out", str(tmp_path / "o"), "--seeds", "0", "-1"])
     assert not (tmp_path / "o").exists()
     (tmp_path / "file").write_text("")  # an --out that cannot be a folder: one line
     with pytest.raises(DACLError, match=r"--out '.*file/o' is not writable \(Not a directory"):

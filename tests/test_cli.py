@@ -290,6 +290,8 @@ def test_lightnings_switches_leave_no_checkpoint(synthetic_dataset, tmp_path, ru
         ("--data.pipeline", "reference", ["data.pipeline is no longer an option", "delete it"]),
         # a misspelt grouped one: the closest real one
         ("--data.labels.num_clases", "8", ["did you mean --data.labels.num_classes?"]),
+        # a seed NumPy cannot take (was: Lightning's ValueError traceback)
+        ("--seed_everything", "-1", ["seed_everything must be in 0..4294967295, got -1"]),
     ],
 )
 def test_a_bad_option_is_one_line_saying_what_was_expected(

@@ -161,6 +161,9 @@ def test_an_address_the_page_cannot_have_is_one_line_with_the_reason():
     # TEST-NET-1, an address of no machine: refused without asking a name server
     with pytest.raises(DACLError, match=r"192\.0\.2\.1:8080 \(Cannot assign requested address"):
         check_address("192.0.2.1", 8080)
+    # a port past 65535: the resolver would wrap it round to another port
+    with pytest.raises(DACLError, match=r"--port must be in 1\.\.65535, got 99999"):
+        check_address("127.0.0.1", 99999)
 
 
 def test_uploads_stay_in_a_temporary_folder_removed_at_exit(tiny, tmp_path):
