@@ -26,6 +26,7 @@ from torch import Tensor
 from dacl import viz
 from dacl.classes import REPORTED_METRICS
 from dacl.errors import DACLError
+from dacl.outputs import replacing
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ class PredictionWriter(BasePredictionWriter):
         batch_indices: Sequence[Any],
     ) -> None:  # fmt: skip
         if trainer.world_size > 1:
-            raise DACLError("dacl predict writes one CSV in loader order: use --trainer.devices 1")
+            raise DACLError("dacl predict_split writes one CSV in loader order: use --trainer.devices 1")
         data = trainer.datamodule
         names, labels = data.names(data.predict_split), data.labels(data.predict_split).tolist()
         classes = pl_module.class_names
@@ -273,8 +274,8 @@ class PredictionWriter(BasePredictionWriter):
         out.parent.mkdir(parents=True, exist_ok=True)
         preds = torch.cat([b["pred"] for b in predictions]).tolist()
         probs = torch.cat([b["probs"] for b in predictions]).tolist()
-        with out.open("w", newline="") as f:
-            writer = csv.writer(f)
+        with replacing(out, "predictions file") as pending:  # whole, or the earlier one kept
+            writer = csv.writer(pending.file)
             writer.writerow(["file", "label", "prediction", *(f"p_{c}" for c in classes)])
             for name, label, pred, row in zip(names, labels, preds, probs, strict=True):
                 writer.writerow([name, classes[label], classes[pred], *(f"{p:.4f}" for p in row)])

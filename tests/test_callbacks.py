@@ -224,3 +224,29 @@ def _image_tags(trainer) -> list[str]:
     acc = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0})
     acc.Reload()
     return acc.Tags()["images"]
+
+
+def test_predictions_file_is_written_whole_or_the_earlier_one_kept(tmp_path):
+    from types import SimpleNamespace
+
+    from dacl.callbacks import PredictionWriter
+
+    data = SimpleNamespace(
+        predict_split="test", names=lambda split: ["a.png", "b.png", "c.png"],
+        labels=lambda split: torch.tensor([0, 1, 1]),
+    )  # fmt: skip
+    trainer = SimpleNamespace(world_size=1, datamodule=data, log_dir=str(tmp_path))
+    module = SimpleNamespace(class_names=("x", "y"))
+    batch = {"pred": torch.tensor([0, 1]), "probs": torch.tensor([[0.9, 0.1], [0.2, 0.8]])}
+    earlier = tmp_path / "predictions.csv"
+    earlier.write_text("earlier\n")
+    with pytest.raises(ValueError):  # 3 names, 2 predictions: fails after two rows
+        PredictionWriter().write_on_epoch_end(trainer, module, [batch], [])
+    assert earlier.read_text() == "earlier\n" and [p.name for p in tmp_path.iterdir()] == [
+        "predictions.csv"
+    ]
+    batch = {k: torch.cat([v, v[-1:]]) for k, v in batch.items()}
+    PredictionWriter().write_on_epoch_end(trainer, module, [batch], [])
+    assert earlier.read_text().splitlines()[1:] == [
+        "a.png,x,x,0.9000,0.1000", "b.png,y,y,0.2000,0.8000", "c.png,y,y,0.2000,0.8000"
+    ]  # fmt: skip
