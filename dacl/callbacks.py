@@ -266,7 +266,9 @@ class PredictionWriter(BasePredictionWriter):
         batch_indices: Sequence[Any],
     ) -> None:  # fmt: skip
         if trainer.world_size > 1:
-            raise DACLError("dacl predict_split writes one CSV in loader order: use --trainer.devices 1")
+            raise DACLError(
+                "dacl predict_split writes one CSV in loader order: use --trainer.devices 1"
+            )
         data = trainer.datamodule
         names, labels = data.names(data.predict_split), data.labels(data.predict_split).tolist()
         classes = pl_module.class_names

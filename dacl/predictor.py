@@ -118,6 +118,8 @@ class Predictor:
     ) -> None:
         if tta not in TTA_VIEWS:
             raise DACLError(f"tta must be one of {', '.join(TTA_VIEWS)}, got '{tta}'")
+        if batch_size < 1:
+            raise DACLError(f"batch_size must be at least 1, got {batch_size}")
         self.tta = tta
         self.device = usable_device(device)
         self.module = module.eval().to(self.device)

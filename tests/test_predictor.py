@@ -99,6 +99,18 @@ def test_what_is_not_a_picture_is_one_line(trained, picture, error):
         predictor(picture)
 
 
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        ({"tta": "bogus"}, r"^tta must be one of none, flip, crops, got 'bogus'"),
+        ({"batch_size": 0}, r"^batch_size must be at least 1, got 0"),  # was torch's split error
+    ],
+)
+def test_predictor_options_outside_their_choices_are_one_line(trained, option, error):
+    with pytest.raises(DACLError, match=error):
+        Predictor.from_checkpoint(trained[0], **option)
+
+
 def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
     predictor = Predictor.from_checkpoint(trained[0])
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
