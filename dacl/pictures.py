@@ -285,17 +285,26 @@ def annotation_paths(files: Sequence[Path], folder: Path) -> dict[Path, Path]:
     """Where ``--annotate`` draws each file (``.png``, and ``_frameN`` for a video's frames,
     are added): its path below the files' common folder, inside ``folder`` (``a/face.jpg`` and
     ``b/face.jpg`` → ``folder/a/face``, ``folder/b/face``). Files whose paths differ only by
-    their suffix keep it (``face.jpg``, ``face.png``), so no picture overwrites another."""
+    their suffix keep it (``face.jpg``, ``face.png``), so no picture overwrites another; a
+    drawing that would replace an input picture is a :class:`DACLError`."""
     absolute = {path: Path(os.path.abspath(path)) for path in files}
     if not absolute:
         return {}
     common = os.path.commonpath([p.parent for p in absolute.values()])
     bare = {path: p.relative_to(common).with_suffix("") for path, p in absolute.items()}
     shared = Counter(bare.values())
-    return {
+    targets = {
         path: folder / (name.with_name(path.name) if shared[name] > 1 else name)
         for path, name in bare.items()
     }
+    inputs = {os.path.realpath(p): path for path, p in absolute.items()}
+    for target in targets.values():  # a drawing saved over an input picture would lose it
+        if (drawn := os.path.realpath(f"{target}.png")) in inputs:
+            raise DACLError(
+                f"--annotate '{folder}' would draw over the input '{inputs[drawn]}': "
+                "choose a folder apart from the pictures"
+            )
+    return targets
 
 
 def save_drawn(picture: Image.Image, target: Path) -> None:

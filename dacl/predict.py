@@ -115,6 +115,7 @@ def write_rows(args: Namespace, files: Sequence[Path], progress: Progress, strea
     """The rows of ``files`` written to ``stream`` as ``args`` ask; how many files could not
     be read."""
     faces = read_boxes(args.boxes) if args.boxes else args.faces  # bad boxes: before any work
+    drawn = annotation_paths(files, Path(args.annotate)) if args.annotate else None
     source = chosen_model(args)
     predictor = Predictor.load(source, args.tta, device=args.device, batch_size=args.batch_size)
     if args.ckpt_path is None:
@@ -126,7 +127,6 @@ def write_rows(args: Namespace, files: Sequence[Path], progress: Progress, strea
     writer = csv.DictWriter(stream, columns, restval="") if args.format == "csv" else None
     if writer:
         writer.writeheader()
-    drawn = annotation_paths(files, Path(args.annotate)) if args.annotate else None
     failed = 0
     for row in predict_files(predictor, progress, faces, args.attention, args.every, drawn):
         failed += bool(row["error"]) and not row["error"].endswith("no face found")

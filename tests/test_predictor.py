@@ -19,7 +19,7 @@ from PIL import Image
 
 from dacl import FER2013_CLASSES, DACLError, Predictor
 from dacl import export as export_module
-from dacl.pictures import pictures_of
+from dacl.pictures import annotation_paths, pictures_of
 
 
 @pytest.fixture
@@ -554,6 +554,26 @@ def test_annotated_pictures_of_files_sharing_a_name_are_all_kept(trained, tmp_pa
             assert im.size == original.size  # each file's own picture, with its labels
             assert np.asarray(im)[0, 0].tolist() == [255, 200, 0]
     assert len(list(csv.DictReader(capsys.readouterr().out.splitlines()))) == 3
+
+
+def test_drawing_over_an_input_picture_is_refused_before_any_work(
+    trained, tmp_path, monkeypatch, capsys
+):
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    Image.new("L", (48, 48), 90).save(pictures / "a.png")
+    Image.new("L", (48, 48), 90).save(pictures / "b.jpg")  # its drawing, b.png, loses nothing
+    before = (pictures / "a.png").read_bytes()
+    (tmp_path / "link").symlink_to(pictures)
+    for folder in (pictures, tmp_path / "link"):  # the same folder, by another path too
+        code, out, err = dacl_command(
+            monkeypatch, capsys, "predict", "--ckpt_path", trained[0], pictures, "--annotate",
+            folder, "--out", tmp_path / "rows.csv",
+        )  # fmt: skip
+        assert code == 2 and out == "" and not (tmp_path / "rows.csv").exists()
+        assert f"--annotate '{folder}' would draw over the input '{pictures / 'a.png'}'" in err
+    assert (pictures / "a.png").read_bytes() == before
+    assert annotation_paths([pictures / "b.jpg"], pictures) == {pictures / "b.jpg": pictures / "b"}
 
 
 def test_progress_lines_when_stderr_is_not_a_terminal(trained, pictures, monkeypatch, capsys):
