@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import sys
 import time
@@ -184,6 +185,8 @@ def main(argv: list[str]) -> None:
         raise DACLError(f"no pictures found in {', '.join(args.paths)}")
     if args.annotate:  # output paths checked before the model loads
         check_folder(Path(args.annotate), "--annotate folder")
+    if args.out and os.path.realpath(args.out) in {os.path.realpath(f) for f in files}:
+        raise DACLError(f"--out '{args.out}' is one of the pictures: name another file")
     pending = Pending(args.out, "--out") if args.out else None
     progress = Progress(files, sys.stderr)
     before = signal.signal(signal.SIGTERM, _terminate)

@@ -556,7 +556,7 @@ def test_annotated_pictures_of_files_sharing_a_name_are_all_kept(trained, tmp_pa
     assert len(list(csv.DictReader(capsys.readouterr().out.splitlines()))) == 3
 
 
-def test_drawing_over_an_input_picture_is_refused_before_any_work(
+def test_writing_over_an_input_picture_is_refused_before_any_work(
     trained, tmp_path, monkeypatch, capsys
 ):
     pictures = tmp_path / "pictures"
@@ -572,6 +572,12 @@ def test_drawing_over_an_input_picture_is_refused_before_any_work(
         )  # fmt: skip
         assert code == 2 and out == "" and not (tmp_path / "rows.csv").exists()
         assert f"--annotate '{folder}' would draw over the input '{pictures / 'a.png'}'" in err
+    # nor may the rows replace a picture
+    code, _, err = dacl_command(
+        monkeypatch, capsys, "predict", "--ckpt_path", trained[0], pictures, "--out",
+        tmp_path / "link" / "a.png",
+    )  # fmt: skip
+    assert code == 2 and f"--out '{tmp_path / 'link' / 'a.png'}' is one of the pictures" in err
     assert (pictures / "a.png").read_bytes() == before
     assert annotation_paths([pictures / "b.jpg"], pictures) == {pictures / "b.jpg": pictures / "b"}
 
