@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from dacl import pretrained
 from dacl.errors import DACLError
-from dacl.outputs import check_folder, replacing
+from dacl.outputs import check_apart, check_folder, replacing
 from dacl.predictor import Predictor, chosen_model
 
 #: Largest |exported − eager| accepted on the check batches.
@@ -156,9 +156,10 @@ def main(argv: list[str] | None = None) -> None:
             features: also return the 512 features.
         """
         chosen = chosen_model(Namespace(ckpt_path=ckpt_path, model=model))
-        predictor = Predictor.load(chosen)
         source = Path(ckpt_path or pretrained.read_config(model)["name"])
         target = out or str(source.with_suffix(".onnx" if format == "onnx" else ".pt"))
+        check_apart(target, [source, source.with_suffix(".safetensors")], "--out", "model's files")
+        predictor = Predictor.load(chosen)
         result = export(predictor, target, format, features)
         print(
             f"{format} model written to {result['out']}"

@@ -12,7 +12,7 @@ import contextlib
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -29,6 +29,13 @@ def check_folder(folder: Path, what: str, hint: str = "") -> None:
     except OSError as err:
         reason = "it is a file, not a folder" if folder.is_file() else err.strerror or err
         raise DACLError(f"{what} '{folder}' is not writable ({reason}){hint}") from None
+
+
+def check_apart(out: str | Path, inputs: Iterable[str | Path], option: str, what: str) -> None:
+    """A one-line error when the output ``out`` would replace one of the ``inputs`` (compared
+    by real path: a symlink or ``..`` spelling is the same file); ``what`` names the inputs."""
+    if os.path.realpath(out) in {os.path.realpath(p) for p in inputs}:
+        raise DACLError(f"{option} '{out}' is one of the {what}: name another file")
 
 
 class Pending:

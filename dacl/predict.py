@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import sys
 import time
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from dacl import pretrained
 from dacl.errors import DACLError
-from dacl.outputs import Pending, check_folder
+from dacl.outputs import Pending, check_apart, check_folder
 from dacl.pictures import BOX, annotation_paths, expand, read_boxes
 from dacl.predictor import Predictor, add_model_options, chosen_model, predict_files
 
@@ -185,8 +184,8 @@ def main(argv: list[str]) -> None:
         raise DACLError(f"no pictures found in {', '.join(args.paths)}")
     if args.annotate:  # output paths checked before the model loads
         check_folder(Path(args.annotate), "--annotate folder")
-    if args.out and os.path.realpath(args.out) in {os.path.realpath(f) for f in files}:
-        raise DACLError(f"--out '{args.out}' is one of the pictures: name another file")
+    if args.out:
+        check_apart(args.out, files, "--out", "pictures")
     pending = Pending(args.out, "--out") if args.out else None
     progress = Progress(files, sys.stderr)
     before = signal.signal(signal.SIGTERM, _terminate)

@@ -21,7 +21,7 @@ import torch
 from dacl.data import FER2013DataModule, options
 from dacl.data.soft_targets import SPLITS, SoftTargets
 from dacl.errors import DACLError
-from dacl.outputs import check_folder
+from dacl.outputs import check_apart, check_folder
 from dacl.predictor import Predictor
 from dacl.usage import ProgramParser
 
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.soft and not args.models:
         raise DACLError("dacl ensemble needs soft-target files or --models")
     check_folder(Path(args.out).parent, "--out folder")  # before the models' minutes of work
+    check_apart(args.out, [*args.soft, *args.models], "--out", "members' files")
     members = [SoftTargets.load(p) for p in args.soft]
     if args.models:
         data = FER2013DataModule(**options.grouped(args.data))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jsonargparse import ArgumentParser
 
@@ -30,11 +30,25 @@ class ProgramParser(ArgumentParser):
     command prints it as ``dacl: error: ...``, exit status 2) instead of the usage text, with
     the closest real option for an unknown one."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.positionals: set[str] = set()  # their keys are no options: never suggested as one
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        if args and not str(args[0]).startswith("-"):
+            self.positionals.add(args[0])
+        return super().add_argument(*args, **kwargs)
+
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
         if not self.exit_on_error:  # a nested parser: jsonargparse handles its errors itself
             super().error(message, ex)
         text = " ".join(line.strip() for line in message.splitlines() if line.strip())
-        options = [f"--{key}" for key in self.get_defaults().as_dict()]
+        keys = self.get_defaults().as_dict()
+        options = [f"--{key}" for key in keys if key not in self.positionals]
         unknown = re.findall(r"(--?[\w.-]+)", text) if "unrecognized" in text.lower() else []
-        hint = did_you_mean(unknown, options)
+        given = [u for u in unknown if u.lstrip("-") in self.positionals]
+        if given:
+            hint = f" ({given[0][2:]} is positional: give its values without {given[0]})"
+        else:
+            hint = did_you_mean(unknown, options)
         raise DACLError(f"{self.prog}: {text}{hint}; see {self.prog} --help")

@@ -580,6 +580,12 @@ def test_rgb_data_for_the_gray_stem_is_one_error():
             "see dacl export --help",
         ),
         (["demo", "--prot", "80"], "dacl demo: unrecognized arguments: --prot 80 (did you mean"),
+        # a positional given as an option: how to give it (was: "did you mean --soft?")
+        (
+            ["ensemble", "--soft", "a.npz", "--out", "t.npz"],
+            "dacl ensemble: unrecognized arguments: --soft (soft is positional: give its values "
+            "without --soft)",
+        ),
     ],
 )
 def test_a_typo_outside_fit_is_one_line_with_the_closest_name(monkeypatch, capsys, args, line):

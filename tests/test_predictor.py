@@ -176,6 +176,11 @@ def test_dacl_export_command(trained, tmp_path, capsys):
         export_module.main(["--ckpt_path", str(trained[0]), "--format", "tflite"])
     with pytest.raises(DACLError, match=r"none\.ckpt' not found"):
         export_module.main(["--ckpt_path", str(tmp_path / "none.ckpt")])
+    # an --out that is the model's own file: refused before anything is written
+    before = Path(trained[0]).read_bytes()
+    with pytest.raises(DACLError, match=r"--out '.*' is one of the model's files: name another"):
+        export_module.main(["--ckpt_path", str(trained[0]), "--out", str(trained[0])])
+    assert Path(trained[0]).read_bytes() == before
 
 
 def test_dacl_predict_on_a_folder_with_a_corrupt_file(trained, tmp_path, capsys):

@@ -171,6 +171,9 @@ def test_a_typo_in_dacl_ensemble_is_one_line_with_the_closest_option(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(DACLError, match=r"--out folder '\S*file' is not writable \(it is a file"):
         main(["--models", "nosuch.ckpt", "--out", str(tmp_path / "file" / "t.npz")])
+    # an --out that is one of the members: refused before any work (it would be replaced)
+    with pytest.raises(DACLError, match=r"--out '\S*member\.npz' is one of the members' files"):
+        main([str(tmp_path / "member.npz"), "--out", str(tmp_path / "." / "member.npz")])
     # typed as fit's command line types them
     data = grouped({"root": "x", "labels": {"num_classes": "8", "balanced": "true"}})
     assert data == {"root": "x", "labels": LabelOptions(num_classes=8, balanced=True)}
