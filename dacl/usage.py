@@ -43,12 +43,12 @@ class ProgramParser(ArgumentParser):
         if not self.exit_on_error:  # a nested parser: jsonargparse handles its errors itself
             super().error(message, ex)
         text = " ".join(line.strip() for line in message.splitlines() if line.strip())
-        keys = self.get_defaults().as_dict()
-        options = [f"--{key}" for key in keys if key not in self.positionals]
+        options = [f"--{k}" for k in self.get_defaults().as_dict() if k not in self.positionals]
         unknown = re.findall(r"(--?[\w.-]+)", text) if "unrecognized" in text.lower() else []
         given = [u for u in unknown if u.lstrip("-") in self.positionals]
         if given:
-            hint = f" ({given[0][2:]} is positional: give its values without {given[0]})"
+            name = given[0].lstrip("-")
+            hint = f" ({name} is positional: give its values without {given[0]})"
         else:
             hint = did_you_mean(unknown, options)
         raise DACLError(f"{self.prog}: {text}{hint}; see {self.prog} --help")
