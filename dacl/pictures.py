@@ -48,6 +48,11 @@ def load_picture(picture: Picture) -> Image.Image:
             f"not a picture: {type(picture).__name__}; pass a file path, a PIL image or a "
             "numpy array (a tensor: .numpy(), channels last)"
         )
+    if Path(picture).suffix.lower() in VIDEO_SUFFIXES:
+        raise DACLError(
+            f"'{picture}' is a video: a Predictor takes pictures; predict_files (dacl.predictor) "
+            "and dacl predict read a video's frames"
+        )
     with opened(picture) as im:
         return _upright_rgb(im)
 

@@ -118,6 +118,8 @@ def test_unreadable_pictures_are_one_error_naming_the_file(trained, tmp_path):
         predictor([tmp_path / "broken.jpg"])
     with pytest.raises(DACLError, match=r"missing\.png': no such file"):
         predictor(tmp_path / "missing.png")
+    with pytest.raises(DACLError, match=r"clip\.mp4' is a video: .*predict_files"):
+        predictor(tmp_path / "clip.mp4")  # was "not a readable image"
     # frames cut short: Pillow's GIF and TIFF plugins fail with IndexError and TypeError there
     frames = [Image.fromarray(np.random.default_rng(v).integers(0, 255, (32, 32), np.uint8))
               for v in range(10)]  # fmt: skip
