@@ -27,6 +27,8 @@ from dacl.model import DACLNet, Trunk
 
 Variant = Literal["dacl", "dacl_norm", "dacl_fixed", "center", "softmax"]
 VARIANTS: tuple[str, ...] = get_args(Variant)
+LrSchedule = Literal["step", "cosine"]
+TargetLoss = Literal["soft", "any"]
 #: Each variant's attention a (method.md §2.5, :class:`~dacl.model.DACLNet`'s ``attention``):
 #: learned by the CE-Unit and heads, learned and scaled to mean 0.5 per face, or a constant —
 #: ``dacl_fixed``'s a ≡ 0.5 is the control for "does learned attention beat a constant?".
@@ -48,7 +50,7 @@ class Distillation(TypedDict, total=False):
 #: The options with a fixed set of values, and the ranges of the numeric ones (what each
 #: must be), for one-line errors when the module is built rather than tracebacks mid-fit.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "variant": VARIANTS, "target_loss": ("soft", "any"), "lr_schedule": ("step", "cosine"),
+    "variant": VARIANTS, "target_loss": get_args(TargetLoss), "lr_schedule": get_args(LrSchedule),
 }  # fmt: skip
 RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "lam": (lambda v: v >= 0, "≥ 0"),  # λ < 0 would reward distance from the centers
@@ -161,7 +163,7 @@ class DACLModule(pl.LightningModule):
         lr: float = 0.01,
         momentum: float = 0.9,
         weight_decay: float = 5e-4,
-        lr_schedule: Literal["step", "cosine"] = "step",
+        lr_schedule: LrSchedule = "step",
         lr_step: int = 20,
         lr_gamma: float = 0.1,
         image_size: int = 200,
@@ -171,7 +173,7 @@ class DACLModule(pl.LightningModule):
         channels_last: bool = True,
         compile: bool = False,
         class_names: Sequence[str] = FER2013_CLASSES,
-        target_loss: Literal["soft", "any"] = "soft",
+        target_loss: TargetLoss = "soft",
         distill: Distillation | None = None,
         trunk: Trunk = "resnet18",
     ) -> None:

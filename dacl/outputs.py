@@ -14,9 +14,11 @@ import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from dacl.errors import DACLError
+
+P = TypeVar("P", bound="str | os.PathLike[str]")  # a path as the caller spells it
 
 
 def check_folder(folder: Path, what: str, hint: str = "") -> None:
@@ -31,10 +33,16 @@ def check_folder(folder: Path, what: str, hint: str = "") -> None:
         raise DACLError(f"{what} '{folder}' is not writable ({reason}){hint}") from None
 
 
+def by_real_path(paths: Iterable[P]) -> dict[str, P]:
+    """``paths`` by their real path, the identity of a file (a symlink or ``..`` spelling is
+    the same file): for outputs that must not replace an input."""
+    return {os.path.realpath(p): p for p in paths}
+
+
 def check_apart(out: str | Path, inputs: Iterable[str | Path], option: str, what: str) -> None:
-    """A one-line error when the output ``out`` would replace one of the ``inputs`` (compared
-    by real path: a symlink or ``..`` spelling is the same file); ``what`` names the inputs."""
-    if os.path.realpath(out) in {os.path.realpath(p) for p in inputs}:
+    """A one-line error when the output ``out`` would replace one of the ``inputs``
+    (:func:`by_real_path`); ``what`` names the inputs."""
+    if os.path.realpath(out) in by_real_path(inputs):
         raise DACLError(f"{option} '{out}' is one of the {what}: name another file")
 
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from dacl.data.layouts import IMAGE_SUFFIXES, eight_bit
 from dacl.errors import DACLError
-from dacl.outputs import check_folder, replacing
+from dacl.outputs import by_real_path, check_folder, replacing
 
 #: What a picture may be: a file path, a PIL image, or an array (:func:`array_picture`).
 Picture = str | Path | Image.Image | np.ndarray
@@ -103,8 +103,6 @@ def opened(path: str | Path) -> Iterator[Image.Image]:
             f"'{path}': over {Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit against "
             "decompression bombs; downscale the picture first"
         ) from None
-    except DACLError:
-        raise
     # Pillow's plugins fail on damaged or cut-short files in many ways (OSError, EOFError,
     # IndexError, TypeError, struct.error, ...); the body only decodes the file.
     except Exception as err:
@@ -302,7 +300,7 @@ def annotation_paths(files: Sequence[Path], folder: Path) -> dict[Path, Path]:
         path: folder / (name.with_name(path.name) if shared[name] > 1 else name)
         for path, name in bare.items()
     }
-    inputs = {os.path.realpath(p): path for path, p in absolute.items()}
+    inputs = by_real_path(files)
     for target in targets.values():  # a drawing saved over an input picture would lose it
         if (drawn := os.path.realpath(f"{target}.png")) in inputs:
             raise DACLError(
