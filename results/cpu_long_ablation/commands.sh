@@ -36,3 +36,7 @@ cd /work/run_long
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_long.yaml --seed_everything 2 --trainer.logger.init_args.save_dir /work/main/results/cpu_long_ablation/runs --trainer.logger.init_args.name cpu_long_seed2 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
 # cpu_long_seed2
 /work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_long.yaml --seed_everything 2 --trainer.logger.init_args.save_dir /work/main/results/cpu_long_ablation/runs --trainer.logger.init_args.name cpu_long_seed2 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null --ckpt_path /work/main/results/cpu_long_ablation/runs/cpu_long_seed2/version_0/checkpoints/last.ckpt
+# cpu_long_seed2
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_long.yaml --seed_everything 2 --trainer.logger.init_args.save_dir /work/main/results/cpu_long_ablation/runs --trainer.logger.init_args.name cpu_long_seed2 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null --ckpt_path /work/main/results/cpu_long_ablation/runs/cpu_long_seed2/version_0/checkpoints/last.ckpt
+# cpu_long_center_seed2
+/work/main/.venv/bin/python -m dacl.cli fit --config experiments/cpu_long_center.yaml --seed_everything 2 --trainer.logger.init_args.save_dir /work/main/results/cpu_long_ablation/runs --trainer.logger.init_args.name cpu_long_center_seed2 --trainer.logger.init_args.version 0 --data.root /work/shared/fer2013 --trainer.max_time null
