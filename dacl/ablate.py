@@ -20,6 +20,8 @@ Run folders are recorded relative to ``OUT``.
 Re-running resumes: ``done.json`` skips a run, ``fit.json`` its fit, a ``last.ckpt`` is resumed
 from. A failed run is reported with its exit code and the others go on; the command then exits
 non-zero, naming the failed runs.
+While it runs it holds ``OUT/.ablate.lock``: a second runner on the same ``OUT`` is refused in
+one line rather than training the same runs beside it.
 """
 
 from __future__ import annotations
@@ -33,10 +35,13 @@ import subprocess
 import sys
 import time
 from argparse import Namespace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from filelock import FileLock, Timeout
 from jsonargparse import ActionConfigFile
 
 from dacl import analysis, teacher, viz
@@ -54,6 +59,8 @@ METRICS = ("balanced_acc", *(m for m in REPORTED_METRICS if m != "balanced_acc")
 #: Each run's epochs compared: the best-validation one (model selection) and the last.
 EPOCHS = ("best", "final")
 DONE, FIT_DONE = "done.json", "fit.json"
+#: The file in ``OUT`` a running ``dacl ablate`` holds locked.
+LOCK = ".ablate.lock"
 #: Options the runner sets for every run itself.
 OWN = ("logger.init_args.save_dir", "logger.init_args.name", "logger.init_args.version")
 
@@ -130,6 +137,39 @@ def main(argv: list[str] | None = None) -> None:
     # Seed by seed, every config in each: an ablation stopped midway has whole seeds to compare.
     runs = [Run(c, s, out / "runs" / f"{c.stem}_seed{s}") for s in seeds for c in configs]
     check_folder(out, "--out")
+    with _sole_runner(out):
+        records = _run_plan(runs, out, configs, overrides, args)
+    failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
+    if failed:
+        raise SystemExit(
+            f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}"
+        )
+
+
+@contextmanager
+def _sole_runner(out: Path) -> Iterator[None]:
+    """Hold ``OUT``'s lock while the plan runs: a second runner on the same folder would train
+    the same run beside the first, each overwriting the other's checkpoints and metrics. The
+    lock is the operating system's, so a runner that dies (even killed) leaves none behind."""
+    lock = FileLock(out / LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SystemExit(
+            f"dacl ablate: --out '{out}' is in use by another dacl ablate (it holds "
+            f"{out / LOCK}); wait for that one to end, or give another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_plan(
+    runs: list[Run], out: Path, configs: list[Path], overrides: list[str], args: Namespace
+) -> list[dict[str, Any]]:
+    """Every run of the plan in order (a finished one skipped), the results and, with
+    ``--analyze``, the analysis rewritten as they go and at the end; the runs' records."""
     if not (out / "commands.sh").is_file():
         cd = shlex.quote(str(Path.cwd()))
         head = f"#!/usr/bin/env bash\n# The commands dacl ablate ran, in order.\nset -e\ncd {cd}\n"
@@ -161,11 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"results written to {out}/results.md, results.json, ablation.png, commands.sh")
     if args.analyze:
         _write_analysis(out, records, configs, tuple(overrides))
-    failed = [f"{r['name']} (exit {r['returncode']})" for r in records if r["status"] != "done"]
-    if failed:
-        raise SystemExit(
-            f"dacl ablate: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}"
-        )
+    return records
 
 
 def _finished_record(run: Run, out: Path) -> dict[str, Any]:

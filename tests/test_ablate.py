@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 
 from dacl import FER2013_CLASSES, DACLError, DACLModule, FER2013DataModule, ablate, analysis, viz
 from dacl.callbacks import CSVTensorBoardLogger
@@ -586,3 +587,18 @@ def test_arguments_the_runner_owns_are_refused(tmp_path):
     (tmp_path / "file").write_text("")  # an --out that cannot be a folder: one line
     with pytest.raises(DACLError, match=r"--out '.*file/o' is not writable \(Not a directory"):
         ablate.main(["--configs", config, "--out", str(tmp_path / "file" / "o")])
+
+
+def test_a_second_runner_on_the_same_out_is_refused(tmp_path, fake_runs):
+    """Two runners on one folder would train the same runs side by side, each overwriting the
+    other's checkpoints and metrics: while one holds the folder, another stops in one line."""
+    calls, _ = fake_runs
+    out = tmp_path / "ablation"
+    argv = ["--configs", str(_config(tmp_path, "dacl")), "--seeds", "0", "--out", str(out)]
+    out.mkdir()
+    refused = pytest.raises(SystemExit, match=r"--out '.*ablation' is in use by another dacl")
+    with FileLock(out / ablate.LOCK), refused:  # held as a running runner holds it
+        ablate.main([*argv, "--test", "never"])
+    assert calls == [] and not (out / "runs").exists()
+    ablate.main([*argv, "--test", "never"])  # the lock given back: this one runs
+    assert len(calls) == 1 and (out / "runs" / "tiny_dacl_seed0" / "done.json").is_file()
