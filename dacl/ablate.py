@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
 def _sole_runner(out: Path) -> Iterator[None]:
     """Hold ``OUT``'s lock while the plan runs: a second runner on the same folder would train
     the same run beside the first, each overwriting the other's checkpoints and metrics. The
-    lock is the operating system's, so a runner that dies (even killed) leaves none behind."""
+    lock is the operating system's: a runner that dies, even by ``kill -9``, holds it no longer
+    (the empty file stays)."""
     lock = FileLock(out / LOCK)
     try:
         lock.acquire(timeout=0)
